@@ -1,0 +1,540 @@
+"""The htclean configuration: every parameter declared once, with its default and meaning.
+
+The declarations in ``PARAMETERS`` drive validation (``validate``), the commented template
+(``template``), the resolved configuration that travels with every job (``resolve``) and the
+parsed settings the code uses (``parse``: quantities in base units: radians, Jy, bytes).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from htclean.imaging import units
+from htclean.imaging.errors import InputError
+
+REQUIRED = object()  # default of a parameter the user must give
+
+
+@dataclass(frozen=True)
+class Param:
+    """One configuration key: ``path`` is ``section.key``; ``check`` parses or raises ValueError."""
+
+    path: str
+    default: Any
+    info: str
+    check: Callable[[Any], Any]
+    example: Any = None
+
+    @property
+    def section(self) -> str:
+        return self.path.split(".", 1)[0]
+
+    @property
+    def key(self) -> str:
+        return self.path.split(".", 1)[1]
+
+
+class ConfigError(InputError):
+    """A bad configuration value: ``str()`` is one line naming the key path."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path = path
+
+
+# --- value checkers: each returns the parsed value or raises ValueError --------------------
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a mapping", type(None): "nothing (null)"}.get(
+        type(value), type(value).__name__)
+
+
+def integer(lo: int | None = None, hi: int | None = None, nullable: bool = False):
+    def check(v):
+        if v is None and nullable:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"must be an integer, got {_type_name(v)} {v!r}")
+        if lo is not None and v < lo:
+            raise ValueError(f"must be >= {lo}, got {v}")
+        if hi is not None and v > hi:
+            raise ValueError(f"must be <= {hi}, got {v}")
+        return v
+    return check
+
+
+def number(lo: float | None = None, hi: float | None = None, nullable: bool = False,
+           lo_open: bool = False):
+    def check(v):
+        if v is None and nullable:
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"must be a number, got {_type_name(v)} {v!r}")
+        v = float(v)
+        if not math.isfinite(v):
+            raise ValueError(f"must be finite, got {v}")
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            raise ValueError(f"must be {'>' if lo_open else '>='} {lo:g}, got {v:g}")
+        if hi is not None and v > hi:
+            raise ValueError(f"must be <= {hi:g}, got {v:g}")
+        return v
+    return check
+
+
+def boolean(v):
+    if not isinstance(v, bool):
+        raise ValueError(f"must be true or false, got {_type_name(v)} {v!r}")
+    return v
+
+
+def choice(*options: str, nullable: bool = False):
+    def check(v):
+        if v is None and nullable:
+            return None
+        if v not in options:
+            raise ValueError(f"must be one of {', '.join(options)}; got {v!r}")
+        return v
+    return check
+
+
+def text(nullable: bool = False, pattern: str | None = None):
+    import re
+
+    def check(v):
+        if v is None and nullable:
+            return None
+        if not isinstance(v, str) or not v:
+            raise ValueError(f"must be a non-empty string, got {_type_name(v)} {v!r}")
+        if pattern and not re.fullmatch(pattern, v):
+            raise ValueError(f"{v!r} may only contain letters, digits, '.', '_' and '-'")
+        return v
+    return check
+
+
+def quantity(parser: Callable[[Any], float], positive: bool = False, nullable: bool = False):
+    def check(v):
+        if v is None and nullable:
+            return None
+        q = parser(v)
+        if positive and q <= 0:
+            raise ValueError(f"must be positive, got {v!r}")
+        if q < 0:
+            raise ValueError(f"must not be negative, got {v!r}")
+        return q
+    return check
+
+
+def image_size(v):
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = [v, v]
+    if (not isinstance(v, list) or len(v) != 2
+            or any(isinstance(n, bool) or not isinstance(n, int) for n in v)):
+        raise ValueError(f"must be an integer or a list [width, height], got {v!r}")
+    for n in v:
+        if n < 16:
+            raise ValueError(f"must be at least 16 pixels, got {n}")
+        if n % 2:
+            raise ValueError(f"must be even (the phase centre sits at pixel N/2), got {n}")
+        if n > 65536:
+            raise ValueError(f"must be at most 65536 pixels, got {n}")
+    return [int(v[0]), int(v[1])]
+
+
+def scale_list(v):
+    if (not isinstance(v, list) or not v
+            or any(isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0 for s in v)):
+        raise ValueError(f"must be a non-empty list of scales in pixels (>= 0), got {v!r}")
+    return sorted(float(s) for s in v)
+
+
+def mapping_of(value_check: Callable[[Any], Any]):
+    def check(v):
+        if v is None:
+            return {}
+        if not isinstance(v, dict):
+            raise ValueError(f"must be a mapping, got {_type_name(v)} {v!r}")
+        return {str(k): value_check(x) for k, x in v.items()}
+    return check
+
+
+def sky_position(v):
+    if v is None:
+        return None
+    from astropy.coordinates import SkyCoord
+
+    try:
+        c = SkyCoord(v, frame="icrs", unit=("hourangle", "deg"))
+    except Exception as exc:  # astropy raises several types for unparsable positions
+        raise ValueError(f"is not a sky position like '03h32m38.0s -27d47m00s': {exc}") from None
+    return [float(c.ra.rad), float(c.dec.rad)]
+
+
+def classad_expression(v):
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError(f"must be a ClassAd expression string, got {v!r}")
+    try:
+        import classad2
+    except ImportError:  # htcondor bindings absent: generators still validate the syntax later
+        return v
+    try:
+        classad2.ExprTree(v)
+    except Exception:
+        raise ValueError(f"is not a valid ClassAd expression: {v!r}") from None
+    return v
+
+
+# --- the parameters ------------------------------------------------------------------------
+
+CATEGORIES = ("partition", "weights", "grid", "gather", "deconvolve", "residual", "next",
+              "restore")
+
+PARAMETERS: tuple[Param, ...] = (
+    # data
+    Param("data.ms", REQUIRED, "Measurement Set to image: a path, a .ms.tar, or an osdf:// URL",
+          text(), "observation.ms"),
+    Param("data.column", "DATA", "visibility column: DATA or CORRECTED_DATA",
+          choice("DATA", "CORRECTED_DATA", "MODEL_DATA")),
+    Param("data.field", 0, "FIELD_ID to image", integer(0)),
+    Param("data.spw", None, "spectral window (DATA_DESC_ID) to image; null = all",
+          integer(0, nullable=True)),
+    Param("data.polarization_rule", "available",
+          "Stokes I from the parallel hands: 'available' uses the unflagged hand when one is "
+          "flagged; 'wsclean' drops the sample if either hand is flagged and weights it "
+          "min(w1, w2) (WSClean 3.1); 'tclean' drops it if any correlation is flagged and "
+          "weights it w1 + w2 (CASA tclean)",
+          choice("available", "wsclean", "tclean")),
+    Param("data.size", None, "size of a remote (osdf://) MS, used to plan parts and disk requests",
+          quantity(units.size_bytes, positive=True, nullable=True)),
+    Param("data.rows", None, "rows of a remote (osdf://) MS", integer(1, nullable=True)),
+    # image
+    Param("image.name", "htclean", "prefix of the products: NAME-image.fits, NAME-psf.fits, ...",
+          text(pattern=r"[A-Za-z0-9_.-]+")),
+    Param("image.size", 512, "pixels: N or [width, height], even", image_size),
+    Param("image.scale", REQUIRED, "pixel size (cell), e.g. 1asec; `htclean inspect` suggests one",
+          quantity(units.angle, positive=True), "1asec"),
+    Param("image.phase_centre", None, "image centre 'RA Dec' (J2000); null = the MS phase centre",
+          sky_position),
+    # weighting
+    Param("weighting.type", "natural", "natural, uniform or briggs",
+          choice("natural", "uniform", "briggs")),
+    Param("weighting.robust", None, "Briggs robust parameter, -2 (uniform) .. 2 (natural)",
+          number(-2.0, 2.0, nullable=True)),
+    # gridder
+    Param("gridder.wgridding", True, "correct for the w term (w-stacking)", boolean),
+    Param("gridder.epsilon", 1e-6, "gridding accuracy", number(1e-14, 1e-1, lo_open=True)),
+    Param("gridder.precision", "double", "single (float32) or double (float64) gridding",
+          choice("single", "double")),
+    Param("gridder.device", "auto", "auto (GPU when one is found), cpu or gpu",
+          choice("auto", "cpu", "gpu")),
+    Param("gridder.threads", 0, "CPU threads for gridding; 0 = the job's request_cpus", integer(0)),
+    Param("gridder.chunk_rows", 200000, "rows read at a time; bounds a job's memory", integer(1)),
+    # deconvolution
+    Param("deconvolution.algorithm", "hogbom", "hogbom, clark or multiscale",
+          choice("hogbom", "clark", "multiscale")),
+    Param("deconvolution.niter", 1000, "maximum CLEAN components in total", integer(0)),
+    Param("deconvolution.gain", 0.1, "loop gain", number(0.0, 1.0, lo_open=True)),
+    Param("deconvolution.mgain", 0.8,
+          "major-cycle gain: a minor cycle stops when the peak has dropped by this fraction "
+          "(WSClean -mgain)", number(0.0, 1.0, lo_open=True)),
+    Param("deconvolution.threshold", "0Jy", "stop cleaning at this peak residual",
+          quantity(units.flux)),
+    Param("deconvolution.auto_threshold", None,
+          "stop at this many times the robust noise (MAD) of the residual; null = off",
+          number(0.0, nullable=True, lo_open=True)),
+    Param("deconvolution.scales", None, "multiscale: scales in pixels; null = [0, 4, 16]",
+          lambda v: None if v is None else scale_list(v)),
+    Param("deconvolution.scale_bias", 0.6, "multiscale: bias towards small scales",
+          number(0.0, 1.0)),
+    Param("deconvolution.max_cycles", 20, "maximum major cycles", integer(1, 1000)),
+    Param("deconvolution.divergence", 1.5,
+          "stop when the peak residual grows by this factor between major cycles",
+          number(1.0, lo_open=True)),
+    # partition
+    Param("partition.parts", None, "number of parts; null = from max_size, or 1",
+          integer(1, 100000, nullable=True)),
+    Param("partition.max_size", None, "largest part, e.g. 2GB (instead of parts)",
+          quantity(units.size_bytes, positive=True, nullable=True)),
+    Param("partition.axis", "time", "split along time, baseline or channel",
+          choice("time", "baseline", "channel")),
+    Param("partition.fan_in", 8, "inputs per gather job (the gather is a tree)", integer(2, 1000)),
+    # execution
+    Param("execution.site", "local", "where jobs run: local, condor, ospool or path",
+          choice("local", "condor", "ospool", "path")),
+    Param("execution.container",
+          "/cvmfs/singularity.opensciencegrid.org/htclean/htclean:0.1.0",
+          "Apptainer image every job runs in (CVMFS path, osdf:// .sif, or docker://)",
+          text(nullable=True)),
+    Param("execution.data_configuration", "auto",
+          "Pegasus data configuration: auto (nonsharedfs on ospool/path, condorio on condor), "
+          "nonsharedfs, condorio or sharedfs",
+          choice("auto", "nonsharedfs", "condorio", "sharedfs")),
+    Param("execution.staging", None,
+          "staging URL for nonsharedfs, e.g. osdf:///ospool/ap40/data/USER/htclean",
+          text(nullable=True)),
+    Param("execution.retries", 3, "retries of a failed compute job (dagman.retry)",
+          integer(0, 100)),
+    Param("execution.request_cpus", 2, "CPU cores per compute job", integer(1, 256)),
+    Param("execution.request_memory", "4GB", "memory per compute job",
+          quantity(lambda v: units.size_bytes(v, "MB"), positive=True)),
+    Param("execution.disk_margin", "1GB", "added to 2 x the inputs' size for request_disk",
+          quantity(lambda v: units.size_bytes(v, "MB"))),
+    Param("execution.gpu.capability", 8.0, "minimum CUDA compute capability (require_gpus)",
+          number(1.0)),
+    Param("execution.gpu.memory_mb", 24000, "minimum GPU memory in MB (require_gpus)",
+          integer(0)),
+    Param("execution.gpu.driver", 12.0, "minimum CUDA driver version (require_gpus)",
+          number(1.0)),
+    Param("execution.requirements", None, "extra HTCondor requirements (a ClassAd expression)",
+          classad_expression),
+    Param("execution.project", None, "OSPool project name (+ProjectName)", text(nullable=True)),
+    Param("execution.attributes", None,
+          "extra job ClassAd attributes, name: expression (e.g. +WantOSPoolGPUs: true)",
+          mapping_of(lambda v: v)),
+    Param("execution.throttles", None,
+          f"maximum concurrent jobs per category ({', '.join(CATEGORIES)})",
+          mapping_of(integer(1))),
+    Param("execution.maxpre", 2, "sub-workflow plannings at a time (dagman.maxpre)",
+          integer(1, 100)),
+    Param("execution.jobs", 0, "local engine: jobs at a time; 0 = CPU cores", integer(0)),
+    # output
+    Param("output.dir", "htclean-out", "where the products and the run's records go", text()),
+    Param("output.run_id", None, "names this run's files (set by htclean plan); null = generate",
+          text(nullable=True, pattern=r"[A-Za-z0-9_.-]+")),
+)
+
+BY_PATH: dict[str, Param] = {p.path: p for p in PARAMETERS}
+SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(p.section for p in PARAMETERS))
+SECTION_INFO = {
+    "data": "the observation",
+    "image": "image geometry and product names",
+    "weighting": "visibility weighting (CASA's definitions)",
+    "gridder": "gridding and degridding (ducc0 wgridder on the CPU, CuPy on the GPU)",
+    "deconvolution": "the minor cycle and the major-cycle loop",
+    "partition": "how the data are split into parts, one job each",
+    "execution": "where and how jobs run (HTCondor requests, retries, throttles)",
+    "output": "where the results go",
+}
+
+
+# --- loading, validation, resolution -------------------------------------------------------
+
+
+def _flatten(raw: dict, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings to dotted keys, stopping at declared leaf parameters."""
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        path = f"{prefix}{key}"
+        if path in BY_PATH or not isinstance(value, dict):
+            flat[path] = value
+        else:
+            flat.update(_flatten(value, path + "."))
+    return flat
+
+
+def _unknown(path: str) -> str:
+    close = difflib.get_close_matches(path, list(BY_PATH), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown key{hint}"
+
+
+def read_yaml(path: str | os.PathLike) -> dict:
+    """Read a configuration file; raise ConfigError naming the file when it is not a mapping."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(str(p), "no such configuration file")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(str(p), f"not valid YAML{where}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(str(p), "must be a YAML mapping of sections (data, image, ...)")
+    return raw
+
+
+def validate(raw: dict, base_dir: str | os.PathLike = ".",
+             check_files: bool = True) -> list[ConfigError]:
+    """All problems of a raw configuration, one ConfigError each (empty list: valid)."""
+    errors: list[ConfigError] = []
+    for section, value in raw.items():
+        if section not in SECTIONS:
+            errors.append(ConfigError(str(section), _unknown(str(section))))
+        elif not isinstance(value, dict):
+            errors.append(ConfigError(section, f"must be a mapping of keys, got {value!r}"))
+    flat = _flatten({s: v for s, v in raw.items() if s in SECTIONS and isinstance(v, dict)})
+    parsed: dict[str, Any] = {}
+    for path, value in flat.items():
+        if path not in BY_PATH:
+            errors.append(ConfigError(path, _unknown(path)))
+            continue
+        try:
+            parsed[path] = BY_PATH[path].check(value)
+        except ValueError as exc:
+            errors.append(ConfigError(path, str(exc)))
+    for p in PARAMETERS:
+        if p.default is REQUIRED and p.path not in flat:
+            errors.append(ConfigError(p.path, f"is required (for example {p.example!r})"))
+    if errors:
+        return errors
+    for p in PARAMETERS:
+        parsed.setdefault(p.path, p.check(p.default) if p.default is not REQUIRED else None)
+    errors.extend(_consistency(flat, parsed, Path(base_dir), check_files))
+    return errors
+
+
+def image_memory_bytes(nx: int, ny: int, precision: str) -> float:
+    """Rough peak memory of gridding one image: the 2x padded complex grid, PSF, dirty, model."""
+    item = 8 if precision == "double" else 4
+    return nx * ny * (4 * 2 * item * 2 + 6 * item)
+
+
+def _consistency(flat: dict, parsed: dict, base: Path, check_files: bool) -> Iterable[ConfigError]:
+    if flat.get("weighting.robust") is not None and parsed["weighting.type"] != "briggs":
+        yield ConfigError("weighting.robust",
+                          f"only applies to weighting.type briggs, not {parsed['weighting.type']}")
+    multiscale = parsed["deconvolution.algorithm"] == "multiscale"
+    if flat.get("deconvolution.scales") is not None and not multiscale:
+        yield ConfigError("deconvolution.scales", "only applies to algorithm multiscale")
+    if parsed["partition.parts"] is not None and parsed["partition.max_size"] is not None:
+        yield ConfigError("partition.max_size", "give partition.parts or partition.max_size, "
+                          "not both")
+    nx, ny = parsed["image.size"]
+    need = image_memory_bytes(nx, ny, parsed["gridder.precision"])
+    have = parsed["execution.request_memory"]
+    if need > have:
+        yield ConfigError("image.size", f"a {nx}x{ny} image needs about "
+                          f"{units.format_bytes(need)} to grid, more than "
+                          f"execution.request_memory ({units.format_bytes(have)})")
+    fov = max(nx, ny) * parsed["image.scale"]
+    if fov >= math.pi / 2:
+        yield ConfigError("image.scale", f"the field of view ({units.format_angle(fov)}) "
+                          "must be well below 90 degrees")
+    ms = parsed["data.ms"]
+    remote = "://" in ms
+    site = parsed["execution.site"]
+    if remote:
+        if not ms.startswith(("osdf://", "pelican://", "http://", "https://", "file://")):
+            yield ConfigError("data.ms", f"unsupported URL scheme in {ms!r}")
+        if parsed["data.size"] is None:
+            yield ConfigError("data.size", "is required when data.ms is a URL "
+                              "(htclean cannot measure a remote MS)")
+        if site == "local":
+            yield ConfigError("data.ms", "execution.site local needs a local MS, not a URL")
+    elif check_files:
+        path = (base / ms) if not os.path.isabs(ms) else Path(ms)
+        if not path.exists():
+            yield ConfigError("data.ms", f"no such Measurement Set: {path}")
+        elif path.is_dir() and not (path / "table.dat").exists():
+            yield ConfigError("data.ms", f"{path} is a directory but not a casacore table")
+    data_conf = parsed["execution.data_configuration"]
+    if site in ("ospool", "path") and data_conf in ("auto", "nonsharedfs") \
+            and not parsed["execution.staging"]:
+        yield ConfigError("execution.staging", f"is required on site {site} with nonsharedfs "
+                          "(an osdf:// directory under your /ospool/<ap>/data/<user>)")
+
+
+def resolve(raw: dict, base_dir: str | os.PathLike = ".") -> dict:
+    """The full configuration: every key present (defaults filled), paths made absolute.
+
+    The result is what travels with every job as the run's ``config.yml``; it keeps the user's
+    own spellings (``3asec``), so ``parse`` gives the same numbers everywhere.
+    """
+    base = Path(base_dir).resolve()
+    flat = _flatten(raw)
+    out: dict[str, dict] = {s: {} for s in SECTIONS}
+    for p in PARAMETERS:
+        value = flat.get(p.path, None if p.default is REQUIRED else p.default)
+        briggs = flat.get("weighting.type") == "briggs"
+        if p.path == "weighting.robust" and value is None and briggs:
+            value = 0.0
+        if p.path == "deconvolution.scales" and value is None:
+            value = [0, 4, 16] if flat.get("deconvolution.algorithm") == "multiscale" else None
+        if p.path in ("data.ms", "output.dir") and value and "://" not in value:
+            value = str((base / value).resolve()) if not os.path.isabs(value) else value
+        node = out
+        *parents, leaf = p.path.split(".")
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[leaf] = value
+    return out
+
+
+def parse(resolved: dict) -> dict:
+    """Settings for the code: nested dict, quantities in base units (rad, Jy, bytes)."""
+    flat = _flatten(resolved)
+    out: dict[str, dict] = {}
+    for p in PARAMETERS:
+        value = p.check(flat.get(p.path)) if flat.get(p.path) is not None or p.default is None \
+            else p.check(p.default)
+        node = out
+        *parents, leaf = p.path.split(".")
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[leaf] = value
+    out["image"]["nx"], out["image"]["ny"] = out["image"]["size"]
+    out["image"]["cell"] = out["image"]["scale"]
+    return out
+
+
+def load(path: str | os.PathLike, check_files: bool = True) -> tuple[dict, dict]:
+    """Read, validate and resolve a configuration file: (resolved raw dict, parsed settings).
+
+    Raises ConfigError for the first problem; ``validate`` lists them all.
+    """
+    raw = read_yaml(path)
+    base = Path(path).resolve().parent
+    errors = validate(raw, base, check_files)
+    if errors:
+        raise errors[0]
+    resolved = resolve(raw, base)
+    return resolved, parse(resolved)
+
+
+def dump(resolved: dict, path: str | os.PathLike) -> None:
+    """Write a resolved configuration atomically."""
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text(yaml.safe_dump(resolved, sort_keys=False, default_flow_style=None))
+    os.replace(tmp, p)
+
+
+def template(ms: str | None = None) -> str:
+    """A configuration with every key and a comment on each, ready to edit."""
+    lines = ["# htclean configuration. Every key is optional except data.ms and image.scale.",
+             "# Check it with: htclean validate THIS_FILE", ""]
+    for section in SECTIONS:
+        lines.append(f"# {SECTION_INFO[section]}")
+        lines.append(f"{section}:")
+        current_sub = None
+        for p in (p for p in PARAMETERS if p.section == section):
+            parts = p.key.split(".")
+            indent = "  "
+            if len(parts) == 2:
+                if parts[0] != current_sub:
+                    lines.append(f"  {parts[0]}:")
+                    current_sub = parts[0]
+                indent = "    "
+            value = p.example if p.default is REQUIRED else p.default
+            if p.path == "data.ms" and ms:
+                value = ms
+            dumped = yaml.safe_dump(value, default_flow_style=True).strip()
+            dumped = dumped.removesuffix("\n...").removesuffix("...").strip()
+            lines.append(f"{indent}# {p.info}")
+            lines.append(f"{indent}{parts[-1]}: {dumped}")
+        lines.append("")
+    return "\n".join(lines)
