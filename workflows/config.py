@@ -386,8 +386,9 @@ def validate(raw: dict, base_dir: str | os.PathLike = ".",
             parsed[path] = BY_PATH[path].check(value)
         except ValueError as exc:
             errors.append(ConfigError(path, str(exc)))
+    malformed = {s for s, v in raw.items() if not isinstance(v, dict)}
     for p in PARAMETERS:
-        if p.default is REQUIRED and p.path not in flat:
+        if p.default is REQUIRED and p.path not in flat and p.section not in malformed:
             errors.append(ConfigError(p.path, f"is required (for example {p.example!r})"))
     if errors:
         return errors
