@@ -1,0 +1,322 @@
+"""Measurement Sets as files, and the selections that split one into parts.
+
+A Measurement Set is a directory; between jobs it travels as an uncompressed tar
+(``part-NNN.ms.tar``) holding one top-level ``*.ms`` directory. ``unpacked`` opens either form
+in a scratch directory that is removed afterwards. The splitters give, for each part, the
+range of keys (time, baseline) or of channels it holds; every row or channel belongs to
+exactly one part. ``copy_rows`` and ``copy_channels`` write a part as a valid MS
+with all its subtables, ``block_rows`` rows at a time so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from htclean.imaging.errors import InputError
+
+# Main-table columns with a channel axis (numpy shape (..., nchan, ncorr) per row).
+CHANNEL_COLUMNS = ("DATA", "CORRECTED_DATA", "MODEL_DATA", "FLAG", "WEIGHT_SPECTRUM",
+                   "SIGMA_SPECTRUM", "FLAG_CATEGORY", "IMAGING_WEIGHT")
+# SPECTRAL_WINDOW columns with one value per channel.
+SPW_CHANNEL_COLUMNS = ("CHAN_FREQ", "CHAN_WIDTH", "EFFECTIVE_BW", "RESOLUTION")
+TILED = ("TiledColumnStMan", "TiledShapeStMan", "TiledCellStMan", "TiledDataStMan")
+
+
+def _table(path: str | os.PathLike, readonly: bool = True):
+    from casacore.tables import table
+
+    return table(str(path), readonly=readonly, ack=False)
+
+
+def is_ms(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a directory holding a casacore table."""
+    return (Path(path) / "table.dat").is_file()
+
+
+def _safe_members(tar: tarfile.TarFile, where: str) -> list[tarfile.TarInfo]:
+    members = tar.getmembers()
+    for m in members:
+        name = Path(m.name)
+        if name.is_absolute() or ".." in name.parts:
+            raise InputError(f"{where}: unsafe path in the tar: {m.name}")
+        if not (m.isfile() or m.isdir()):
+            raise InputError(f"{where}: the tar holds {m.name}, which is not a file or folder")
+    return members
+
+
+def _find_ms(root: Path, where: str) -> Path:
+    tops = [p for p in root.iterdir() if p.is_dir()]
+    if len(tops) == 1 and is_ms(tops[0]):
+        return tops[0]
+    if is_ms(root):
+        return root
+    raise InputError(f"{where}: does not hold one Measurement Set directory")
+
+
+@contextlib.contextmanager
+def unpacked(path: str | os.PathLike, scratch: str | os.PathLike = ".") -> Iterator[Path]:
+    """Yield the MS directory of ``path`` (a ``.tar`` of one MS, or an MS directory).
+
+    A tar is unpacked into a temporary directory under ``scratch`` that is removed on exit.
+    Raises InputError when ``path`` is missing, not a tar or holds no MS.
+    """
+    p = Path(path)
+    if p.is_dir():
+        if not is_ms(p):
+            raise InputError(f"{p}: is a directory but not a Measurement Set")
+        yield p
+        return
+    if not p.is_file():
+        raise InputError(f"no such Measurement Set or tar: {p}")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", dir=scratch))
+    try:
+        try:
+            with tarfile.open(p, "r:*") as tar:
+                members = _safe_members(tar, str(p))
+                tar.extractall(tmp, members=members)  # noqa: S202 (members checked above)
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise InputError(f"{p}: not a readable tar of a Measurement Set ({exc})") from None
+        yield _find_ms(tmp, str(p))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pack(ms: str | os.PathLike, tar_path: str | os.PathLike) -> Path:
+    """Write the MS directory ``ms`` as an uncompressed tar at ``tar_path``, atomically.
+
+    The tar holds one top-level directory named after ``tar_path`` without ``.tar``.
+    """
+    from htclean.executables.record import atomic_output
+
+    out = Path(tar_path)
+    arcname = out.name.removesuffix(".tar") if out.name.endswith(".tar") else out.name + ".ms"
+    with atomic_output(out) as tmp:
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            tar.add(str(ms), arcname=arcname)
+    return out
+
+
+# --- splitting -----------------------------------------------------------------------------
+
+
+def balanced_cuts(counts: Sequence[int] | np.ndarray, nparts: int, unit: str) -> list[int]:
+    """Cut a sequence of ``len(counts)`` units (timestamps, baselines) with ``counts`` rows
+    each into ``nparts`` contiguous non-empty groups of about equal rows.
+
+    Returns ``nparts + 1`` boundaries ``b`` (group k = units ``b[k]:b[k+1]``). InputError when
+    there are fewer units than parts.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    n = len(counts)
+    if nparts < 1:
+        raise InputError(f"the number of parts must be at least 1, got {nparts}")
+    if n < nparts:
+        raise InputError(f"cannot split {n} {unit}s into {nparts} parts without splitting "
+                         f"a {unit}; use at most {n} parts on this axis")
+    cum = np.concatenate([[0], np.cumsum(counts)])
+    total = cum[-1]
+    cuts = [0]
+    for k in range(1, nparts):
+        target = total * k / nparts
+        i = int(np.searchsorted(cum, target))
+        if i > 0 and abs(cum[i - 1] - target) <= abs(cum[min(i, n)] - target):
+            i -= 1
+        i = max(i, cuts[-1] + 1)  # non-empty
+        i = min(i, n - (nparts - k))  # leave one unit for each remaining part
+        cuts.append(i)
+    cuts.append(n)
+    return cuts
+
+
+def _row_keys(t, axis: str, start: int, n: int) -> np.ndarray:
+    """The key that groups rows on ``axis``: TIME (float64 s) or the antenna pair (int64)."""
+    if axis == "time":
+        return t.getcol("TIME", startrow=start, nrow=n)
+    a1 = t.getcol("ANTENNA1", startrow=start, nrow=n).astype(np.int64)
+    a2 = t.getcol("ANTENNA2", startrow=start, nrow=n).astype(np.int64)
+    return (a1 << 32) | a2
+
+
+def key_ranges(ms: str | os.PathLike, axis: str, nparts: int,
+               block_rows: int = 1000000) -> list[tuple[float, float]]:
+    """For ``axis`` time or baseline: the inclusive key range ``(lo, hi)`` of each part.
+
+    Time parts are contiguous time ranges, baseline parts groups of whole baselines (ordered
+    by antenna pair), each of about equal rows; rows of one timestamp or baseline stay
+    together. The key columns are read ``block_rows`` at a time.
+    """
+    t = _table(ms)
+    try:
+        keys: np.ndarray = np.zeros(0)
+        counts = np.zeros(0, dtype=np.int64)
+        for start in range(0, t.nrows(), block_rows):
+            k, c = np.unique(_row_keys(t, axis, start, min(block_rows, t.nrows() - start)),
+                             return_counts=True)
+            keys, inv = np.unique(np.concatenate([keys, k]), return_inverse=True)
+            counts = np.bincount(inv.ravel(), np.concatenate([counts, c]),
+                                 minlength=len(keys)).astype(np.int64)
+    finally:
+        t.close()
+    unit = "timestamp" if axis == "time" else "baseline"
+    cuts = balanced_cuts(counts, nparts, unit)
+    return [(keys[cuts[k]], keys[cuts[k + 1] - 1]) for k in range(nparts)]
+
+
+def rows_in_range(ms: str | os.PathLike, axis: str, lo: float, hi: float,
+                  block_rows: int = 1000000) -> np.ndarray:
+    """Ascending row numbers (int64) of ``ms`` whose ``axis`` key lies in ``[lo, hi]``."""
+    t = _table(ms)
+    try:
+        found = []
+        for start in range(0, t.nrows(), block_rows):
+            key = _row_keys(t, axis, start, min(block_rows, t.nrows() - start))
+            found.append(start + np.flatnonzero((key >= lo) & (key <= hi)))
+    finally:
+        t.close()
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
+def time_range(ms: str | os.PathLike, block_rows: int = 1000000) -> tuple[float, float]:
+    """(first, last) TIME of ``ms`` in MJD seconds; (nan, nan) for an empty table."""
+    t = _table(ms)
+    try:
+        lo, hi = np.inf, -np.inf
+        for start in range(0, t.nrows(), block_rows):
+            tm = t.getcol("TIME", startrow=start, nrow=min(block_rows, t.nrows() - start))
+            lo, hi = min(lo, float(tm.min())), max(hi, float(tm.max()))
+    finally:
+        t.close()
+    return (lo, hi) if lo <= hi else (float("nan"), float("nan"))
+
+
+def split_channel(nchan: int, nparts: int) -> list[tuple[int, int]]:
+    """Channel ranges ``[c0, c1)`` of each part, contiguous and of about equal width."""
+    cuts = balanced_cuts(np.ones(nchan, dtype=np.int64), nparts, "channel")
+    return [(cuts[k], cuts[k + 1]) for k in range(nparts)]
+
+
+def channel_count(ms: str | os.PathLike) -> int:
+    """The number of channels, the same in every spectral window (InputError otherwise)."""
+    spw = _table(Path(ms) / "SPECTRAL_WINDOW")
+    try:
+        nchan = {int(n) for n in spw.getcol("NUM_CHAN")}
+    finally:
+        spw.close()
+    if len(nchan) != 1:
+        raise InputError(f"{ms}: spectral windows have different channel counts "
+                         f"({sorted(nchan)}); partition along time or baseline instead")
+    return nchan.pop()
+
+
+# --- writing parts -------------------------------------------------------------------------
+
+
+def copy_rows(ms: str | os.PathLike, rows: np.ndarray, out: str | os.PathLike) -> None:
+    """Write rows ``rows`` (ascending row numbers) of ``ms`` as a new MS at ``out`` with
+    copies of all subtables (casacore's deep copy works row by row: bounded memory)."""
+    t = _table(ms)
+    try:
+        sel = t.selectrows(np.asarray(rows, dtype=np.int64))
+        sel.copy(str(out), deep=True, valuecopy=True).close()
+        sel.close()
+    finally:
+        t.close()
+
+
+def _channel_desc(t, nchan: int):
+    """Table description and data-manager info of ``t`` with every channel column resized to
+    ``nchan`` channels (tiled managers get an adjusted default tile shape)."""
+    desc = t.getdesc()
+    dminfo = t.getdminfo()
+    resized = set()
+    for name in CHANNEL_COLUMNS:
+        if name not in desc:
+            continue
+        cd = desc[name]
+        if "shape" in cd and len(cd["shape"]) >= 2:
+            shape = [int(s) for s in cd["shape"]]
+            shape[-2 if cd.get("_c_order", True) else 1] = nchan
+            cd["shape"] = np.array(shape)
+        resized.add(name)
+    for group in dminfo.values():
+        if group["TYPE"] in TILED and resized & set(group["COLUMNS"]):
+            tile = [int(x) for x in group.get("SPEC", {}).get("DEFAULTTILESHAPE", [4, 32, 128])]
+            if len(tile) >= 3:
+                tile[-2] = max(1, min(tile[-2], nchan))  # casacore order: corr, chan, row
+            group["SPEC"] = {"DEFAULTTILESHAPE": np.array(tile)}
+    return desc, dminfo
+
+
+def copy_channels(ms: str | os.PathLike, c0: int, c1: int, out: str | os.PathLike,
+                  block_rows: int = 100000) -> None:
+    """Write all rows of ``ms`` with channels ``c0:c1`` as a new MS at ``out``: channel
+    columns sliced, SPECTRAL_WINDOW rows cut to those channels (REF_FREQUENCY kept: the band's
+    reference, so every part images at the same frequency), all other subtables copied."""
+    from casacore.tables import table
+
+    src = _table(ms)
+    try:
+        nchan = c1 - c0
+        desc, dminfo = _channel_desc(src, nchan)
+        keywords = desc.pop("_keywords_", {})
+        desc.pop("_private_keywords_", None)
+        nrow = src.nrows()
+        dst = table(str(out), tabledesc=desc, dminfo=dminfo, nrow=nrow, readonly=False,
+                    ack=False)
+        try:
+            subtables = {k: v for k, v in keywords.items()
+                         if isinstance(v, str) and v.startswith("Table: ")}
+            dst.putkeywords({k: v for k, v in keywords.items() if k not in subtables})
+            for name in subtables:
+                sub = _table(Path(ms) / name)
+                sub.copy(str(Path(out) / name), deep=True, valuecopy=True).close()
+                sub.close()
+                dst.putkeyword(name, _table(Path(out) / name))
+            columns = [c for c in src.colnames() if c in desc]
+            for start in range(0, nrow, block_rows):
+                n = min(block_rows, nrow - start)
+                for col in columns:
+                    if not _defined(src, col, start, n):
+                        continue
+                    if col in CHANNEL_COLUMNS:
+                        ndim = src.getcoldesc(col).get("ndim", 2)
+                        lead = [-1] * (ndim - 2)
+                        values = src.getcolslice(col, lead + [c0, -1], lead + [c1 - 1, -1],
+                                                 startrow=start, nrow=n)
+                    else:
+                        values = src.getcol(col, startrow=start, nrow=n)
+                    dst.putcol(col, values, startrow=start, nrow=n)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    _slice_spectral_windows(Path(out) / "SPECTRAL_WINDOW", c0, c1)
+
+
+def _defined(t, col: str, start: int, n: int) -> bool:
+    """False for an array column with no values in these rows (e.g. an unused FLAG_CATEGORY)."""
+    if t.isscalarcol(col):
+        return True
+    return all(t.iscelldefined(col, r) for r in (start, start + n - 1))
+
+
+def _slice_spectral_windows(path: Path, c0: int, c1: int) -> None:
+    spw = _table(path, readonly=False)
+    try:
+        for row in range(spw.nrows()):
+            for col in SPW_CHANNEL_COLUMNS:
+                if col in spw.colnames() and spw.iscelldefined(col, row):
+                    spw.putcell(col, row, spw.getcell(col, row)[c0:c1])
+            spw.putcell("NUM_CHAN", row, c1 - c0)
+            widths = spw.getcell("CHAN_WIDTH", row)
+            spw.putcell("TOTAL_BANDWIDTH", row, float(np.sum(np.abs(widths))))
+    finally:
+        spw.close()

@@ -1,0 +1,342 @@
+"""The shared wrapper of every job: arguments, the job record, atomic outputs, exit codes.
+
+Each executable builds its parser with ``job_parser`` and hands its work to ``run_job``::
+
+    def main(argv=None) -> int:
+        return run_job("htclean-gather", build_parser(), work, argv)
+
+``run_job`` parses the command line, loads ``--config``, honours fault injection
+(``HTCLEAN_INJECT_FAILURE=1``: exit 1 before any output), runs ``work(args, job)``, and writes
+the JSON job record (``--record``) whatever the outcome. Bad input (``InputError``) is one
+line ``htclean-<job>: error: <what>`` and exit status 2; any other failure is one line and
+exit status 1 (the traceback too with ``HTCLEAN_DEBUG=1``). A failed job removes the outputs
+it had already committed, so nothing it leaves behind can be taken for done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import resource
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NoReturn
+
+from htclean.imaging.errors import InputError
+
+INJECT_ENV = "HTCLEAN_INJECT_FAILURE"
+DEBUG_ENV = "HTCLEAN_DEBUG"
+
+
+# --- arguments -----------------------------------------------------------------------------
+
+
+class JobParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def job_parser(prog: str, description: str) -> JobParser:
+    """A parser with the arguments every job takes: ``--config`` and ``--record``."""
+    parser = JobParser(prog=prog, description=description,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, metavar="R-config.yml",
+                        help="the run's resolved configuration (YAML)")
+    parser.add_argument("--record", metavar="R-JOB.record.json",
+                        help="where to write this job's JSON record (wall/CPU time, memory, "
+                        "bytes, visibilities, device, GPU samples)")
+    return parser
+
+
+def load_settings(path: str) -> dict:
+    """The parsed settings of a resolved configuration (files are not checked: a job runs
+    where the submit host's paths need not exist)."""
+    from htclean.workflows import config
+
+    _, parsed = config.load(path, check_files=False)
+    return parsed
+
+
+def existing_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a Path if it is a regular file, else InputError naming ``what``."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{what}: no such file: {p}")
+    return p
+
+
+# --- atomic outputs ------------------------------------------------------------------------
+
+
+def temp_name(path: str | os.PathLike) -> Path:
+    """A temporary name beside ``path`` (same directory, so ``os.replace`` is atomic)."""
+    p = Path(path)
+    return p.with_name(f".{p.name}.tmp-{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write; rename it to ``path`` only if the block succeeds."""
+    final = Path(path)
+    tmp = temp_name(final)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise RuntimeError(f"output {final} was not written")
+        os.replace(tmp, final)
+    finally:
+        if tmp.is_dir():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists() or tmp.is_symlink():
+            tmp.unlink()
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns the path."""
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    return Path(path)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    return write_bytes_atomic(path, (json.dumps(obj, indent=1) + "\n").encode())
+
+
+def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, Any]) -> Path:
+    """Write ``arrays`` as an uncompressed ``.npz`` to ``path`` atomically (any file name)."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return write_bytes_atomic(path, buf.getvalue())
+
+
+# --- GPU utilisation -----------------------------------------------------------------------
+
+
+class _NvmlSampler:
+    """Samples GPU 0's utilisation (%) and memory (MB) once a second in a daemon thread."""
+
+    def __init__(self, interval_s: float = 1.0):
+        import pynvml
+
+        pynvml.nvmlInit()
+        self._nvml = pynvml
+        self._handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        name = pynvml.nvmlDeviceGetName(self._handle)
+        self.name = name.decode() if isinstance(name, bytes) else str(name)
+        self.samples: list[dict[str, float]] = []
+        self._interval = interval_s
+        self._t0 = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="nvml-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _sample(self) -> None:
+        util = self._nvml.nvmlDeviceGetUtilizationRates(self._handle)
+        mem = self._nvml.nvmlDeviceGetMemoryInfo(self._handle)
+        self.samples.append({"t": round(time.monotonic() - self._t0, 3),
+                             "util": float(util.gpu), "mem_mb": mem.used / 2**20})
+
+    def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):  # one failed NVML query must not end the job
+                self._sample()
+            if self._stop.wait(self._interval):
+                return
+
+    def stop(self) -> list[dict[str, float]]:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        with contextlib.suppress(Exception):
+            self._nvml.nvmlShutdown()
+        return self.samples
+
+
+def start_gpu_monitor(device_setting: str) -> Any | None:
+    """A started GPU sampler (``imaging.gpu_monitor`` if present, else NVML directly) when the
+    configuration allows a GPU and one is visible; None otherwise. The returned object has
+    ``name``, ``samples`` and ``stop() -> samples``."""
+    if device_setting == "cpu":
+        return None
+    try:
+        from htclean.imaging import gpu_monitor  # the colleague's sampler, when it exists
+    except ImportError:
+        gpu_monitor = None
+    try:
+        if gpu_monitor is not None:
+            monitor = gpu_monitor.start()
+            return monitor
+        sampler = _NvmlSampler()
+        sampler.start()
+        return sampler
+    except Exception:  # no driver, no device, no pynvml: a CPU job
+        return None
+
+
+# --- the job and its record ----------------------------------------------------------------
+
+
+class Job:
+    """What a running job tells its record: inputs read, outputs committed, visibilities,
+    device. ``settings`` is the parsed configuration (None until loaded)."""
+
+    def __init__(self, name: str, executable: str, argv: list[str]):
+        self.name = name
+        self.executable = executable
+        self.argv = argv
+        self.settings: dict | None = None
+        self.visibilities = 0
+        self.device = "cpu"
+        self.inputs: list[Path] = []
+        self.outputs: list[Path] = []
+
+    def read(self, path: str | os.PathLike, what: str = "input", allow_dir: bool = False) -> Path:
+        """Check that an input file (or, with ``allow_dir``, directory) exists (InputError
+        naming ``what`` if not); count its size in bytes_read. Returns it as a Path."""
+        p = Path(path)
+        if not (allow_dir and p.is_dir()):
+            existing_file(p, what)
+        self.inputs.append(p)
+        return p
+
+    def output(self, path: str | os.PathLike) -> Path:
+        """Declare an output this job has committed (counted in bytes_written, removed if the
+        job fails later)."""
+        p = Path(path)
+        if not p.exists():
+            raise RuntimeError(f"output {p} was declared but does not exist")
+        self.outputs.append(p)
+        return p
+
+    def write_json(self, path: str | os.PathLike, obj: Any) -> Path:
+        return self.output(write_json_atomic(path, obj))
+
+    def write_npz(self, path: str | os.PathLike, arrays: dict[str, Any]) -> Path:
+        return self.output(write_npz_atomic(path, arrays))
+
+    def discard_outputs(self) -> None:
+        for p in self.outputs:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        self.outputs = []
+
+
+def _size(p: Path) -> int:
+    """Bytes in a file, or in all files under a directory."""
+    try:
+        if p.is_dir():
+            return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+        return p.stat().st_size
+    except OSError:
+        return 0
+
+
+def _usage() -> tuple[float, float]:
+    """(CPU seconds, peak RSS in MB) of this process and its waited-for children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return cpu, max(own.ru_maxrss, kids.ru_maxrss) / 1024.0  # ru_maxrss is in KiB on Linux
+
+
+def job_name(record_path: str | None, executable: str, run_id: str | None = None) -> str:
+    """The job id from ``R-<job id>.record.json`` (``run_id`` = R), else the record's stem;
+    the executable's name without a record."""
+    if not record_path:
+        return executable
+    stem = Path(record_path).name.removesuffix(".json").removesuffix(".record")
+    if run_id and stem.startswith(f"{run_id}-"):
+        return stem[len(run_id) + 1:]
+    return stem
+
+
+def build_record(job: Job, start: datetime, wall: float, status: int, error: str | None,
+                 gpu_samples: list[dict[str, float]]) -> dict[str, Any]:
+    cpu, rss = _usage()
+    return {
+        "job": job.name, "executable": job.executable, "argv": job.argv,
+        "start": start.isoformat(timespec="seconds"), "wall_s": round(wall, 6),
+        "cpu_s": round(cpu, 6), "max_rss_mb": round(rss, 3),
+        "bytes_read": sum(_size(p) for p in dict.fromkeys(job.inputs)),
+        "bytes_written": sum(_size(p) for p in dict.fromkeys(job.outputs)),
+        "visibilities": int(job.visibilities), "device": job.device,
+        "gpu_samples": gpu_samples, "exit_status": status, "error": error,
+    }
+
+
+def run_job(executable: str, parser: argparse.ArgumentParser,
+            work: Callable[[argparse.Namespace, Job], None],
+            argv: list[str] | None = None) -> int:
+    """Run one job: parse, load settings, ``work(args, job)``, write the record; exit status.
+
+    0: every output committed; 2: bad input (one line on stderr); 1: any other failure
+    (one line; the traceback too with HTCLEAN_DEBUG=1) or injected failure.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    start = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    job = Job(job_name(args.record, executable), executable, argv)
+    monitor = None
+    status, error = 0, None
+    try:
+        if os.environ.get(INJECT_ENV) == "1":
+            raise _InjectedFailure(f"injected failure ({INJECT_ENV}=1)")
+        job.settings = load_settings(str(job.read(args.config, "--config")))
+        job.name = job_name(args.record, executable, job.settings["output"]["run_id"])
+        monitor = start_gpu_monitor(job.settings["gridder"]["device"])
+        if monitor is not None:
+            job.device = f"gpu:{monitor.name}"
+        work(args, job)
+    except InputError as exc:
+        status, error = 2, _one_line(exc)
+        print(f"{executable}: error: {error}", file=sys.stderr)
+    except _InjectedFailure as exc:
+        status, error = 1, str(exc)
+        print(f"{executable}: failed: {error}", file=sys.stderr)
+    except Exception as exc:
+        status, error = 1, f"{type(exc).__name__}: {_one_line(exc)}"
+        print(f"{executable}: failed: {error}", file=sys.stderr)
+        if os.environ.get(DEBUG_ENV) == "1":
+            traceback.print_exc()
+    finally:
+        samples = monitor.stop() if monitor is not None else []
+    if status != 0:
+        job.discard_outputs()
+    if args.record:
+        rec = build_record(job, start, time.perf_counter() - t0, status, error, list(samples))
+        try:
+            write_json_atomic(args.record, rec)
+        except OSError as exc:
+            print(f"{executable}: failed: cannot write the record {args.record}: {exc}",
+                  file=sys.stderr)
+            return 1
+    return status
+
+
+class _InjectedFailure(Exception):
+    """The engine's fault injection (HTCLEAN_INJECT_FAILURE=1)."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
