@@ -1,0 +1,124 @@
+"""FITS images as CASA and WSClean write them, so CARTA/DS9 and pixel comparisons just work.
+
+Data shape (1, 1, ny, nx) float32; axes RA---SIN (CDELT1 = -cell deg), DEC--SIN (CDELT2 =
++cell deg), FREQ (Hz), STOKES (I = 1); CRPIX1/2 = N/2 + 1 (the image centre at 0-based pixel
+N/2), CRVAL1/2 the image centre in degrees. BMAJ/BMIN/BPA in degrees when a beam is given.
+No RESTFRQ: a continuum image has no rest frequency (viewers do not need one).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from htclean.imaging.errors import InputError
+from htclean.imaging.geometry import ImageGeometry
+
+ORIGIN = "htclean"
+
+
+def _beam_deg(beam: Any) -> tuple[float, float, float]:
+    """(bmaj, bmin, bpa) in degrees from a Beam (bmaj, bmin radians; bpa degrees) or a tuple."""
+    bmaj, bmin, bpa = (beam.bmaj, beam.bmin, beam.bpa) if hasattr(beam, "bmaj") else beam
+    return math.degrees(bmaj), math.degrees(bmin), float(bpa)
+
+
+def header_for(geom: ImageGeometry, *, beam: Any = None, bunit: str = "Jy/beam",
+               history: Iterable[str] = ()):
+    """The astropy Header of an image with this geometry."""
+    from astropy.io import fits
+
+    h = fits.Header()
+    h["BUNIT"] = (bunit, "brightness unit")
+    if beam is not None:
+        bmaj, bmin, bpa = _beam_deg(beam)
+        h["BMAJ"] = (bmaj, "clean beam major axis FWHM (deg)")
+        h["BMIN"] = (bmin, "clean beam minor axis FWHM (deg)")
+        h["BPA"] = (bpa, "clean beam position angle (deg, north through east)")
+    cell = math.degrees(geom.cell)
+    axes = (("RA---SIN", geom.nx / 2 + 1, math.degrees(geom.ra) % 360.0, -cell, "deg"),
+            ("DEC--SIN", geom.ny / 2 + 1, math.degrees(geom.dec), cell, "deg"),
+            ("FREQ", 1.0, geom.freq, geom.bandwidth or 1.0, "Hz"),
+            ("STOKES", 1.0, 1.0, 1.0, ""))
+    for i, (ctype, crpix, crval, cdelt, cunit) in enumerate(axes, start=1):
+        h[f"CTYPE{i}"] = ctype
+        h[f"CRPIX{i}"] = crpix
+        h[f"CRVAL{i}"] = crval
+        h[f"CDELT{i}"] = cdelt
+        if cunit:
+            h[f"CUNIT{i}"] = cunit
+    h["RADESYS"] = geom.frame
+    if geom.frame == "FK5":
+        h["EQUINOX"] = 2000.0
+    h["LONPOLE"] = 180.0
+    h["LATPOLE"] = math.degrees(geom.dec)
+    h["SPECSYS"] = "TOPOCENT"
+    if geom.date_obs:
+        h["DATE-OBS"] = geom.date_obs
+    if geom.telescope:
+        h["TELESCOP"] = geom.telescope
+    h["ORIGIN"] = ORIGIN
+    for line in history:
+        h.add_history(str(line))
+    return h
+
+
+def write_fits(path: str | os.PathLike, image: np.ndarray, geom: ImageGeometry, *,
+               beam: Any = None, bunit: str = "Jy/beam", history: Iterable[str] = ()) -> None:
+    """Write ``image`` (ny, nx), FITS orientation, atomically as a (1, 1, ny, nx) float32 FITS
+    file. beam: a Beam (bmaj, bmin in radians, bpa in degrees) or None."""
+    from astropy.io import fits
+
+    image = np.asarray(image)
+    if image.shape != geom.shape:
+        raise InputError(f"image has shape {image.shape}, the geometry says {geom.shape}")
+    hdu = fits.PrimaryHDU(image.astype(np.float32)[None, None],
+                          header_for(geom, beam=beam, bunit=bunit, history=history))
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        hdu.writeto(tmp, overwrite=True, output_verify="exception")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_fits(path: str | os.PathLike) -> tuple[np.ndarray, ImageGeometry, Any]:
+    """(image (ny, nx) float64, geometry, astropy Header) of a FITS image written by
+    ``write_fits`` (or any RA---SIN/DEC--SIN image with square pixels, CDELT1 < 0)."""
+    from astropy.io import fits
+
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            h = hdul[0].header.copy()
+            data = np.asarray(hdul[0].data, np.float64)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path} is not a readable FITS file: {exc}") from None
+    if h.get("CTYPE1") != "RA---SIN" or h.get("CTYPE2") != "DEC--SIN":
+        raise InputError(f"{path}: expected RA---SIN / DEC--SIN axes, got "
+                         f"{h.get('CTYPE1')!r} / {h.get('CTYPE2')!r}")
+    nx, ny = int(h["NAXIS1"]), int(h["NAXIS2"])
+    if data.size != nx * ny:
+        raise InputError(f"{path}: expected one {nx}x{ny} plane, got data of shape {data.shape}")
+    cdelt1, cdelt2 = float(h["CDELT1"]), float(h["CDELT2"])
+    if not (cdelt1 < 0 < cdelt2 and math.isclose(-cdelt1, cdelt2, rel_tol=1e-9)):
+        raise InputError(f"{path}: expected square pixels with CDELT1 < 0 < CDELT2, got "
+                         f"{cdelt1}, {cdelt2}")
+    if (float(h["CRPIX1"]), float(h["CRPIX2"])) != (nx / 2 + 1, ny / 2 + 1):
+        raise InputError(f"{path}: the reference pixel must be the image centre (N/2 + 1)")
+    freq, bandwidth = 1.0, 0.0
+    for i in range(3, int(h.get("NAXIS", 2)) + 1):
+        if h.get(f"CTYPE{i}") == "FREQ":
+            freq = float(h[f"CRVAL{i}"])
+            bandwidth = abs(float(h.get(f"CDELT{i}", 0.0)))
+    geom = ImageGeometry(nx=nx, ny=ny, cell=math.radians(cdelt2),
+                         ra=math.radians(float(h["CRVAL1"])),
+                         dec=math.radians(float(h["CRVAL2"])), freq=freq, bandwidth=bandwidth,
+                         date_obs=h.get("DATE-OBS"), telescope=h.get("TELESCOP"),
+                         frame=str(h.get("RADESYS", "FK5")))
+    return data.reshape(ny, nx), geom, h

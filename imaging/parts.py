@@ -1,0 +1,199 @@
+"""Per-part products: weight density, PSF + dirty, residual — each from ONE read of the part.
+
+What the grid jobs call. A part is an MS (optionally restricted to rows / a channel range);
+its products are unnormalised sums (``Partial``) that add up over parts exactly as the
+one-process image would; ``normalise`` divides by the global weight sum at the end. Memory is
+bounded by ``gridder.chunk_rows``: chunks are read, weighted and gridded one at a time.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from htclean.imaging import gridding, msread, weighting
+from htclean.imaging.errors import InputError
+from htclean.imaging.geometry import ImageGeometry
+
+EXACT = frozenset({"density"})  # images kept in float64 when saved (they divide weights)
+
+
+@dataclass
+class Partial:
+    """Unnormalised images of some visibilities and what normalises them.
+
+    images: name -> (ny, nx) array (``psf``, ``dirty``, ``residual`` or ``density``);
+    weight_sum: sum of the imaging weights gridded (float64); visibilities: Stokes I samples
+    with weight > 0; nbad: NaN/Inf samples treated as flagged; geom: the pixel grid, with the
+    band and date covered. ``a + b`` sums images and counts (float64).
+    """
+
+    images: dict[str, np.ndarray]
+    weight_sum: float = 0.0
+    visibilities: int = 0
+    nbad: int = 0
+    geom: ImageGeometry | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __add__(self, other: Partial) -> Partial:
+        if set(self.images) != set(other.images):
+            raise InputError(f"cannot add partial images {sorted(self.images)} and "
+                             f"{sorted(other.images)}")
+        images = {}
+        for name, img in self.images.items():
+            if img.shape != other.images[name].shape:
+                raise InputError(f"cannot add {name} images of shapes {img.shape} and "
+                                 f"{other.images[name].shape}")
+            images[name] = np.asarray(img, np.float64) + other.images[name]
+        geom = self.geom if other.geom is None else (
+            other.geom if self.geom is None else self.geom.union(other.geom))
+        return Partial(images, self.weight_sum + other.weight_sum,
+                       self.visibilities + other.visibilities, self.nbad + other.nbad, geom,
+                       {**self.meta, **other.meta})
+
+
+def normalise(partial: Partial) -> dict[str, np.ndarray]:
+    """Images divided by the weight sum (float64; the PSF then peaks at 1). The density, if
+    present, is returned unchanged."""
+    if not partial.weight_sum > 0:
+        raise InputError("no unflagged visibilities: the weight sum is zero")
+    return {name: img if name in EXACT else np.asarray(img, np.float64) / partial.weight_sum
+            for name, img in partial.images.items()}
+
+
+def _chunks(ms: str | os.PathLike, settings: dict[str, Any], geom: ImageGeometry,
+            rows: Sequence[int] | np.ndarray | None,
+            channels: tuple[int, int] | None) -> Iterator[msread.VisChunk]:
+    data = settings["data"]
+    return msread.read_chunks(ms, column=data["column"], field=data["field"], spw=data["spw"],
+                              polarization_rule=data["polarization_rule"],
+                              chunk_rows=settings["gridder"]["chunk_rows"],
+                              phase_centre=(geom.ra, geom.dec), rows=rows, channels=channels)
+
+
+def _weights(settings: dict[str, Any]) -> tuple[str, float | None]:
+    w = settings["weighting"]
+    kind, robust = w["type"], w.get("robust")
+    if kind == "briggs" and robust is None:
+        robust = 0.0
+    weighting.check(kind, robust)
+    return kind, robust
+
+
+def part_density(ms: str | os.PathLike, settings: dict[str, Any], *,
+                 rows: Sequence[int] | np.ndarray | None = None,
+                 channels: tuple[int, int] | None = None) -> Partial:
+    """The part's weight density: a Partial with image ``density`` (ny, nx) float64, the sum
+    of the data weights gridded and the count of samples (see weighting.py)."""
+    geom = ImageGeometry.from_settings(settings, ms)
+    grid = np.zeros(geom.shape, np.float64)
+    wsum, nvis, nbad = 0.0, 0, 0
+    for chunk in _chunks(ms, settings, geom, rows, channels):
+        weighting.add_density(grid, chunk, geom)
+        wsum += float(chunk.weight.sum())
+        nvis += int(np.count_nonzero(chunk.weight))
+        nbad += chunk.nbad
+    return Partial({"density": grid}, wsum, nvis, nbad, geom)
+
+
+def _density_of(density: Partial | np.ndarray | None) -> np.ndarray | None:
+    return density.images["density"] if isinstance(density, Partial) else density
+
+
+def part_psf_dirty(ms: str | os.PathLike, settings: dict[str, Any],
+                   density: Partial | np.ndarray | None = None, *,
+                   rows: Sequence[int] | np.ndarray | None = None,
+                   channels: tuple[int, int] | None = None) -> Partial:
+    """PSF and dirty image of a part from one read: images ``psf`` and ``dirty`` (ny, nx),
+    unnormalised. density: the global weight density (uniform/Briggs only)."""
+    geom = ImageGeometry.from_settings(settings, ms)
+    params = gridding.GridParams.from_settings(settings)
+    kind, robust = _weights(settings)
+    grid = _density_of(density)
+    psf = np.zeros(geom.shape)
+    img = np.zeros(geom.shape)
+    wsum, nvis, nbad = 0.0, 0, 0
+    for chunk in _chunks(ms, settings, geom, rows, channels):
+        w = weighting.apply(chunk, kind, robust, grid, geom)
+        psf += gridding.dirty(chunk.uvw, chunk.freq, np.ones(w.shape, params.complex), w,
+                              geom, params)
+        img += gridding.dirty(chunk.uvw, chunk.freq, chunk.vis, w, geom, params)
+        wsum += float(w.sum())
+        nvis += int(np.count_nonzero(w))
+        nbad += chunk.nbad
+    return Partial({"psf": psf, "dirty": img}, wsum, nvis, nbad, geom)
+
+
+def model_image(model: Any, geom: ImageGeometry) -> np.ndarray:
+    """A model as an image (ny, nx) in Jy/pixel: a ComponentList (``to_image()``) or an array."""
+    image = model.to_image() if hasattr(model, "to_image") else model
+    image = np.asarray(image, np.float64)
+    if image.shape != geom.shape:
+        raise InputError(f"the model has shape {image.shape}, the image is {geom.shape}")
+    return image
+
+
+def part_residual(ms: str | os.PathLike, settings: dict[str, Any], components: Any,
+                  density: Partial | np.ndarray | None = None, *,
+                  rows: Sequence[int] | np.ndarray | None = None,
+                  channels: tuple[int, int] | None = None) -> Partial:
+    """Residual image of a part from one read: image ``residual`` (ny, nx), unnormalised
+    ``dirty(V - predict(model))``. components: a ComponentList (or a model image, Jy/pixel)."""
+    geom = ImageGeometry.from_settings(settings, ms)
+    params = gridding.GridParams.from_settings(settings)
+    kind, robust = _weights(settings)
+    grid = _density_of(density)
+    model = model_image(components, geom)
+    empty = not np.any(model)
+    img = np.zeros(geom.shape)
+    wsum, nvis, nbad = 0.0, 0, 0
+    for chunk in _chunks(ms, settings, geom, rows, channels):
+        w = weighting.apply(chunk, kind, robust, grid, geom)
+        vis = chunk.vis if empty else \
+            chunk.vis - gridding.predict(model, chunk.uvw, chunk.freq, geom, params)
+        img += gridding.dirty(chunk.uvw, chunk.freq, vis, w, geom, params)
+        wsum += float(w.sum())
+        nvis += int(np.count_nonzero(w))
+        nbad += chunk.nbad
+    return Partial({"residual": img}, wsum, nvis, nbad, geom)
+
+
+# --- the .npz files that carry partials between jobs ------------------------------------------
+
+
+def save_partial(path: str | os.PathLike, partial: Partial) -> None:
+    """Write a partial atomically as .npz: images as float32 (``density`` float64), the
+    weight sum (float64), counts, and the geometry and meta as JSON."""
+    arrays: dict[str, np.ndarray] = {
+        f"image_{name}": np.asarray(img, np.float64 if name in EXACT else np.float32)
+        for name, img in partial.images.items()}
+    header = {"weight_sum": float(partial.weight_sum), "visibilities": int(partial.visibilities),
+              "nbad": int(partial.nbad), "meta": partial.meta,
+              "geom": asdict(partial.geom) if partial.geom is not None else None}
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(buf.getbuffer())
+    os.replace(tmp, target)
+
+
+def load_partial(path: str | os.PathLike) -> Partial:
+    """Read a partial written by ``save_partial``; InputError when it is not one."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            header = json.loads(bytes(z["header"]).decode())
+            images = {k.removeprefix("image_"): z[k] for k in z.files if k.startswith("image_")}
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f"{path} is not a partial image file: {exc}") from None
+    geom = ImageGeometry(**header["geom"]) if header.get("geom") else None
+    return Partial(images, float(header["weight_sum"]), int(header["visibilities"]),
+                   int(header.get("nbad", 0)), geom, header.get("meta") or {})
