@@ -1,0 +1,184 @@
+"""Run one attempt of one job, as an HTCondor slot would: a fresh working directory with the
+inputs linked in, the process with its environment, stdout/stderr to files, then the declared
+outputs checked and staged out to the storage directory.
+
+``execute`` runs in a worker thread; it never touches the scheduler's state.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from htclean.workflows.engine_catalogs import Use
+
+
+@dataclass
+class Task:
+    """Everything one attempt needs. ``links``: (lfn, source, copy) put in the working
+    directory (copied for inout files, which the job may change, else symlinked)."""
+
+    token: int
+    argv: list[str]
+    work_dir: Path
+    env: dict[str, str]
+    links: list[tuple[str, Path, bool]]
+    outputs: list[Use]
+    storage_dir: Path
+    stdout_path: Path
+    stderr_path: Path
+    stdin_lfn: str | None = None
+    stdout_lfn: str | None = None
+    stderr_lfn: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What an attempt did. ``exit_status`` None: the process never started."""
+
+    start: float
+    end: float
+    exit_status: int | None
+    ok: bool
+    error: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    stdout: str | None = None
+    stderr: str | None = None
+
+
+class ProcessTable:
+    """The running processes, so that an interrupt can stop them; thread safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._procs: dict[int, subprocess.Popen] = {}
+        self.closed = False
+
+    def start(self, token: int, launch) -> subprocess.Popen | None:
+        """Call ``launch()`` and keep the process, unless the table was closed (interrupt)."""
+        with self._lock:
+            if self.closed:
+                return None
+            proc = launch()
+            self._procs[token] = proc
+            return proc
+
+    def forget(self, token: int) -> None:
+        with self._lock:
+            self._procs.pop(token, None)
+
+    def signal_all(self, sig: int) -> int:
+        """Close the table and send ``sig`` to every running job's process group."""
+        with self._lock:
+            self.closed = True
+            procs = list(self._procs.values())
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        return len(procs)
+
+
+def _place(src: Path, dest: Path, copy: bool) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if copy:
+        if src.is_dir():
+            shutil.copytree(src, dest, symlinks=True)
+        else:
+            shutil.copy2(src, dest)
+    else:
+        os.symlink(src, dest)
+
+
+def stage_out(src: Path, dest: Path) -> None:
+    """Move a file atomically to ``dest`` (rename; across file systems: copy to a temporary
+    name beside ``dest``, rename, then remove the source)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(src, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.stage")
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dest)
+        os.unlink(src)
+
+
+def _prepare(task: Task) -> None:
+    if task.work_dir.is_symlink() or task.work_dir.is_file():
+        task.work_dir.unlink()
+    elif task.work_dir.exists():
+        shutil.rmtree(task.work_dir)
+    task.work_dir.mkdir(parents=True)
+    task.stdout_path.parent.mkdir(parents=True, exist_ok=True)
+    for lfn, src, copy in task.links:
+        _place(src, task.work_dir / lfn, copy)
+
+
+def execute(task: Task, table: ProcessTable) -> Outcome:
+    """Run one attempt to its end; never raises for the job's own failures."""
+    start = time.time()
+    try:
+        _prepare(task)
+    except OSError as exc:
+        return Outcome(start, time.time(), None, False, f"could not prepare {task.work_dir}: {exc}")
+    out_target = task.work_dir / task.stdout_lfn if task.stdout_lfn else task.stdout_path
+    err_target = task.work_dir / task.stderr_lfn if task.stderr_lfn else task.stderr_path
+    stdin_path = task.work_dir / task.stdin_lfn if task.stdin_lfn else None
+    with open(out_target, "wb") as out, open(err_target, "wb") as err, \
+            (open(stdin_path, "rb") if stdin_path else open(os.devnull, "rb")) as inp:
+        def launch() -> subprocess.Popen:
+            return subprocess.Popen(task.argv, cwd=task.work_dir, env=task.env, stdin=inp,
+                                    stdout=out, stderr=err, start_new_session=True)
+        try:
+            proc = table.start(task.token, launch)
+        except OSError as exc:
+            return Outcome(start, time.time(), None, False,
+                           f"could not start {task.argv[0]}: {exc.strerror or exc}")
+        if proc is None:
+            return Outcome(start, time.time(), None, False, "interrupted before it started")
+        try:
+            status = proc.wait()
+        finally:
+            table.forget(task.token)
+    outcome = Outcome(start, time.time(), status, False, stdout=str(out_target),
+                      stderr=str(err_target))
+    if status != 0:
+        if status < 0:
+            outcome.error = f"killed by {signal.Signals(-status).name}"
+        return outcome
+    missing = [u.lfn for u in task.outputs
+               if not u.optional and not (task.work_dir / u.lfn).exists()]
+    if missing:
+        outcome.error = "exited 0 without its declared output(s) " + ", ".join(missing)
+        return outcome
+    try:
+        for use in task.outputs:
+            src = task.work_dir / use.lfn
+            if not src.exists():
+                continue
+            if use.stage_out:
+                dest = task.storage_dir / use.lfn
+                stage_out(src, dest)
+                outcome.outputs[use.lfn] = str(dest)
+            else:
+                outcome.outputs[use.lfn] = str(src)
+    except OSError as exc:
+        outcome.error = f"stage-out failed: {exc}"
+        return outcome
+    if task.stdout_lfn in outcome.outputs:
+        outcome.stdout = outcome.outputs[task.stdout_lfn]
+    if task.stderr_lfn in outcome.outputs:
+        outcome.stderr = outcome.outputs[task.stderr_lfn]
+    outcome.end = time.time()
+    outcome.ok = True
+    return outcome

@@ -1,0 +1,135 @@
+"""Plan one workflow for the local engine, as ``pegasus-plan --sites local`` would: every
+compute job's transformation resolved to a local executable with its profiles merged, every
+input that no job of the workflow writes resolved to a local file through the replica
+catalogs (the workflow's inline catalog first, then the standalone one).
+
+A failure is an ``InputError`` naming the workflow, the job and the transformation or LFN.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from htclean.imaging.errors import InputError
+from htclean.workflows.engine_catalogs import (
+    Catalogs,
+    JobSpec,
+    WorkflowSpec,
+    local_replica,
+    merge_profiles,
+    profile,
+    url_to_path,
+)
+
+# Variables of the engine's own that a job must not inherit.
+PRIVATE_ENV = ("HTCLEAN_FAIL_ONCE", "HTCLEAN_INJECT_FAILURE")
+
+
+@dataclass
+class PlannedJob:
+    """A job ready to run: ``pfn`` (None for a sub-workflow), environment, retries, category."""
+
+    spec: JobSpec
+    pfn: Path | None
+    transformation: str
+    env: dict[str, str]
+    retries: int
+    category: str
+
+
+@dataclass
+class PlannedWorkflow:
+    """``external``: LFN -> local file, for every input that no job of the workflow writes."""
+
+    key: str
+    spec: WorkflowSpec
+    jobs: dict[str, PlannedJob]
+    external: dict[str, Path] = field(default_factory=dict)
+
+
+def _retries(value: str | None, where: str) -> int:
+    if value is None:
+        return 0
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        raise InputError(f"{where}: dagman.retry must be a whole number, got {value!r}") from None
+    if n < 0:
+        raise InputError(f"{where}: dagman.retry must be >= 0, got {n}")
+    return n
+
+
+def category_of(job_id: str, profiles: dict) -> str:
+    """The job's type for throttles and the report: its ``dagman.category``, else the leading
+    word of its id (``grid-c00-p001`` -> ``grid``)."""
+    cat = profile(profiles, "dagman", "category")
+    if cat:
+        return cat
+    m = re.match(r"[A-Za-z]+", job_id)
+    return m.group(0) if m else job_id
+
+
+def _compute_job(job: JobSpec, wf: WorkflowSpec, catalogs: Catalogs, where: str,
+                 base_env: dict[str, str], site: str) -> PlannedJob:
+    tname = job.name or ""
+    tr = wf.transformations.find(tname, job.namespace, job.version, site) \
+        or catalogs.transformations.find(tname, job.namespace, job.version, site)
+    if tr is None:
+        raise InputError(f"{where}: transformation {tname!r} has no entry for site {site!r} "
+                         "in the workflow's or the standalone transformation catalog")
+    tsite = tr.sites[site]
+    pfn = url_to_path(tsite.pfn)
+    if pfn is None:
+        raise InputError(f"{where}: transformation {tname!r} on site {site!r} has PFN "
+                         f"{tsite.pfn!r}; the local engine runs only local executables")
+    if not (pfn.is_file() and os.access(pfn, os.X_OK)):
+        raise InputError(f"{where}: transformation {tname!r}: {pfn} is not an executable file")
+    site_profiles = catalogs.sites[site].profiles
+    profiles = merge_profiles(site_profiles, tr.profiles, tsite.profiles, wf.profiles,
+                              job.profiles)
+    env = dict(base_env)
+    env.update(profiles.get("env", {}))
+    retry = profile(profiles, "dagman", "retry") or catalogs.properties.get("dagman.retry")
+    return PlannedJob(job, pfn, tname, env, _retries(retry, where),
+                      category_of(job.id, profiles))
+
+
+def plan_workflow(wf: WorkflowSpec, key: str, catalogs: Catalogs,
+                  site: str = "local") -> PlannedWorkflow:
+    """Resolve every job and external input of ``wf`` (run under ``key``) for ``site``.
+
+    Compute jobs retry ``dagman.retry`` times (job, transformation or site profile, else the
+    property, else 0); sub-workflow jobs only when their own job profile says so, as the
+    planner does. A ``condorWorkflow`` (a raw DAG) cannot run here.
+    """
+    base_env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
+    base_env.update({k[4:]: v for k, v in catalogs.properties.items() if k.startswith("env.")})
+    planned: dict[str, PlannedJob] = {}
+    for job in wf.jobs.values():
+        where = f"workflow {key}: job {job.id}"
+        if job.kind == "condorWorkflow":
+            raise InputError(f"{where}: a condorWorkflow (DAG file) cannot run in the local "
+                             "engine; only Pegasus YAML sub-workflows can")
+        if job.is_subworkflow:
+            planned[job.id] = PlannedJob(
+                job, None, "subworkflow", {},
+                _retries(profile(job.profiles, "dagman", "retry"), where),
+                category_of(job.id, job.profiles))
+        else:
+            planned[job.id] = _compute_job(job, wf, catalogs, where, base_env, site)
+    produced = {u.lfn for j in wf.jobs.values() for u in j.outputs}
+    external: dict[str, Path] = {}
+    for job in wf.jobs.values():
+        for use in job.inputs:
+            if use.lfn in produced or use.lfn in external:
+                continue
+            path, seen = local_replica(use.lfn, (wf.replicas, catalogs.replicas))
+            if path is None:
+                why = ("is in no replica catalog" if not seen else
+                       "has no local file among its PFNs " + ", ".join(seen))
+                raise InputError(f"workflow {key}: job {job.id}: input {use.lfn!r} {why}")
+            external[use.lfn] = path
+    return PlannedWorkflow(key, wf, planned, external)
