@@ -1,0 +1,176 @@
+"""What every generator needs to know about a run, derived from its resolved configuration.
+
+``htclean plan`` builds a ``RunContext`` from the configuration it resolves (with the run id,
+the number of parts, the site and the plan directory filled in); the ``next`` job builds the
+same context from the ``R-config.yml`` it is given, so both write workflows the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from htclean.imaging.errors import InputError
+from htclean.workflows import names
+
+LOCAL = "local"            # the submit host: next jobs, output site, the local engine
+POOL = "condorpool"        # the HTCondor execution site (generic pool, OSPool or PATH)
+STAGING = "staging"        # the OSDF staging site of nonsharedfs runs
+SMALL_FILE = 64 * 1024     # size assumed for JSON/YAML files (bytes)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """A run as the generators see it.
+
+    ``resolved``: the resolved configuration (what config.yml holds); ``settings``: its
+    parsed form; ``out_dir``: the absolute plan directory (outputs in ``out_dir/outputs``);
+    ``ms_lfn``: the input MS's LFN; ``sizes``: measured sizes in bytes by LFN (the MS tar at
+    plan time, the parts once they exist), used for request_disk.
+    """
+
+    resolved: dict
+    settings: dict
+    out_dir: Path
+    ms_lfn: str
+    sizes: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, resolved: dict, settings: dict,
+                    sizes: Mapping[str, int] | None = None) -> RunContext:
+        """The context of a configuration resolved by ``htclean plan`` (run id, parts, site
+        and ``output.dir`` = the plan directory filled in)."""
+        for key, value in (("output.run_id", settings["output"]["run_id"]),
+                           ("partition.parts", settings["partition"]["parts"])):
+            if value is None:
+                raise InputError(f"{key}: is not set; is this a configuration written by "
+                                 "htclean plan?")
+        return cls(resolved, settings, Path(settings["output"]["dir"]),
+                   names.ms_lfn(settings["data"]["ms"]), dict(sizes or {}))
+
+    @property
+    def run_id(self) -> str:
+        return self.settings["output"]["run_id"]
+
+    @property
+    def parts(self) -> int:
+        return int(self.settings["partition"]["parts"])
+
+    @property
+    def site(self) -> str:
+        """The configured site: local, condor, ospool or path."""
+        return self.settings["execution"]["site"]
+
+    @property
+    def exec_site(self) -> str:
+        """The Pegasus site that runs the compute jobs."""
+        return LOCAL if self.site == LOCAL else POOL
+
+    @property
+    def weighted(self) -> bool:
+        """Uniform and Briggs weighting need the global weight density first."""
+        return self.settings["weighting"]["type"] != "natural"
+
+    @property
+    def data_configuration(self) -> str:
+        """The Pegasus data configuration: sharedfs on local; auto is nonsharedfs on
+        ospool/path and condorio on condor."""
+        conf = self.settings["execution"]["data_configuration"]
+        if self.site == LOCAL:
+            return "sharedfs"
+        if conf == "auto":
+            return "nonsharedfs" if self.site in ("ospool", "path") else "condorio"
+        return conf
+
+    @property
+    def staging_site(self) -> str:
+        """The staging site: the OSDF site for nonsharedfs on a pool, else the submit host."""
+        if self.site != LOCAL and self.data_configuration == "nonsharedfs":
+            return STAGING
+        return LOCAL
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.out_dir / "outputs"
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self.out_dir / "scratch"
+
+    @property
+    def config_path(self) -> Path:
+        return self.out_dir / "config.yml"
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return int(self.settings["image"]["nx"]), int(self.settings["image"]["ny"])
+
+    def check(self) -> None:
+        """InputError when the site cannot work with these settings."""
+        if self.staging_site == STAGING and not self.settings["execution"]["staging"]:
+            raise InputError(f"execution.staging: is required for nonsharedfs on site "
+                             f"{self.site} (an osdf:// directory the jobs can write)")
+        if self.parts < 1:
+            raise InputError(f"partition.parts: must be >= 1, got {self.parts}")
+        unknown = sorted(set(self.settings["execution"]["throttles"] or {}) -
+                         set(names.CATEGORIES))
+        if unknown:
+            raise InputError(f"execution.throttles: unknown job type {unknown[0]!r}; expected "
+                             f"one of {', '.join(names.CATEGORIES)}")
+
+    # --- sizes (bytes) used for request_disk ---------------------------------------------
+
+    def size(self, lfn: str, estimate: int) -> int:
+        """The measured size of ``lfn`` if known, else ``estimate``."""
+        return int(self.sizes.get(lfn, estimate))
+
+    def ms_bytes(self) -> int:
+        return self.size(self.ms_lfn, SMALL_FILE)
+
+    def part_bytes(self, i: int) -> int:
+        """A part's size: measured once it exists, else the MS size / P."""
+        return self.size(names.part(self.run_id, i, self.parts),
+                         math.ceil(self.ms_bytes() / self.parts))
+
+    def partial_bytes(self, images: int) -> int:
+        """A partial image file: ``images`` float32 (ny, nx) arrays plus a header."""
+        nx, ny = self.image_shape
+        return images * nx * ny * 4 + 4096
+
+    def fits_bytes(self) -> int:
+        """A FITS image: at most float64 (ny, nx) plus header blocks."""
+        nx, ny = self.image_shape
+        return nx * ny * 8 + 2 * 2880
+
+
+def file_url(path: str | os.PathLike) -> str:
+    """``file://`` + the absolute path, as written (no percent-encoding: Pegasus and the
+    local engine read the path back verbatim)."""
+    return f"file://{os.path.abspath(path)}"
+
+
+def staging_path(url: str) -> str:
+    """The directory path of a staging URL (``osdf:///ospool/ap40/data/u/x`` -> ``/ospool/...``)."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("osdf", "pelican", "stash", "file"):
+        raise InputError(f"execution.staging: {url!r} must be an osdf://, pelican:// or "
+                         "file:// URL")
+    path = parsed.path.rstrip("/")
+    if not path.startswith("/"):
+        raise InputError(f"execution.staging: {url!r} has no absolute path")
+    return path
+
+
+def measured_sizes(outputs_dir: Path, lfns: list[str]) -> dict[str, int]:
+    """Sizes in bytes of those ``lfns`` that exist in ``outputs_dir``."""
+    out = {}
+    for lfn in lfns:
+        try:
+            out[lfn] = os.stat(outputs_dir / lfn).st_size
+        except OSError:
+            continue
+    return out

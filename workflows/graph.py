@@ -1,0 +1,265 @@
+"""The job graphs: top level, one major cycle, final (docs/job-contract.md for every name).
+
+    top:    partition -> [weights-pPPP -> gather-weights tree] -> grid-c00-pPPP
+            -> gather-c00 tree (root: R-psf.fits, R-dirty.fits) -> next-c00 -> cycle-01
+    cycle K: deconvolve-cKK -> residual-cKK-pPPP -> gather-cKK tree (root: R-residual-cKK.fits)
+            -> next-cKK -> cycle-(K+1)
+    final:  restore
+
+``htclean plan`` writes the top level; ``next-cKK`` writes ``cycle-(K+1).yml`` (a cycle, or
+the final workflow once the loop stops) with ``cycle_workflow`` / ``final_workflow``, and the
+local engine runs the same YAML. Dependencies follow from the files each job reads and writes.
+A cycle's files from earlier levels are named in its inline replica catalog (``externals``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from Pegasus.api import File, Job, SubWorkflow, Workflow
+
+from htclean.catalogs import replicas
+from htclean.workflows import gather_tree, names, profiles
+from htclean.workflows.context import LOCAL, SMALL_FILE, RunContext
+
+CLEANUP = "inplace"  # with pegasus.file.cleanup.scope = deferred (see properties.py)
+
+
+def planner_args(ctx: RunContext) -> dict:
+    """pegasus-plan options every level needs (the sub-workflows do not inherit the output
+    and staging sites; DESIGN.md). Never ``conf``: a child given --conf stops inheriting."""
+    return {"sites": [ctx.exec_site], "output_sites": [LOCAL],
+            "staging_sites": {ctx.exec_site: ctx.staging_site}, "cleanup": CLEANUP}
+
+
+class Builder:
+    """Adds htclean jobs to one Pegasus workflow, with their files and profiles."""
+
+    def __init__(self, ctx: RunContext, level: str):
+        self.ctx = ctx
+        self.r = ctx.run_id
+        self.wf = Workflow(names.workflow_name(self.r, level))
+        self.estimates: dict[str, int] = {}   # bytes of every file produced here
+        self.config = File(names.config(self.r))
+
+    # --- one job -----------------------------------------------------------------------
+
+    def input_bytes(self, lfn: str) -> int:
+        """A file's size for request_disk: produced here, measured, or estimated."""
+        if lfn in self.estimates:
+            return self.estimates[lfn]
+        ctx, r = self.ctx, self.r
+        if lfn == ctx.ms_lfn:
+            return ctx.ms_bytes()
+        if lfn.startswith(f"{r}-part-"):
+            return ctx.size(lfn, ctx.part_bytes(0))
+        if lfn.endswith(".fits"):
+            return ctx.size(lfn, ctx.fits_bytes())
+        if lfn.endswith(".npz"):
+            return ctx.size(lfn, ctx.partial_bytes(2))
+        return ctx.size(lfn, SMALL_FILE)
+
+    def add(self, category: str, job_id: str, args: Iterable[str | int],
+            inputs: Iterable[str], outputs: Iterable[tuple[str, int]],
+            keep: Callable[[str], bool] = lambda lfn: True) -> Job:
+        """A job of ``category`` (its transformation is ``htclean-<category>``, grid for the
+        weights/grid/residual modes). ``outputs``: (LFN, estimated bytes); ``keep``: whether
+        an output is staged out to the output site (the record always is)."""
+        transformation = "htclean-grid" if category in ("weights", "residual") else \
+            f"htclean-{category}"
+        record = names.record(self.r, job_id)
+        inputs = list(dict.fromkeys(inputs))
+        job = Job(transformation, _id=job_id, node_label=job_id)
+        job.add_args("--config", self.config.lfn, "--record", record, *map(str, args))
+        job.add_inputs(self.config, *map(File, inputs))
+        for lfn, size in outputs:
+            self.estimates[lfn] = size
+            job.add_outputs(File(lfn), stage_out=keep(lfn), register_replica=keep(lfn))
+        job.add_outputs(File(record), stage_out=True, register_replica=True)
+        total = self.input_bytes(self.config.lfn) + sum(map(self.input_bytes, inputs))
+        profiles.apply(job, self.ctx, category, total)
+        if category == "next":
+            job.add_selector_profile(execution_site=LOCAL)
+        self.wf.add_jobs(job)
+        return job
+
+    # --- the steps ----------------------------------------------------------------------
+
+    def partition(self) -> list[str]:
+        ctx, r, p = self.ctx, self.r, self.ctx.parts
+        parts = [names.part(r, i, p) for i in range(p)]
+        outputs = [(lfn, ctx.part_bytes(i)) for i, lfn in enumerate(parts)]
+        manifest = names.partitions(r)
+        self.add("partition", names.PARTITION,
+                 ["--ms", ctx.ms_lfn, "--axis", ctx.settings["partition"]["axis"],
+                  "--outputs", *parts, "--manifest", manifest],
+                 [ctx.ms_lfn], [*outputs, (manifest, SMALL_FILE)])
+        return parts
+
+    def weights(self, parts: list[str]) -> str:
+        """Per-part weight densities and their gather; returns the root's LFN."""
+        r, p = self.r, self.ctx.parts
+        leaves = []
+        for i, part in enumerate(parts):
+            out = names.weights_part(r, i, p)
+            self.add("weights", names.weights_job(i, p),
+                     ["--mode", "weights", "--part", part, "--output", out],
+                     [part], [(out, self.ctx.partial_bytes(2))], keep=lambda _: p == 1)
+            leaves.append(out)
+        if p == 1:
+            return leaves[0]
+        root = names.weights_root(r, p)
+        self.gather("weights", leaves, lambda lv, j: names.weights_node(r, lv, j),
+                    ["--output", root], [(root, self.ctx.partial_bytes(2))], images=2)
+        return root
+
+    def grid(self, i: int, part: str, weights: str | None) -> str:
+        out = names.image_part(self.r, i, self.ctx.parts)
+        w = ["--weights", weights] if weights else []
+        self.add("grid", names.grid_job(i, self.ctx.parts),
+                 ["--mode", "psf-dirty", "--part", part, *w, "--output", out],
+                 [part, *([weights] if weights else [])],
+                 [(out, self.ctx.partial_bytes(2))], keep=lambda _: False)
+        return out
+
+    def residual(self, k: int, i: int, weights: str | None) -> str:
+        r, p = self.r, self.ctx.parts
+        part, model, out = names.part(r, i, p), names.model(r, k), names.residual_part(r, k, i, p)
+        w = ["--weights", weights] if weights else []
+        self.add("residual", names.residual_job(k, i, p),
+                 ["--mode", "residual", "--part", part, *w, "--model", model, "--output", out],
+                 [part, *([weights] if weights else []), model],
+                 [(out, self.ctx.partial_bytes(1))], keep=lambda _: False)
+        return out
+
+    def gather(self, tree: str, leaves: list[str], node_lfn: Callable[[int, int], str],
+               root_args: list[str], root_outputs: list[tuple[str, int]], images: int) -> None:
+        """A gather tree of fan-in ``partition.fan_in`` over ``leaves``; the root gets
+        ``root_args`` and writes ``root_outputs`` (staged out), inner nodes stay on staging."""
+        below = leaves
+        tree_levels = gather_tree.levels(len(leaves), self.ctx.settings["partition"]["fan_in"])
+        for depth, level in enumerate(tree_levels, start=1):
+            root = depth == len(tree_levels)
+            current = []
+            for node in level:
+                inputs = [below[i] for i in node.inputs]
+                if root:
+                    args, outputs = root_args, root_outputs
+                else:
+                    out = node_lfn(node.level, node.index)
+                    args, outputs = ["--output", out], [(out, self.ctx.partial_bytes(images))]
+                    current.append(out)
+                self.add("gather", names.gather_job(tree, node.level, node.index),
+                         ["--inputs", *inputs, *args], inputs, outputs,
+                         keep=lambda lfn, root=root: root)
+            below = current
+
+    def deconvolve(self, k: int) -> None:
+        r = self.r
+        previous = [names.model(r, k - 1), names.state(r, k - 1)] if k > 1 else []
+        extra = ["--model", previous[0], "--state", previous[1]] if previous else []
+        psf, residual = names.psf_fits(r), names.residual_fits(r, k - 1)
+        self.add("deconvolve", names.deconvolve_job(k),
+                 ["--cycle", k, "--psf", psf, "--residual", residual, *extra,
+                  "--output-model", names.model(r, k), "--output-state", names.state(r, k)],
+                 [psf, residual, *previous],
+                 [(names.model(r, k), SMALL_FILE), (names.state(r, k), SMALL_FILE)])
+
+    def next(self, k: int) -> None:
+        r = self.r
+        state = [names.state(r, k)] if k > 0 else []
+        residual = names.residual_fits(r, k)
+        self.add("next", names.next_job(k),
+                 ["--cycle", k, "--residual", residual,
+                  *(["--state", state[0]] if state else []),
+                  "--workflow", names.cycle_file(k + 1), "--decision", names.decision(r, k)],
+                 [residual, *state],
+                 [(names.cycle_file(k + 1), SMALL_FILE), (names.decision(r, k), SMALL_FILE)])
+
+    def subworkflow(self, k: int) -> None:
+        """The SubWorkflow job of cycle ``k``: its YAML is written by next-c(k-1) at run time."""
+        job_id = names.cycle_job(k)
+        sub = SubWorkflow(names.cycle_file(k), is_planned=False, _id=job_id, node_label=job_id)
+        sub.add_planner_args(basename=job_id, **planner_args(self.ctx))
+        profiles.apply_subworkflow(sub)
+        self.wf.add_jobs(sub)
+
+    def restore(self, k: int) -> None:
+        r = self.r
+        name = self.ctx.settings["image"]["name"]
+        psf, dirty, residual = names.psf_fits(r), names.dirty_fits(r), names.residual_fits(r, k)
+        model = [names.model(r, k)] if k > 0 else []
+        self.add("restore", names.RESTORE,
+                 ["--psf", psf, "--dirty", dirty, "--residual", residual,
+                  *(["--model", model[0]] if model else []), "--name", name],
+                 [psf, dirty, residual, *model],
+                 [(lfn, self.ctx.fits_bytes()) for lfn in names.products(name)])
+
+    # --- files from earlier levels -----------------------------------------------------
+
+    def externals(self) -> list[str]:
+        """Input LFNs no job here produces, in order of first use."""
+        produced, seen = set(), {}
+        for job in self.wf.jobs.values():
+            for use in job.uses:
+                if use._type == "output":
+                    produced.add(use.file.lfn)
+        for job in self.wf.jobs.values():
+            for lfn in sorted(u.file.lfn for u in job.uses if u._type == "input"):
+                seen.setdefault(lfn, None)
+        return [lfn for lfn in seen if lfn not in produced]
+
+    def bypass_remote(self, urls: dict[str, str]) -> None:
+        """Let compute jobs fetch inputs with a remote URL (OSDF) themselves, not via staging."""
+        for job in self.wf.jobs.values():
+            if isinstance(job, Job) and job.transformation != "htclean-next":
+                for use in job.uses:
+                    if use._type == "input" and replicas.is_remote(urls.get(use.file.lfn, "")):
+                        use.bypass = True
+
+    def attach_inline_catalog(self) -> list[str]:
+        """Name every file from earlier levels in an inline replica catalog; returns them."""
+        lfns = self.externals()
+        rc = replicas.inline_catalog(self.ctx, lfns)
+        self.wf.add_replica_catalog(rc)
+        self.bypass_remote({lfn: replicas.output_location(self.ctx, lfn)[1] for lfn in lfns})
+        return lfns
+
+
+def top_workflow(ctx: RunContext) -> Workflow:
+    """The level ``htclean plan`` writes: partition, PSF and dirty image, next-c00, cycle-01."""
+    b = Builder(ctx, "top")
+    parts = b.partition()
+    weights = b.weights(parts) if ctx.weighted else None
+    partials = [b.grid(i, part, weights) for i, part in enumerate(parts)]
+    psf, dirty = names.psf_fits(b.r), names.dirty_fits(b.r)
+    b.gather(names.cycle(0), partials, lambda lv, j: names.image_node(b.r, lv, j),
+             ["--psf-fits", psf, "--image-fits", dirty],
+             [(psf, ctx.fits_bytes()), (dirty, ctx.fits_bytes())], images=2)
+    b.next(0)
+    b.subworkflow(1)
+    b.bypass_remote({ctx.ms_lfn: ctx.settings["data"]["ms"]})
+    return b.wf
+
+
+def cycle_workflow(ctx: RunContext, k: int) -> tuple[Workflow, list[str]]:
+    """Major cycle ``k`` >= 1 and the LFNs its inline catalog names (files of earlier levels)."""
+    if k < 1:
+        raise ValueError(f"cycles start at 1, got {k}")
+    b = Builder(ctx, names.cycle_job(k))
+    b.deconvolve(k)
+    weights = names.weights_root(b.r, ctx.parts) if ctx.weighted else None
+    partials = [b.residual(k, i, weights) for i in range(ctx.parts)]
+    out = names.residual_fits(b.r, k)
+    b.gather(names.cycle(k), partials, lambda lv, j: names.residual_node(b.r, k, lv, j),
+             ["--image-fits", out], [(out, ctx.fits_bytes())], images=1)
+    b.next(k)
+    b.subworkflow(k + 1)
+    return b.wf, b.attach_inline_catalog()
+
+
+def final_workflow(ctx: RunContext, k: int) -> tuple[Workflow, list[str]]:
+    """The restore job after ``k`` major cycles, and the LFNs its inline catalog names."""
+    b = Builder(ctx, "final")
+    b.restore(k)
+    return b.wf, b.attach_inline_catalog()

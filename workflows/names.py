@@ -1,0 +1,175 @@
+"""Logical file names (LFNs) and job ids of docs/job-contract.md, in one place.
+
+The generators (``workflows/``, ``catalogs/``) and the executables build every name that
+crosses jobs through these functions, so a name is spelled once. ``R`` is the run id,
+``K`` the major cycle (0 = the top level), ``P`` the number of parts, ``L`` a gather level
+(1 = above the leaves; the root is the tree's height) and ``J`` a gather node's index.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import PurePosixPath
+from urllib.parse import urlparse
+
+CATEGORIES = ("partition", "weights", "grid", "gather", "deconvolve", "residual", "next",
+              "restore")
+TRANSFORMATIONS = ("htclean-partition", "htclean-grid", "htclean-gather", "htclean-deconvolve",
+                   "htclean-next", "htclean-restore")
+PRODUCTS = ("image.fits", "model.fits", "residual.fits", "psf.fits", "dirty.fits",
+            "image.png", "residual.png", "psf.png", "summary.json")
+
+
+def run_id(name: str, when: datetime | None = None) -> str:
+    """``NAME-YYYYmmddTHHMMSS`` in UTC (``when`` defaults to now)."""
+    when = when or datetime.now(timezone.utc)
+    return f"{name}-{when.astimezone(timezone.utc):%Y%m%dT%H%M%S}"
+
+
+def part_index(i: int, parts: int) -> str:
+    """Part index zero-padded to ``max(3, digits(P - 1))``."""
+    return f"{i:0{max(3, len(str(max(parts - 1, 0))))}d}"
+
+
+def cycle(k: int) -> str:
+    """``cKK``: two digits or more."""
+    return f"c{k:02d}"
+
+
+def node(level: int, j: int) -> str:
+    """``gL-JJJ``: a gather node (JJJ three digits or more)."""
+    return f"g{level}-{j:03d}"
+
+
+# --- files ------------------------------------------------------------------------------------
+
+def config(r: str) -> str:
+    return f"{r}-config.yml"
+
+
+def ms_tar(ms_name: str) -> str:
+    """The LFN of the input MS: ``<ms name>.tar`` (a ``.tar`` keeps its own name)."""
+    return ms_name if ms_name.endswith(".tar") else f"{ms_name}.tar"
+
+
+def ms_lfn(ms: str) -> str:
+    """The LFN of ``data.ms``, a path or a URL: ``ms_tar`` of its last path component."""
+    return ms_tar(PurePosixPath(urlparse(ms).path.rstrip("/")).name)
+
+
+def part(r: str, i: int, parts: int) -> str:
+    return f"{r}-part-{part_index(i, parts)}.ms.tar"
+
+
+def partitions(r: str) -> str:
+    return f"{r}-partitions.json"
+
+
+def weights_part(r: str, i: int, parts: int) -> str:
+    return f"{r}-weights-p{part_index(i, parts)}.npz"
+
+
+def weights_node(r: str, level: int, j: int) -> str:
+    return f"{r}-weights-{node(level, j)}.npz"
+
+
+def weights_root(r: str, parts: int) -> str:
+    """The global weight density: the part's own file when there is one part."""
+    return weights_part(r, 0, 1) if parts == 1 else f"{r}-weights.npz"
+
+
+def image_part(r: str, i: int, parts: int) -> str:
+    return f"{r}-image-p{part_index(i, parts)}.npz"
+
+
+def image_node(r: str, level: int, j: int) -> str:
+    return f"{r}-image-{node(level, j)}.npz"
+
+
+def psf_fits(r: str) -> str:
+    return f"{r}-psf.fits"
+
+
+def dirty_fits(r: str) -> str:
+    return f"{r}-dirty.fits"
+
+
+def model(r: str, k: int) -> str:
+    return f"{r}-model-{cycle(k)}.json"
+
+
+def state(r: str, k: int) -> str:
+    return f"{r}-deconvolve-{cycle(k)}.json"
+
+
+def residual_part(r: str, k: int, i: int, parts: int) -> str:
+    return f"{r}-residual-{cycle(k)}-p{part_index(i, parts)}.npz"
+
+
+def residual_node(r: str, k: int, level: int, j: int) -> str:
+    return f"{r}-residual-{cycle(k)}-{node(level, j)}.npz"
+
+
+def residual_fits(r: str, k: int) -> str:
+    """The residual after major cycle ``k``; the dirty image before the first one."""
+    return dirty_fits(r) if k == 0 else f"{r}-residual-{cycle(k)}.fits"
+
+
+def decision(r: str, k: int) -> str:
+    return f"{r}-next-{cycle(k)}.json"
+
+
+def cycle_file(k: int) -> str:
+    """``cycle-KK.yml``: the sub-workflow that ``next-c(K-1)`` writes."""
+    return f"{cycle_job(k)}.yml"
+
+
+def record(r: str, job: str) -> str:
+    return f"{r}-{job}.record.json"
+
+
+def products(image_name: str) -> list[str]:
+    """What restore writes: ``NAME-image.fits`` ... ``NAME-summary.json``."""
+    return [f"{image_name}-{p}" for p in PRODUCTS]
+
+
+# --- job ids (= DAGMan node labels) -----------------------------------------------------------
+
+PARTITION = "partition"
+RESTORE = "restore"
+
+
+def weights_job(i: int, parts: int) -> str:
+    return f"weights-p{part_index(i, parts)}"
+
+
+def grid_job(i: int, parts: int) -> str:
+    return f"grid-{cycle(0)}-p{part_index(i, parts)}"
+
+
+def residual_job(k: int, i: int, parts: int) -> str:
+    return f"residual-{cycle(k)}-p{part_index(i, parts)}"
+
+
+def gather_job(tree: str, level: int, j: int) -> str:
+    """``tree`` is ``weights`` or a cycle ``cKK``."""
+    return f"gather-{tree}-{node(level, j)}"
+
+
+def deconvolve_job(k: int) -> str:
+    return f"deconvolve-{cycle(k)}"
+
+
+def next_job(k: int) -> str:
+    return f"next-{cycle(k)}"
+
+
+def cycle_job(k: int) -> str:
+    """The SubWorkflow job of cycle ``k`` (also its --basename)."""
+    return f"cycle-{k:02d}"
+
+
+def workflow_name(r: str, level: str) -> str:
+    """A Pegasus workflow name (letters, digits, '-' and '_' only) for a level of run ``r``."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{r}-{level}")

@@ -1,0 +1,201 @@
+"""``plan``: a configuration in, a complete plan directory out.
+
+    DIR/workflow.yml          the top-level workflow (graph.top_workflow)
+    DIR/sites.yml             site catalog           DIR/transformations.yml   transformations
+    DIR/replicas.yml          replica catalog        DIR/pegasus.properties    properties
+    DIR/config.yml            the resolved configuration (run id, parts, site, output.dir set)
+    DIR/inputs/<ms>.tar       the input MS as one file (when data.ms is an MS directory)
+    DIR/scratch, DIR/outputs  the submit host's scratch and output directories (empty)
+
+The configuration is validated and the MS inspected before anything is written; everything
+is written into a temporary directory beside DIR and renamed into place, so DIR never holds
+half a plan. An existing plan is replaced only with ``force``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from htclean.catalogs import replicas, sites, transformations
+from htclean.executables.record import write_bytes_atomic
+from htclean.imaging.errors import InputError
+from htclean.workflows import config, graph, names, properties, serialize
+from htclean.workflows.context import RunContext
+
+PLAN_FILES = ("workflow.yml", "sites.yml", "transformations.yml", "replicas.yml",
+              "pegasus.properties", "config.yml")
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """What ``plan`` wrote: the plan directory, the run id, the number of parts, the site,
+    the plan files by name, and the pegasus-plan command line for a pool."""
+
+    out_dir: Path
+    run_id: str
+    parts: int
+    site: str
+    files: dict[str, Path]
+    command: str
+
+
+def _du(path: Path) -> int:
+    """Bytes in all files under a directory."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def inspect_ms(ms: replicas.MSInput, settings: dict) -> tuple[int, int | None]:
+    """(size in bytes, rows or None) of the input MS, read at plan time."""
+    data = settings["data"]
+    if ms.source is None:
+        size = ms.path.stat().st_size if ms.path is not None else data["size"]
+        return int(size), data["rows"]
+    try:
+        from htclean.imaging import msinfo
+    except ImportError:
+        msinfo = None
+    if msinfo is not None:
+        info = msinfo.describe(ms.source)
+        return int(info.size_bytes), int(info.rows)
+    from casacore.tables import table
+
+    try:
+        t = table(str(ms.source), ack=False)
+    except RuntimeError as exc:
+        raise InputError(f"data.ms: {ms.source} is not a readable Measurement Set "
+                         f"({' '.join(str(exc).split())})") from None
+    try:
+        rows = t.nrows()
+    finally:
+        t.close()
+    return _du(ms.source), rows
+
+
+def choose_parts(settings: dict, size: int, rows: int | None) -> int:
+    """P: partition.parts, else ceil(size / partition.max_size), else 1; at most the rows."""
+    part = settings["partition"]
+    if part["parts"] is not None:
+        p = int(part["parts"])
+    elif part["max_size"] is not None:
+        p = max(1, math.ceil(size / part["max_size"]))
+    else:
+        p = 1
+    if rows is not None and p > rows:
+        raise InputError(f"partition.parts: {p} parts but the MS has only {rows} rows")
+    return p
+
+
+def load(config_path: str | os.PathLike, site: str | None) -> tuple[dict, dict]:
+    """The validated, resolved configuration with ``execution.site`` overridden by ``site``."""
+    raw = config.read_yaml(config_path)
+    if site is not None:
+        if not isinstance(raw.get("execution", {}), dict):
+            raise config.ConfigError("execution", "must be a mapping of keys")
+        raw.setdefault("execution", {})["site"] = site
+    base = Path(config_path).resolve().parent
+    errors = config.validate(raw, base)
+    if errors:
+        raise errors[0]
+    resolved = config.resolve(raw, base)
+    return resolved, config.parse(resolved)
+
+
+def _check_target(out: Path, force: bool) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory")
+    if any(out.iterdir()):
+        is_plan = (out / "workflow.yml").exists() or (out / "pegasus.properties").exists()
+        if not is_plan:
+            raise InputError(f"{out}: exists, is not empty and holds no htclean plan; "
+                             "choose a new or empty directory")
+        if not force:
+            raise InputError(f"{out}: already holds a plan; use --force to replace it "
+                             "(its outputs are deleted)")
+
+
+def _install(tmp: Path, out: Path) -> None:
+    """Move the finished plan ``tmp`` to ``out``, replacing what is there."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def pegasus_plan_command(ctx: RunContext) -> str:
+    """The pegasus-plan line that plans and submits the top level (for a pool)."""
+    from Pegasus.client._client import get_planner_args
+
+    args = get_planner_args(conf=ctx.out_dir / "pegasus.properties",
+                            dir=ctx.out_dir / "submit", submit=True, **graph.planner_args(ctx))
+    return shlex.join(["pegasus-plan", *args, str(ctx.out_dir / "workflow.yml")])
+
+
+def write_plan(ctx: RunContext, ms: replicas.MSInput, where: Path) -> dict[str, Path]:
+    """Write every plan file of ``ctx`` into the directory ``where``; returns them by name."""
+    files = {name: where / name for name in PLAN_FILES}
+    for sub in ("outputs", "scratch"):
+        (where / sub).mkdir()
+    config.dump(ctx.resolved, files["config.yml"])
+    serialize.write(sites.site_catalog(ctx), files["sites.yml"])
+    serialize.write(transformations.transformation_catalog(ctx), files["transformations.yml"])
+    serialize.write(replicas.replica_catalog(ctx, ms), files["replicas.yml"])
+    write_bytes_atomic(files["pegasus.properties"],
+                       properties.to_text(properties.properties(ctx)).encode())
+    serialize.write(graph.top_workflow(ctx), files["workflow.yml"])
+    return files
+
+
+def plan(config_path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+         site: str | None = None, force: bool = False) -> PlanResult:
+    """Validate ``config_path``, inspect its MS and write the plan into ``out_dir``
+    (default: the configuration's ``output.dir``) for ``site`` (default: execution.site).
+
+    Raises InputError (nothing written) for a bad configuration, an unreadable MS, or an
+    ``out_dir`` that holds something else (or a plan, without ``force``).
+    """
+    resolved, settings = load(config_path, site)
+    out = Path(out_dir if out_dir is not None else settings["output"]["dir"]).absolute()
+    _check_target(out, force)
+    ms = replicas.ms_input(settings["data"]["ms"], out / "inputs")
+    size, rows = inspect_ms(ms, settings)
+    parts = choose_parts(settings, size, rows)
+    run_id = settings["output"]["run_id"] or names.run_id(settings["image"]["name"])
+    resolved["output"].update(run_id=run_id, dir=str(out))
+    resolved["partition"].update(parts=parts, max_size=None)
+    resolved["execution"]["site"] = settings["execution"]["site"]
+    settings = config.parse(resolved)
+
+    ctx = RunContext(resolved, settings, out, ms.lfn, {ms.lfn: size})
+    ctx.check()
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.plan-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the plan directory is not
+    try:
+        if ms.source is not None:
+            from htclean.executables.msparts import pack
+
+            (tmp / "inputs").mkdir()
+            tar = pack(ms.source, tmp / "inputs" / ms.lfn)
+            ctx = replace(ctx, sizes={ms.lfn: tar.stat().st_size})
+        files = write_plan(ctx, ms, tmp)
+        _install(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return PlanResult(out, run_id, parts, ctx.site,
+                      {name: out / p.name for name, p in files.items()},
+                      pegasus_plan_command(ctx))

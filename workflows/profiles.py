@@ -1,0 +1,93 @@
+"""Per-job Pegasus profiles: throttling category, priority, retries, HTCondor requests.
+
+Every compute job gets ``dagman.category`` (its job type, the ``execution.throttles`` keys),
+a priority that keeps the serial path (partition, gather, deconvolve, next, restore) ahead of
+queued parallel jobs, ``dagman.retry = execution.retries``, request_cpus and request_memory
+from the configuration, and request_disk = 2 x the sizes of its inputs + execution.disk_margin.
+Sub-workflow jobs get no retries: a retried level resumes from its rescue DAG, and retries
+would multiply with depth (DESIGN.md).
+
+GPUs: with ``gridder.device: gpu`` the grid, residual and deconvolve jobs request one GPU and
+``require_gpus`` (Capability, GlobalMemoryMb, DriverVersion from ``execution.gpu``). With
+``auto`` they request none: a job uses a GPU when its slot has one, so it can run anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+from Pegasus.api import Job, Namespace, SubWorkflow
+
+from htclean.workflows.context import LOCAL, RunContext
+
+SERIAL_PRIORITY = 100     # partition, gather, deconvolve, next, restore, sub-workflows
+PARALLEL_PRIORITY = 10    # weights, grid, residual: one per part
+SERIAL = ("partition", "gather", "deconvolve", "next", "restore")
+GPU_CATEGORIES = ("grid", "residual", "deconvolve")
+NEXT_MEMORY_MB = 1024     # the next job runs on the submit host (local universe)
+GATHER_CPUS = 1
+MIB = 2**20
+
+
+def priority(category: str) -> int:
+    return SERIAL_PRIORITY if category in SERIAL else PARALLEL_PRIORITY
+
+
+def wants_gpu(ctx: RunContext, category: str) -> bool:
+    """Whether a job of this category requests a GPU (only with ``gridder.device: gpu``)."""
+    return ctx.settings["gridder"]["device"] == "gpu" and category in GPU_CATEGORIES
+
+
+def require_gpus(ctx: RunContext) -> str:
+    """The ``require_gpus`` ClassAd expression from ``execution.gpu``."""
+    gpu = ctx.settings["execution"]["gpu"]
+    return (f"Capability >= {float(gpu['capability'])} && GlobalMemoryMb >= "
+            f"{int(gpu['memory_mb'])} && DriverVersion >= {float(gpu['driver'])}")
+
+
+def disk_kib(ctx: RunContext, input_bytes: int) -> int:
+    """request_disk in KiB: 2 x the inputs + execution.disk_margin."""
+    margin = ctx.settings["execution"]["disk_margin"]
+    return max(1, math.ceil((2 * input_bytes + margin) / 1024))
+
+
+def requests(ctx: RunContext, category: str, input_bytes: int) -> dict[str, int]:
+    """cpus, memory_mb, disk_kib and gpus of a job of ``category`` reading ``input_bytes``."""
+    execution = ctx.settings["execution"]
+    if category == "next":
+        cpus, memory = 1, NEXT_MEMORY_MB
+    else:
+        cpus = GATHER_CPUS if category == "gather" else int(execution["request_cpus"])
+        memory = math.ceil(execution["request_memory"] / MIB)
+    return {"cpus": cpus, "memory_mb": memory, "disk_kib": disk_kib(ctx, input_bytes),
+            "gpus": 1 if wants_gpu(ctx, category) else 0}
+
+
+def apply(job: Job, ctx: RunContext, category: str, input_bytes: int) -> Job:
+    """Add the category, priority, retries and resource requests of a job; returns it."""
+    prio = priority(category)
+    job.add_dagman_profile(category=category, priority=str(prio),
+                           retry=str(ctx.settings["execution"]["retries"]))
+    req = requests(ctx, category, input_bytes)
+    job.add_pegasus_profile(cores=req["cpus"], memory=str(req["memory_mb"]),
+                            diskspace=str(math.ceil(req["disk_kib"] / 1024)))
+    job.add_profiles(Namespace.CONDOR, key="priority", value=str(prio))
+    job.add_profiles(Namespace.CONDOR, key="request_cpus", value=str(req["cpus"]))
+    job.add_profiles(Namespace.CONDOR, key="request_memory", value=str(req["memory_mb"]))
+    job.add_profiles(Namespace.CONDOR, key="request_disk", value=str(req["disk_kib"]))
+    remote = category != "next" and ctx.exec_site != LOCAL
+    if req["gpus"]:
+        job.add_pegasus_profile(gpus=req["gpus"])
+        job.add_profiles(Namespace.CONDOR, key="request_gpus", value=str(req["gpus"]))
+        if remote:
+            job.add_profiles(Namespace.CONDOR, key="require_gpus", value=require_gpus(ctx))
+    user_requirements = ctx.settings["execution"]["requirements"]
+    if remote and user_requirements:
+        job.add_profiles(Namespace.CONDOR, key="requirements", value=user_requirements)
+    return job
+
+
+def apply_subworkflow(job: SubWorkflow) -> SubWorkflow:
+    """No retries (a failed level resumes from its rescue DAG) and the serial priority."""
+    job.add_dagman_profile(retry="0", priority=str(SERIAL_PRIORITY))
+    return job
