@@ -171,24 +171,20 @@ class _NvmlSampler:
         return self.samples
 
 
-def start_gpu_monitor(device_setting: str) -> Any | None:
-    """A started GPU sampler (``imaging.gpu_monitor`` if present, else NVML directly) when the
-    configuration allows a GPU and one is visible; None otherwise. The returned object has
-    ``name``, ``samples`` and ``stop() -> samples``."""
-    if device_setting == "cpu":
-        return None
+def start_gpu_monitor() -> Any | None:
+    """A started GPU sampler (``imaging.gpu_monitor`` if present, else NVML directly), or None
+    when NVML cannot be used. The returned object has ``samples`` and ``stop() -> samples``."""
     try:
         from htclean.imaging import gpu_monitor  # the colleague's sampler, when it exists
     except ImportError:
         gpu_monitor = None
     try:
         if gpu_monitor is not None:
-            monitor = gpu_monitor.start()
-            return monitor
+            return gpu_monitor.start()
         sampler = _NvmlSampler()
         sampler.start()
         return sampler
-    except Exception:  # no driver, no device, no pynvml: a CPU job
+    except Exception:  # no driver, no pynvml: the job runs, without samples
         return None
 
 
@@ -285,8 +281,11 @@ def build_record(job: Job, start: datetime, wall: float, status: int, error: str
 
 def run_job(executable: str, parser: argparse.ArgumentParser,
             work: Callable[[argparse.Namespace, Job], None],
-            argv: list[str] | None = None) -> int:
+            argv: list[str] | None = None, uses_device: bool = False) -> int:
     """Run one job: parse, load settings, ``work(args, job)``, write the record; exit status.
+
+    uses_device: the job grids or deconvolves on ``gridder.device``; it is resolved here
+    (recorded as ``cpu`` or ``gpu:<name>``) and, on a GPU, NVML samples it every second.
 
     0: every output committed; 2: bad input (one line on stderr); 1: any other failure
     (one line; the traceback too with HTCLEAN_DEBUG=1) or injected failure.
@@ -303,9 +302,13 @@ def run_job(executable: str, parser: argparse.ArgumentParser,
             raise _InjectedFailure(f"injected failure ({INJECT_ENV}=1)")
         job.settings = load_settings(str(job.read(args.config, "--config")))
         job.name = job_name(args.record, executable, job.settings["output"]["run_id"])
-        monitor = start_gpu_monitor(job.settings["gridder"]["device"])
-        if monitor is not None:
-            job.device = f"gpu:{monitor.name}"
+        if uses_device:
+            from htclean.imaging import device
+
+            chosen = device.select(job.settings["gridder"]["device"])
+            job.device = chosen.label
+            if chosen.is_gpu:
+                monitor = start_gpu_monitor()
         work(args, job)
     except InputError as exc:
         status, error = 2, _one_line(exc)

@@ -1,0 +1,118 @@
+"""htclean-gather: sum partial images; at the root of a tree, normalise and write FITS.
+
+    htclean-gather --config R-config.yml --record R-JOB.record.json --inputs A.npz B.npz ...
+                   (--output G.npz | [--psf-fits R-psf.fits] --image-fits F.fits)
+
+The inputs are partials (imaging.parts.save_partial) of one kind: densities (the weights
+tree), PSF + dirty (the image tree) or residuals. They are summed in float64 and must agree on
+the pixel grid (size, cell, centre; the band is the union of theirs) and the kind.
+An inner level writes the sum as a partial (``--output``). The root divides by the total
+weight sum and writes FITS (imaging.fits.write_fits): ``--image-fits`` gets the dirty or the
+residual image, ``--psf-fits`` the PSF (image tree only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from htclean.executables.record import Job, job_parser, run_job
+from htclean.imaging.errors import InputError
+
+PROG = "htclean-gather"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = job_parser(PROG, __doc__)
+    parser.add_argument("--inputs", required=True, nargs="+", metavar="IN.npz",
+                        help="partials to sum (.npz from htclean-grid or an inner gather)")
+    parser.add_argument("--output", metavar="G.npz", help="inner level: write the sum here")
+    parser.add_argument("--image-fits", metavar="F.fits",
+                        help="root: the normalised dirty or residual image")
+    parser.add_argument("--psf-fits", metavar="R-psf.fits",
+                        help="root of the image tree: the normalised PSF")
+    return parser
+
+
+def sum_partials(job: Job, paths: list[str]):
+    """The float64 sum of the partials in ``paths``; InputError when one is not a partial or
+    they disagree in kind or pixel grid."""
+    from htclean.imaging import parts
+
+    total = None
+    first = None
+    for path in paths:
+        p = parts.load_partial(job.read(path, "--inputs"))
+        if p.geom is None:
+            raise InputError(f"--inputs: {path} carries no image geometry")
+        if total is None:
+            total, first = p, path
+            continue
+        if set(p.images) != set(total.images):
+            raise InputError(f"--inputs: {path} holds {sorted(p.images)}, {first} holds "
+                             f"{sorted(total.images)}")
+        grid = (p.geom.nx, p.geom.ny, p.geom.cell, p.geom.ra, p.geom.dec)
+        grid0 = (total.geom.nx, total.geom.ny, total.geom.cell, total.geom.ra, total.geom.dec)
+        if grid != grid0:
+            raise InputError(f"--inputs: {path} has geometry (nx, ny, cell, ra, dec) = {grid}, "
+                             f"{first} has {grid0}")
+        total = total + p
+    return total
+
+
+def _check_config(job: Job, total) -> None:
+    image = job.settings["image"]
+    want = (image["nx"], image["ny"])
+    if (total.geom.nx, total.geom.ny) != want:
+        raise InputError(f"--inputs: the partials are {total.geom.nx}x{total.geom.ny} pixels, "
+                         f"the configuration says {want[0]}x{want[1]}")
+
+
+def work(args: argparse.Namespace, job: Job) -> None:
+    if (args.output is None) == (args.image_fits is None):
+        raise InputError("give either --output (inner level) or --image-fits (root)")
+    if args.output is not None and args.psf_fits is not None:
+        raise InputError("--psf-fits: only at the root (with --image-fits), not with --output")
+    total = sum_partials(job, args.inputs)
+    _check_config(job, total)
+    job.visibilities = total.visibilities
+    if args.output is not None:
+        from htclean.imaging import parts
+
+        parts.save_partial(args.output, total)
+        job.output(args.output)
+        return
+    write_root(job, total, args.image_fits, args.psf_fits, len(args.inputs))
+
+
+def write_root(job: Job, total, image_fits: str, psf_fits: str | None, ninputs: int) -> None:
+    """Normalise ``total`` by its weight sum and write the FITS images."""
+    from htclean.imaging import parts
+    from htclean.imaging.fits import write_fits
+
+    names = set(total.images)
+    if names == {"psf", "dirty"}:
+        if psf_fits is None:
+            raise InputError("--psf-fits: the image tree's root writes the PSF too")
+        targets = [("psf", psf_fits), ("dirty", image_fits)]
+    elif names == {"residual"}:
+        if psf_fits is not None:
+            raise InputError("--psf-fits: the residual tree has no PSF")
+        targets = [("residual", image_fits)]
+    else:
+        raise InputError(f"--image-fits: partials of {sorted(names)} are not images "
+                         "(a density sum is written with --output)")
+    images = parts.normalise(total)
+    history = [f"htclean-gather: {ninputs} inputs, {total.visibilities} visibilities",
+               f"sum of weights {total.weight_sum!r}"]
+    for name, path in targets:
+        write_fits(path, images[name], total.geom, history=[f"{name} image", *history])
+        job.output(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_job(PROG, build_parser(), work, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

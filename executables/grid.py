@@ -1,0 +1,101 @@
+"""htclean-grid: one part's partial images, from one read of the part.
+
+    htclean-grid --config R-config.yml --record R-JOB.record.json --mode MODE --part P.ms.tar
+                 [--weights R-weights.npz] [--model R-model-cKK.json] --output OUT.npz
+
+Modes:
+  weights    the part's weight density (uniform/Briggs), ``density`` float64
+  psf-dirty  PSF and dirty image from one read (``psf``, ``dirty`` float32)
+  residual   the residual of the model component list (``residual`` float32)
+
+The output is a partial (imaging.parts.save_partial): unnormalised images, their weight sum
+(float64), the count of visibilities and the geometry (size, cell, centre, band), so the
+gather needs no MS. Uniform and Briggs weighting need ``--weights`` (the density of all
+parts) in the psf-dirty and residual modes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from htclean.executables import msparts
+from htclean.executables.record import Job, job_parser, run_job
+from htclean.imaging.errors import InputError
+
+PROG = "htclean-grid"
+MODES = ("weights", "psf-dirty", "residual")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = job_parser(PROG, __doc__)
+    parser.add_argument("--mode", required=True, choices=MODES, help="what to grid")
+    parser.add_argument("--part", required=True, metavar="P.ms.tar",
+                        help="the part: a tar of one MS (or an MS directory)")
+    parser.add_argument("--weights", metavar="R-weights.npz",
+                        help="the weight density of all parts (uniform/Briggs weighting)")
+    parser.add_argument("--model", metavar="R-model-cKK.json",
+                        help="the model component list (mode residual)")
+    parser.add_argument("--output", required=True, metavar="OUT.npz",
+                        help="where to write the partial (.npz)")
+    return parser
+
+
+def load_density(job: Job, path: str | None):
+    """The global density partial of ``--weights``, checked; None for natural weighting."""
+    kind = job.settings["weighting"]["type"]
+    if kind == "natural":
+        return None
+    if path is None:
+        raise InputError(f"--weights: weighting.type {kind} needs the weight density of all "
+                         "parts (R-weights.npz)")
+    from htclean.imaging import parts
+
+    density = parts.load_partial(job.read(path, "--weights"))
+    if "density" not in density.images:
+        raise InputError(f"--weights: {path} holds {sorted(density.images)}, not a density")
+    nx, ny = job.settings["image"]["nx"], job.settings["image"]["ny"]
+    if density.images["density"].shape != (ny, nx):
+        raise InputError(f"--weights: {path} is {density.images['density'].shape}, the image "
+                         f"is {(ny, nx)}")
+    return density
+
+
+def work(args: argparse.Namespace, job: Job) -> None:
+    from htclean.imaging import parts
+
+    if args.mode == "residual" and args.model is None:
+        raise InputError("--model: mode residual needs the model component list")
+    if args.mode != "residual" and args.model is not None:
+        raise InputError(f"--model: only for mode residual, not {args.mode}")
+    part = job.read(args.part, "--part", allow_dir=True)
+    settings = job.settings
+    density = None if args.mode == "weights" else load_density(job, args.weights)
+    model = None
+    if args.mode == "residual":
+        from htclean.imaging.components import ComponentList
+
+        model = ComponentList.read(job.read(args.model, "--model"))
+        nx, ny = settings["image"]["nx"], settings["image"]["ny"]
+        if (model.nx, model.ny) != (nx, ny):
+            raise InputError(f"--model: {args.model} is for a {model.nx}x{model.ny} image, "
+                             f"the configured image is {nx}x{ny}")
+    with msparts.unpacked(part) as ms:
+        if args.mode == "weights":
+            partial = parts.part_density(ms, settings)
+        elif args.mode == "psf-dirty":
+            partial = parts.part_psf_dirty(ms, settings, density)
+        else:
+            partial = parts.part_residual(ms, settings, model, density)
+    job.visibilities = partial.visibilities
+    partial.meta = {**partial.meta, "mode": args.mode}
+    parts.save_partial(args.output, partial)
+    job.output(args.output)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_job(PROG, build_parser(), work, argv, uses_device=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

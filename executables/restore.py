@@ -1,0 +1,162 @@
+"""htclean-restore: the clean beam, the restored image, every product and its preview.
+
+    htclean-restore --config R-config.yml --record R-restore.record.json
+                    --psf R-psf.fits --dirty R-dirty.fits
+                    --residual (R-dirty.fits | R-residual-cKK.fits) [--model R-model-cKK.json]
+                    [--state R-deconvolve-cKK.json] [--decision R-next-cKK.json] --name NAME
+
+Fits the clean beam to the PSF (imaging.beam.fit_clean_beam), restores the model
+(imaging.restore.restore: model convolved with the beam + residual) and writes, with WSClean's
+names and BMAJ/BMIN/BPA in every header: NAME-image.fits (Jy/beam), NAME-model.fits
+(Jy/pixel), NAME-residual.fits, NAME-psf.fits, NAME-dirty.fits; previews NAME-image.png,
+NAME-residual.png, NAME-psf.png; and NAME-summary.json (beam, peak, rms, components, cycles,
+iterations, stop reason). Without --model there was no deconvolution: the image is the
+residual (the dirty image). --state and --decision (optional) give the summary the cycle
+count, the iterations and why the loop stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from htclean.executables.deconvolve import read_state
+from htclean.executables.record import Job, job_parser, run_job
+from htclean.imaging.errors import InputError
+
+PROG = "htclean-restore"
+ASEC = math.pi / 180.0 / 3600.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = job_parser(PROG, __doc__)
+    parser.add_argument("--psf", required=True, metavar="R-psf.fits")
+    parser.add_argument("--dirty", required=True, metavar="R-dirty.fits")
+    parser.add_argument("--residual", required=True, metavar="RESIDUAL.fits",
+                        help="the last residual (the dirty image when nothing was cleaned)")
+    parser.add_argument("--model", metavar="R-model-cKK.json",
+                        help="the cumulative component list of the last cycle")
+    parser.add_argument("--state", metavar="R-deconvolve-cKK.json",
+                        help="the last deconvolution state (cycles, iterations)")
+    parser.add_argument("--decision", metavar="R-next-cKK.json",
+                        help="the loop's last decision (why it stopped)")
+    parser.add_argument("--name", required=True, help="product prefix: NAME-image.fits, ...")
+    return parser
+
+
+def _read(job: Job, path: str, what: str):
+    from htclean.imaging.fits import read_fits
+
+    image, geom, _ = read_fits(job.read(path, what))
+    return image, geom
+
+
+def _json(job: Job, path: str | None, what: str) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    p = job.read(path, what)
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{what}: {path} is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{what}: {path} is not a JSON object")
+    return doc
+
+
+def stop_reason(decision: dict[str, Any] | None) -> str | None:
+    """The loop's stop reason from a ``next`` decision file (``reason`` at the top level or in
+    a ``decision`` object), or None."""
+    if decision is None:
+        return None
+    inner = decision.get("decision")
+    reason = decision.get("reason", inner.get("reason") if isinstance(inner, dict) else None)
+    if not isinstance(reason, str):
+        raise InputError("--decision: no stop reason (key 'reason') in the decision file")
+    return reason
+
+
+def _stats(image: np.ndarray) -> dict[str, float]:
+    from htclean.imaging.noise import robust_sigma
+
+    return {"peak": float(image.max()), "min": float(image.min()),
+            "rms": float(np.sqrt(np.mean(np.square(image)))),
+            "robust_sigma": float(robust_sigma(image))}
+
+
+def work(args: argparse.Namespace, job: Job) -> None:
+    from htclean.imaging.beam import fit_clean_beam
+    from htclean.imaging.components import ComponentList
+    from htclean.imaging.fits import write_fits
+    from htclean.imaging.preview import write_preview
+    from htclean.imaging.restore import restore
+
+    name = args.name
+    if not name or "/" in name:
+        raise InputError(f"--name: {name!r} must be a plain file-name prefix")
+    psf, psf_geom = _read(job, args.psf, "--psf")
+    dirty, dirty_geom = _read(job, args.dirty, "--dirty")
+    residual, geom = _read(job, args.residual, "--residual")
+    for what, g in (("--psf", psf_geom), ("--dirty", dirty_geom)):
+        if (g.nx, g.ny, g.cell, g.ra, g.dec) != (geom.nx, geom.ny, geom.cell, geom.ra, geom.dec):
+            raise InputError(f"{what}: its pixel grid differs from the residual's")
+    if args.model is not None:
+        components = ComponentList.read(job.read(args.model, "--model"))
+        if (components.nx, components.ny) != (geom.nx, geom.ny):
+            raise InputError(f"--model: {args.model} is for a {components.nx}x{components.ny} "
+                             f"image, the residual is {geom.nx}x{geom.ny}")
+    else:
+        components = ComponentList.empty(geom.nx, geom.ny)
+    state = read_state(job.read(args.state, "--state")) if args.state else None
+    reason = stop_reason(_json(job, args.decision, "--decision"))
+
+    beam = fit_clean_beam(psf, geom.cell)
+    image = restore(components, residual, beam, geom.cell)
+    history = [f"htclean-restore: {len(components)} components, "
+               f"{components.total_flux:.6g} Jy"]
+    out = Path(".")
+    fits_products = [("image", image, geom, "Jy/beam"),
+                     ("model", components.to_image(), geom, "Jy/pixel"),
+                     ("residual", residual, geom, "Jy/beam"),
+                     ("psf", psf, psf_geom, "Jy/beam"),
+                     ("dirty", dirty, dirty_geom, "Jy/beam")]
+    for kind, data, g, bunit in fits_products:
+        path = out / f"{name}-{kind}.fits"
+        write_fits(path, data, g, beam=beam, bunit=bunit, history=history)
+        job.output(path)
+    for kind, data, title in (("image", image, "restored image"),
+                              ("residual", residual, "residual"), ("psf", psf, "PSF")):
+        path = out / f"{name}-{kind}.png"
+        write_preview(path, data, geom, title=f"{name}: {title}")
+        job.output(path)
+    summary = {
+        "name": name,
+        "beam": {"bmaj_asec": beam.bmaj / ASEC, "bmin_asec": beam.bmin / ASEC,
+                 "bpa_deg": float(beam.bpa)},
+        "image": _stats(image), "residual": _stats(residual),
+        "components": len(components), "flux": components.total_flux,
+        "cycles": int(state["cycle"]) if state else 0,
+        "iterations": int(state["iterations_total"]) if state else 0,
+        "stop_reason": reason,
+        "minor_stop_reason": state.get("stop_reason") if state else None,
+        "geometry": {"nx": geom.nx, "ny": geom.ny, "cell_asec": geom.cell / ASEC,
+                     "ra_deg": math.degrees(geom.ra), "dec_deg": math.degrees(geom.dec),
+                     "freq_hz": geom.freq, "bandwidth_hz": geom.bandwidth},
+        "products": [f"{name}-{k}.fits" for k, *_ in fits_products]
+        + [f"{name}-{k}.png" for k in ("image", "residual", "psf")],
+    }
+    job.write_json(out / f"{name}-summary.json", summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_job(PROG, build_parser(), work, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
