@@ -15,7 +15,6 @@ transpose is the FITS ``image[y, x]`` of geometry.py. No 1/n factor is applied
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -42,16 +41,17 @@ class GridParams:
 
     def __post_init__(self) -> None:
         if self.precision not in ("single", "double"):
-            raise InputError(f"gridder precision must be single or double, not {self.precision!r}")
+            raise InputError(f"gridder.precision must be single or double, not "
+                             f"{self.precision!r}")
         if self.device not in DEVICES:
-            raise InputError(f"gridder device must be one of {', '.join(DEVICES)}, "
+            raise InputError(f"gridder.device must be one of {', '.join(DEVICES)}, "
                              f"not {self.device!r}")
         low = 1e-5 if self.precision == "single" else 2e-13
         if not low < self.epsilon < 0.1:
-            raise InputError(f"gridder epsilon must lie in ({low:g}, 0.1) for {self.precision} "
-                             f"precision, got {self.epsilon:g}")
+            raise InputError(f"gridder.epsilon must lie in ({low:g}, 0.1) with gridder.precision "
+                             f"{self.precision}, got {self.epsilon:g}")
         if self.threads < 1:
-            raise InputError(f"gridder threads must be >= 1, got {self.threads}")
+            raise InputError(f"gridder.threads must be >= 1, got {self.threads}")
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> GridParams:
@@ -74,20 +74,13 @@ class GridParams:
         return np.complex64 if self.precision == "single" else np.complex128
 
 
-@functools.lru_cache(maxsize=None)
 def resolve_device(device: str) -> str:
-    """``"cpu"`` or ``"gpu"`` for a configured device; ``"auto"`` is ``"gpu"`` only when CuPy
-    imports and finds at least one CUDA device. ``"cpu"`` never imports CuPy."""
-    if device not in DEVICES:
-        raise InputError(f"gridder device must be one of {', '.join(DEVICES)}, not {device!r}")
-    if device != "auto":
-        return device
-    try:
-        import cupy
+    """``"cpu"`` or ``"gpu"`` for a configured device (device.py's ``select``): ``"auto"`` is
+    ``"gpu"`` only when CuPy imports and finds a CUDA device; ``"gpu"`` without one is an
+    InputError; ``"cpu"`` never imports CuPy."""
+    from htclean.imaging import device as devices
 
-        return "gpu" if cupy.cuda.runtime.getDeviceCount() > 0 else "cpu"
-    except Exception:  # no CuPy, no driver or no device: all mean "use the CPU"
-        return "cpu"
+    return devices.select(device).kind
 
 
 def _check(uvw: np.ndarray, freq: np.ndarray, shape: tuple[int, int], what: str) -> None:

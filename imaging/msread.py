@@ -161,13 +161,14 @@ def _check_spw(dd, spw: int | None, path: str) -> list[int]:
 
 
 def _hands(corr: Sequence[int], path: str, pol_id: int) -> tuple[int, ...]:
-    """Indices of the correlations that make Stokes I: (i,) for I, else (i_a, i_b)."""
+    """Indices of the correlations that make Stokes I: (i,) for I, else the two hands'
+    (ascending; Stokes I is symmetric in them)."""
     corr = [int(c) for c in corr]
     if 1 in corr:
         return (corr.index(1),)
     for a, b in _HAND_PAIRS:
         if a in corr and b in corr:
-            return (corr.index(a), corr.index(b))
+            return tuple(sorted((corr.index(a), corr.index(b))))
     names = ", ".join(CORR_NAMES.get(c, str(c)) for c in corr)
     raise InputError(f"{path}: POLARIZATION row {pol_id} has correlations [{names}]; Stokes I "
                      "needs XX and YY, RR and LL, or I")

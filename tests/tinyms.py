@@ -161,21 +161,53 @@ def write_ms(path: str, obs: TinyObs | None = None) -> dict:
             "rows_per_block": nbl_rows, "centres": centres, "obs": obs}
 
 
-def dft_dirty(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray,
-              nx: int, ny: int, cell: float) -> np.ndarray:
-    """Direct transform: image[y, x] = Re sum w V exp(-2 pi i (u l + v m + w (n - 1)))."""
-    x = np.arange(nx)
-    y = np.arange(ny)
-    ll, mm = np.meshgrid(-(x - nx // 2) * cell, (y - ny // 2) * cell)
+def dft_at(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray,
+           ll: np.ndarray, mm: np.ndarray) -> np.ndarray:
+    """Re sum w V exp(-2 pi i (u l + v m + w (n - 1))) at direction cosines ll, mm (any shape)."""
     nn = np.sqrt(1 - ll**2 - mm**2) - 1
-    img = np.zeros((ny, nx))
+    img = np.zeros(ll.shape)
     for c, f in enumerate(freq):
         uvwl = uvw * f / C
         wv = weight[:, c] * vis[:, c]
         ph = (np.multiply.outer(uvwl[:, 0], ll) + np.multiply.outer(uvwl[:, 1], mm)
               + np.multiply.outer(uvwl[:, 2], nn))
-        img += np.einsum("r,ryx->yx", wv, np.exp(-2j * np.pi * ph)).real
+        img += np.tensordot(wv, np.exp(-2j * np.pi * ph), axes=1).real
     return img
+
+
+def dft_dirty(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray,
+              nx: int, ny: int, cell: float) -> np.ndarray:
+    """Direct transform on the pixel grid: image[y, x] with l = -(x - nx/2) cell,
+    m = (y - ny/2) cell."""
+    ll, mm = np.meshgrid(-(np.arange(nx) - nx // 2) * cell, (np.arange(ny) - ny // 2) * cell)
+    return dft_at(uvw, freq, vis, weight, ll, mm)
+
+
+def settings_for(ms: str, *, cell: float = 1.5 * ASEC, size: int | list[int] = 64,
+                 weighting: str = "natural", robust: float | None = None,
+                 phase_centre: list[float] | None = None, chunk_rows: int = 100,
+                 **sections: dict) -> dict:
+    """Parsed settings for imaging ``ms``: double precision, epsilon 1e-7, w-gridding, CPU.
+
+    ``sections`` merge extra keys into the raw configuration (e.g. deconvolution={...});
+    phase_centre (radians) is set after parsing so it is exact.
+    """
+    from htclean.workflows import config
+
+    raw = {"data": {"ms": ms},
+           "image": {"scale": f"{cell / ASEC!r}asec", "size": size},
+           "weighting": {"type": weighting},
+           "gridder": {"epsilon": 1e-7, "precision": "double", "device": "cpu", "threads": 1,
+                       "chunk_rows": chunk_rows}}
+    if robust is not None:
+        raw["weighting"]["robust"] = robust
+    for name, keys in sections.items():
+        raw.setdefault(name, {}).update(keys)
+    settings = config.parse(config.resolve(raw))
+    settings["image"]["cell"] = cell
+    if phase_centre is not None:
+        settings["image"]["phase_centre"] = [float(v) for v in phase_centre]
+    return settings
 
 
 def dft_predict(image: np.ndarray, uvw: np.ndarray, freq: np.ndarray, cell: float) -> np.ndarray:
