@@ -198,16 +198,10 @@ class Builder:
     # --- files from earlier levels -----------------------------------------------------
 
     def externals(self) -> list[str]:
-        """Input LFNs no job here produces, in order of first use."""
-        produced, seen = set(), {}
-        for job in self.wf.jobs.values():
-            for use in job.uses:
-                if use._type == "output":
-                    produced.add(use.file.lfn)
-        for job in self.wf.jobs.values():
-            for lfn in sorted(u.file.lfn for u in job.uses if u._type == "input"):
-                seen.setdefault(lfn, None)
-        return [lfn for lfn in seen if lfn not in produced]
+        """Input LFNs that no job here produces, sorted."""
+        uses = [use for job in self.wf.jobs.values() for use in job.uses]
+        produced = {use.file.lfn for use in uses if use._type == "output"}
+        return sorted({use.file.lfn for use in uses if use._type == "input"} - produced)
 
     def bypass_remote(self, urls: dict[str, str]) -> None:
         """Let compute jobs fetch inputs with a remote URL (OSDF) themselves, not via staging."""
