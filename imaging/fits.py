@@ -39,7 +39,7 @@ def header_for(geom: ImageGeometry, *, beam: Any = None, bunit: str = "Jy/beam",
         bmaj, bmin, bpa = _beam_deg(beam)
         h["BMAJ"] = (bmaj, "clean beam major axis FWHM (deg)")
         h["BMIN"] = (bmin, "clean beam minor axis FWHM (deg)")
-        h["BPA"] = (bpa, "clean beam position angle (deg, north through east)")
+        h["BPA"] = (bpa, "clean beam position angle (deg, N through E)")
     cell = math.degrees(geom.cell)
     axes = (("RA---SIN", geom.nx / 2 + 1, math.degrees(geom.ra) % 360.0, -cell, "deg"),
             ("DEC--SIN", geom.ny / 2 + 1, math.degrees(geom.dec), cell, "deg"),
@@ -59,7 +59,10 @@ def header_for(geom: ImageGeometry, *, beam: Any = None, bunit: str = "Jy/beam",
     h["LATPOLE"] = math.degrees(geom.dec)
     h["SPECSYS"] = "TOPOCENT"
     if geom.date_obs:
+        from astropy.time import Time
+
         h["DATE-OBS"] = geom.date_obs
+        h["MJD-OBS"] = Time(geom.date_obs, format="isot", scale="utc").mjd
     if geom.telescope:
         h["TELESCOP"] = geom.telescope
     h["ORIGIN"] = ORIGIN

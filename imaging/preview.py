@@ -45,7 +45,7 @@ def write_preview(path: str | os.PathLike, image: np.ndarray, geom: ImageGeometr
     top = (geom.ny - geom.ny // 2 - 0.5) * asec
     finite = image[np.isfinite(image)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    fig = Figure(figsize=(6.4, 5.6), dpi=100)
+    fig = Figure(figsize=(6.4, 5.6), dpi=100, layout="tight")
     ax = fig.add_subplot(1, 1, 1)
     shown = ax.imshow(image, origin="lower", cmap=cmap, extent=(left, right, bottom, top),
                       vmin=lo if vmin is None else vmin, vmax=hi if vmax is None else vmax,
@@ -54,7 +54,10 @@ def write_preview(path: str | os.PathLike, image: np.ndarray, geom: ImageGeometr
     ax.set_ylabel("Dec offset (arcsec)")
     stats = f"min {lo:.4g}  max {hi:.4g}  rms {_rms(image):.4g} {bunit}"
     ax.set_title(f"{title}\n{stats}" if title else stats, fontsize=9)
-    fig.colorbar(shown, ax=ax, label=bunit)
+    from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+    bar = make_axes_locatable(ax).append_axes("right", size="4%", pad=0.08)
+    fig.colorbar(shown, cax=bar, label=bunit)
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
