@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -192,7 +193,7 @@ def load_partial(path: str | os.PathLike) -> Partial:
         with np.load(path, allow_pickle=False) as z:
             header = json.loads(bytes(z["header"]).decode())
             images = {k.removeprefix("image_"): z[k] for k in z.files if k.startswith("image_")}
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(f"{path} is not a partial image file: {exc}") from None
     geom = ImageGeometry(**header["geom"]) if header.get("geom") else None
     return Partial(images, float(header["weight_sum"]), int(header["visibilities"]),

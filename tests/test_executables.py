@@ -1,0 +1,375 @@
+"""The job executables: --help, exit codes and one-line errors, records, atomic outputs,
+partition invariance of the parts, gather sums, the deconvolution state, restore products."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import casacore.tables as ct
+import numpy as np
+import pytest
+import tinyms
+
+from htclean.executables import deconvolve, gather, grid, msparts, partition, restore
+from htclean.executables.record import load_settings
+from htclean.imaging import fits, parts
+from htclean.imaging.geometry import ImageGeometry
+
+EXECUTABLES = ("partition", "grid", "gather", "deconvolve", "restore")
+MAINS = {"partition": partition.main, "grid": grid.main, "gather": gather.main,
+         "deconvolve": deconvolve.main, "restore": restore.main}
+COLUMNS = ("TIME", "ANTENNA1", "ANTENNA2", "UVW", "DATA", "CORRECTED_DATA", "FLAG", "WEIGHT")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """A tiny MS: 7 antennas, 12 times, 6 channels, two point sources."""
+    path = tmp_path_factory.mktemp("ms") / "tiny.ms"
+    tinyms.write_ms(str(path), tinyms.TinyObs(nchan=6, ntime=12, noise=0.01))
+    return path
+
+
+def write_config(where: Path, ms: Path, **sections) -> Path:
+    cfg = {"data": {"ms": str(ms)}, "image": {"size": 64, "scale": "2asec"},
+           "output": {"run_id": "R"}}
+    for name, values in sections.items():
+        cfg.setdefault(name, {}).update(values)
+    path = where / "R-config.yml"
+    path.write_text(json.dumps(cfg))  # JSON is YAML
+    return path
+
+
+def run(name: str, args: list[str], cwd: Path, monkeypatch) -> int:
+    monkeypatch.chdir(cwd)
+    return MAINS[name](["--config", "R-config.yml", *args])
+
+
+def one_error_line(capsys, prog: str) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"htclean-{prog}: error: ")
+    return err[0]
+
+
+def table_columns(ms: Path) -> dict[str, np.ndarray]:
+    with ct.table(str(ms), ack=False) as t:
+        return {c: t.getcol(c) for c in COLUMNS}
+
+
+def part_columns(tar: Path, scratch: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    with msparts.unpacked(tar, scratch) as ms:
+        with ct.table(str(ms / "SPECTRAL_WINDOW"), ack=False) as spw:
+            freq = spw.getcol("CHAN_FREQ")
+        return table_columns(ms), freq
+
+
+def random_partial(rng, geom: ImageGeometry, images=("psf", "dirty")) -> parts.Partial:
+    return parts.Partial({k: rng.normal(size=geom.shape) for k in images},
+                         float(rng.uniform(1, 10)), int(rng.integers(1, 1000)), 0, geom)
+
+
+GEOM = ImageGeometry(nx=64, ny=64, cell=2 * tinyms.ASEC, ra=1.2, dec=0.6, freq=1.4e9,
+                     bandwidth=4.8e7)
+
+
+# --- command lines -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", EXECUTABLES)
+def test_help(name):
+    exe = Path(sys.executable).parent / f"htclean-{name}"
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith(f"usage: htclean-{name}")
+    assert "--config" in out.stdout and "--record" in out.stdout
+
+
+def test_usage_error_is_one_line(tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run("grid", ["--mode", "nonsense"], tmp_path, monkeypatch)
+    assert exc.value.code == 2
+    assert "--mode" in one_error_line(capsys, "grid")
+
+
+def test_missing_input_exit_2_names_it(tiny, tmp_path, monkeypatch, capsys):
+    write_config(tmp_path, tiny)
+    code = run("grid", ["--mode", "psf-dirty", "--part", "nope.ms.tar", "--output", "x.npz",
+                        "--record", "R-grid.record.json"], tmp_path, monkeypatch)
+    assert code == 2
+    assert "nope.ms.tar" in one_error_line(capsys, "grid")
+    rec = json.loads((tmp_path / "R-grid.record.json").read_text())
+    assert rec["exit_status"] == 2 and "nope.ms.tar" in rec["error"] and rec["job"] == "grid"
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_corrupt_npz_exit_2(tiny, tmp_path, monkeypatch, capsys):
+    write_config(tmp_path, tiny)
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    parts.save_partial(tmp_path / "good.npz", random_partial(np.random.default_rng(1), GEOM))
+    code = run("gather", ["--inputs", "good.npz", "bad.npz", "--output", "g.npz"], tmp_path,
+               monkeypatch)
+    assert code == 2
+    assert "bad.npz" in one_error_line(capsys, "gather")
+    assert not (tmp_path / "g.npz").exists()
+
+
+def test_mismatched_geometry_exit_2(tiny, tmp_path, monkeypatch, capsys):
+    write_config(tmp_path, tiny)
+    rng = np.random.default_rng(2)
+    other = ImageGeometry(nx=64, ny=64, cell=3 * tinyms.ASEC, ra=1.2, dec=0.6, freq=1.4e9)
+    parts.save_partial(tmp_path / "a.npz", random_partial(rng, GEOM))
+    parts.save_partial(tmp_path / "b.npz", random_partial(rng, other))
+    code = run("gather", ["--inputs", "a.npz", "b.npz", "--psf-fits", "p.fits",
+                          "--image-fits", "d.fits"], tmp_path, monkeypatch)
+    assert code == 2
+    line = one_error_line(capsys, "gather")
+    assert "b.npz" in line and "geometry" in line
+    assert not list(tmp_path.glob("*.fits"))
+
+
+def test_unexpected_failure_exit_1_one_line(tiny, tmp_path, monkeypatch, capsys):
+    write_config(tmp_path, tiny)
+    (tmp_path / "out").mkdir()  # a directory where the output file should go
+    parts.save_partial(tmp_path / "a.npz", random_partial(np.random.default_rng(3), GEOM))
+    code = run("gather", ["--inputs", "a.npz", "--output", "out"], tmp_path, monkeypatch)
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("htclean-gather: failed: ")
+
+
+# --- partition -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("axis,nparts", [("time", 3), ("baseline", 4), ("channel", 4)])
+def test_partition_union_is_the_data(tiny, tmp_path, monkeypatch, axis, nparts):
+    write_config(tmp_path, tiny)
+    with tarfile.open(tmp_path / "tiny.ms.tar", "w") as tar:
+        tar.add(str(tiny), arcname="tiny.ms")
+    outs = [f"R-part-{i:03d}.ms.tar" for i in range(nparts)]
+    code = run("partition", ["--ms", "tiny.ms.tar", "--axis", axis, "--outputs", *outs,
+                             "--manifest", "R-partitions.json",
+                             "--record", "R-partition.record.json"], tmp_path, monkeypatch)
+    assert code == 0
+    whole = table_columns(tiny)
+    with ct.table(str(tiny / "SPECTRAL_WINDOW"), ack=False) as spw:
+        freq = spw.getcol("CHAN_FREQ")
+    got = [part_columns(tmp_path / o, tmp_path) for o in outs]
+    manifest = json.loads((tmp_path / "R-partitions.json").read_text())
+    assert [p["file"] for p in manifest["parts"]] == outs
+    assert [p["rows"] for p in manifest["parts"]] == [len(g[0]["TIME"]) for g in got]
+    assert all(p["bytes"] == (tmp_path / p["file"]).stat().st_size for p in manifest["parts"])
+    if axis == "channel":
+        for c in COLUMNS:
+            joined = np.concatenate([g[0][c] for g in got], axis=1) if whole[c].ndim == 3 \
+                else got[0][0][c]
+            assert np.array_equal(joined, whole[c]), c
+        assert np.array_equal(np.concatenate([g[1] for g in got], axis=1), freq)
+        assert sum(p["channels"] for p in manifest["parts"]) == freq.shape[1]
+    else:
+        sizes = [len(g[0]["TIME"]) for g in got]
+        assert sum(sizes) == len(whole["TIME"])
+        assert max(sizes) - min(sizes) <= 2 * 21  # about equal: within two units of rows
+        key = ("TIME",) if axis == "time" else ("ANTENNA1", "ANTENNA2")
+        units = [set(zip(*(g[0][k] for k in key), strict=True)) for g in got]
+        for i in range(nparts):  # a timestamp or baseline lives in one part only
+            for j in range(i + 1, nparts):
+                assert not units[i] & units[j]
+        joined = {c: np.concatenate([g[0][c] for g in got]) for c in COLUMNS}
+        order = np.lexsort((joined["ANTENNA2"], joined["ANTENNA1"], joined["TIME"]))
+        ref = np.lexsort((whole["ANTENNA2"], whole["ANTENNA1"], whole["TIME"]))
+        for c in COLUMNS:
+            assert np.array_equal(joined[c][order], whole[c][ref]), c
+        if axis == "time":
+            ranges = [p["time_range"] for p in manifest["parts"]]
+            assert all(a[1] < b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    rec = json.loads((tmp_path / "R-partition.record.json").read_text())
+    assert rec["job"] == "partition" and rec["exit_status"] == 0 and rec["error"] is None
+    assert rec["bytes_written"] == sum((tmp_path / o).stat().st_size for o in outs) + \
+        (tmp_path / "R-partitions.json").stat().st_size
+    assert rec["visibilities"] == len(whole["TIME"]) * freq.shape[1]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files
+
+
+def test_partition_too_many_parts_exit_2(tiny, tmp_path, monkeypatch, capsys):
+    write_config(tmp_path, tiny)
+    outs = [f"p{i}.ms.tar" for i in range(7)]
+    code = run("partition", ["--ms", str(tiny), "--axis", "channel", "--outputs", *outs,
+                             "--manifest", "m.json"], tmp_path, monkeypatch)
+    assert code == 2
+    assert "6 channels into 7 parts" in one_error_line(capsys, "partition")
+    assert not list(tmp_path.glob("p*.ms.tar"))
+
+
+def test_failure_leaves_no_output(tiny, tmp_path, monkeypatch, capsys):
+    """The third part cannot be written: the two already written are removed too."""
+    write_config(tmp_path, tiny)
+    outs = ["p0.ms.tar", "p1.ms.tar", "missing-dir/p2.ms.tar"]
+    code = run("partition", ["--ms", str(tiny), "--axis", "time", "--outputs", *outs,
+                             "--manifest", "m.json", "--record", "rec.json"], tmp_path,
+               monkeypatch)
+    assert code == 1
+    assert capsys.readouterr().err.startswith("htclean-partition: failed: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["R-config.yml", "rec.json"]
+
+
+def test_injected_failure_writes_nothing(tiny, tmp_path, monkeypatch, capsys):
+    write_config(tmp_path, tiny)
+    monkeypatch.setenv("HTCLEAN_INJECT_FAILURE", "1")
+    code = run("partition", ["--ms", str(tiny), "--outputs", "p0.ms.tar", "--manifest",
+                             "m.json", "--record", "R-partition.record.json"], tmp_path,
+               monkeypatch)
+    assert code == 1
+    assert "injected failure" in capsys.readouterr().err
+    rec = json.loads((tmp_path / "R-partition.record.json").read_text())
+    assert rec["exit_status"] == 1 and "HTCLEAN_INJECT_FAILURE" in rec["error"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["R-config.yml",
+                                                          "R-partition.record.json"]
+
+
+# --- grid and gather -----------------------------------------------------------------------
+
+
+def test_gather_of_four_is_the_sum(tiny, tmp_path, monkeypatch):
+    write_config(tmp_path, tiny)
+    rng = np.random.default_rng(4)
+    partials = [random_partial(rng, GEOM) for _ in range(4)]
+    for i, p in enumerate(partials):
+        parts.save_partial(tmp_path / f"i{i}.npz", p)
+    inputs = [f"i{i}.npz" for i in range(4)]
+    assert run("gather", ["--inputs", *inputs, "--output", "g.npz", "--record", "g.json"],
+               tmp_path, monkeypatch) == 0
+    total = parts.load_partial(tmp_path / "g.npz")
+    wsum = sum(p.weight_sum for p in partials)
+    assert total.weight_sum == wsum
+    assert total.visibilities == sum(p.visibilities for p in partials)
+    for name in ("psf", "dirty"):
+        exact = sum(p.images[name].astype(np.float32).astype(np.float64) for p in partials)
+        assert total.images[name].dtype == np.float32
+        np.testing.assert_allclose(total.images[name], exact, rtol=0, atol=1e-6)
+    assert run("gather", ["--inputs", *inputs, "--psf-fits", "psf.fits", "--image-fits",
+                          "dirty.fits"], tmp_path, monkeypatch) == 0
+    for name in ("psf", "dirty"):
+        image, geom, header = fits.read_fits(tmp_path / f"{name}.fits")
+        exact = sum(p.images[name].astype(np.float32).astype(np.float64) for p in partials)
+        np.testing.assert_allclose(image, exact / wsum, rtol=0, atol=1e-6)
+        assert geom.nx == 64 and geom.cell == pytest.approx(GEOM.cell, rel=1e-12)
+        assert (geom.ra, geom.dec) == pytest.approx((1.2, 0.6), rel=1e-12)
+    rec = json.loads((tmp_path / "g.json").read_text())
+    assert rec["bytes_read"] == sum((tmp_path / f).stat().st_size
+                                    for f in [*inputs, "R-config.yml"])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("weighting", [{"type": "natural"}, {"type": "briggs", "robust": 0.5}])
+def test_parts_grid_gather_equals_one_part(tiny, tmp_path, monkeypatch, weighting):
+    """Partition invariance through the executables: 3 channel parts (Briggs needs the
+    gathered density) give the images of the whole MS in one process."""
+    write_config(tmp_path, tiny, weighting=weighting)
+    outs = [f"p{i}.ms.tar" for i in range(3)]
+    assert run("partition", ["--ms", str(tiny), "--axis", "channel", "--outputs", *outs,
+                             "--manifest", "m.json"], tmp_path, monkeypatch) == 0
+    weights = []
+    if weighting["type"] != "natural":
+        for i, o in enumerate(outs):
+            assert run("grid", ["--mode", "weights", "--part", o, "--output", f"w{i}.npz"],
+                       tmp_path, monkeypatch) == 0
+        assert run("gather", ["--inputs", "w0.npz", "w1.npz", "w2.npz", "--output", "w.npz"],
+                   tmp_path, monkeypatch) == 0
+        weights = ["--weights", "w.npz"]
+    for i, o in enumerate(outs):
+        assert run("grid", ["--mode", "psf-dirty", "--part", o, *weights, "--output",
+                            f"i{i}.npz", "--record", f"R-grid-c00-p{i:03d}.record.json"],
+                   tmp_path, monkeypatch) == 0
+    assert run("gather", ["--inputs", "i0.npz", "i1.npz", "--output", "g.npz"], tmp_path,
+               monkeypatch) == 0
+    assert run("gather", ["--inputs", "g.npz", "i2.npz", "--psf-fits", "psf.fits",
+                          "--image-fits", "dirty.fits"], tmp_path, monkeypatch) == 0
+    settings = load_settings(str(tmp_path / "R-config.yml"))
+    density = parts.part_density(tiny, settings) if weights else None
+    ref = parts.normalise(parts.part_psf_dirty(tiny, settings, density))
+    for name in ("psf", "dirty"):
+        image, geom, _ = fits.read_fits(tmp_path / f"{name}.fits")
+        peak = np.abs(ref[name]).max()
+        assert np.abs(image - ref[name]).max() < 1e-6 * peak, name
+    assert geom.freq == pytest.approx(parts.part_density(tiny, settings).geom.freq, rel=1e-12)
+    rec = json.loads((tmp_path / "R-grid-c00-p001.record.json").read_text())
+    assert rec["job"] == "grid-c00-p001" and rec["device"] == "cpu"
+    assert rec["visibilities"] > 0 and rec["cpu_s"] > 0 and rec["max_rss_mb"] > 0
+
+
+def test_grid_briggs_without_weights_exit_2(tiny, tmp_path, monkeypatch, capsys):
+    write_config(tmp_path, tiny, weighting={"type": "briggs"})
+    code = run("grid", ["--mode", "psf-dirty", "--part", str(tiny), "--output", "x.npz"],
+               tmp_path, monkeypatch)
+    assert code == 2
+    assert "--weights" in one_error_line(capsys, "grid")
+
+
+# --- deconvolve and restore ----------------------------------------------------------------
+
+
+def _dirty_and_psf(tiny: Path, tmp_path: Path, monkeypatch) -> None:
+    assert run("grid", ["--mode", "psf-dirty", "--part", str(tiny), "--output", "i.npz"],
+               tmp_path, monkeypatch) == 0
+    assert run("gather", ["--inputs", "i.npz", "--psf-fits", "R-psf.fits", "--image-fits",
+                          "R-dirty.fits"], tmp_path, monkeypatch) == 0
+
+
+def test_deconvolve_cycles_state_and_restore(tiny, tmp_path, monkeypatch, capsys):
+    write_config(tmp_path, tiny, deconvolution={"niter": 200, "auto_threshold": 3})
+    _dirty_and_psf(tiny, tmp_path, monkeypatch)
+    assert run("deconvolve", ["--cycle", "1", "--psf", "R-psf.fits", "--residual",
+                              "R-dirty.fits", "--output-model", "R-model-c01.json",
+                              "--output-state", "R-deconvolve-c01.json"],
+               tmp_path, monkeypatch) == 0
+    s1 = json.loads((tmp_path / "R-deconvolve-c01.json").read_text())
+    assert s1["cycle"] == 1 and s1["iterations"] == s1["iterations_total"] > 0
+    assert s1["stop_reason"] in ("mgain", "threshold", "niter", "no-peak")
+    assert s1["peak_end"] < s1["peak_start"] and s1["threshold"] > 0
+    assert len(s1["history"]) == 1
+    # the residual of cycle 1, then cycle 2 from it
+    assert run("grid", ["--mode", "residual", "--part", str(tiny), "--model",
+                        "R-model-c01.json", "--output", "r.npz"], tmp_path, monkeypatch) == 0
+    assert run("gather", ["--inputs", "r.npz", "--image-fits", "R-residual-c01.fits"],
+               tmp_path, monkeypatch) == 0
+    assert run("deconvolve", ["--cycle", "2", "--psf", "R-psf.fits", "--residual",
+                              "R-residual-c01.fits", "--model", "R-model-c01.json", "--state",
+                              "R-deconvolve-c01.json", "--output-model", "R-model-c02.json",
+                              "--output-state", "R-deconvolve-c02.json"],
+               tmp_path, monkeypatch) == 0
+    s2 = json.loads((tmp_path / "R-deconvolve-c02.json").read_text())
+    assert s2["iterations_total"] == s1["iterations_total"] + s2["iterations"]
+    assert [h["cycle"] for h in s2["history"]] == [1, 2]
+    m1 = json.loads((tmp_path / "R-model-c01.json").read_text())
+    m2 = json.loads((tmp_path / "R-model-c02.json").read_text())
+    assert m2["total_flux"] != m1["total_flux"] and m2["count"] >= m1["count"]
+    # a state of the wrong cycle is bad input
+    code = run("deconvolve", ["--cycle", "3", "--psf", "R-psf.fits", "--residual",
+                              "R-residual-c01.fits", "--model", "R-model-c01.json", "--state",
+                              "R-deconvolve-c01.json", "--output-model", "x.json",
+                              "--output-state", "y.json"], tmp_path, monkeypatch)
+    assert code == 2 and "cycle 2" in one_error_line(capsys, "deconvolve")
+    # the residual of cycle 2, then restore
+    assert run("grid", ["--mode", "residual", "--part", str(tiny), "--model",
+                        "R-model-c02.json", "--output", "r.npz"], tmp_path, monkeypatch) == 0
+    assert run("gather", ["--inputs", "r.npz", "--image-fits", "R-residual-c02.fits"],
+               tmp_path, monkeypatch) == 0
+    (tmp_path / "R-next-c02.json").write_text(json.dumps({"reason": "max_cycles"}))
+    assert run("restore", ["--psf", "R-psf.fits", "--dirty", "R-dirty.fits", "--residual",
+                           "R-residual-c02.fits", "--model", "R-model-c02.json", "--state",
+                           "R-deconvolve-c02.json", "--decision", "R-next-c02.json",
+                           "--name", "tiny", "--record", "R-restore.record.json"],
+               tmp_path, monkeypatch) == 0
+    for kind in ("image", "model", "residual", "psf", "dirty"):
+        _, _, header = fits.read_fits(tmp_path / f"tiny-{kind}.fits")
+        assert header["BMAJ"] > header["BMIN"] > 0 and "BPA" in header
+    for kind in ("image", "residual", "psf"):
+        assert (tmp_path / f"tiny-{kind}.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((tmp_path / "tiny-summary.json").read_text())
+    assert summary["cycles"] == 2 and summary["iterations"] == s2["iterations_total"]
+    assert summary["stop_reason"] == "max_cycles" and summary["components"] == m2["count"]
+    assert summary["image"]["peak"] == pytest.approx(1.0, abs=0.05)  # the 1 Jy source
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
