@@ -7,7 +7,8 @@ Each executable builds its parser with ``job_parser`` and hands its work to ``ru
 
 ``run_job`` parses the command line, loads ``--config``, honours fault injection
 (``HTCLEAN_INJECT_FAILURE=1``: exit 1 before any output), runs ``work(args, job)``, and writes
-the JSON job record (``--record``) whatever the outcome. Bad input (``InputError``) is one
+the JSON job record (``--record``) whatever the outcome; on a GPU, imaging.gpu_monitor samples
+its utilisation every second into the record. Bad input (``InputError``) is one
 line ``htclean-<job>: error: <what>`` and exit status 2; any other failure is one line and
 exit status 1 (the traceback too with ``HTCLEAN_DEBUG=1``). A failed job removes the outputs
 it had already committed, so nothing it leaves behind can be taken for done.
@@ -22,7 +23,6 @@ import json
 import os
 import resource
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -125,67 +125,6 @@ def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, Any]) -> Path:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return write_bytes_atomic(path, buf.getvalue())
-
-
-# --- GPU utilisation -----------------------------------------------------------------------
-
-
-class _NvmlSampler:
-    """Samples GPU 0's utilisation (%) and memory (MB) once a second in a daemon thread."""
-
-    def __init__(self, interval_s: float = 1.0):
-        import pynvml
-
-        pynvml.nvmlInit()
-        self._nvml = pynvml
-        self._handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-        name = pynvml.nvmlDeviceGetName(self._handle)
-        self.name = name.decode() if isinstance(name, bytes) else str(name)
-        self.samples: list[dict[str, float]] = []
-        self._interval = interval_s
-        self._t0 = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="nvml-sampler", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _sample(self) -> None:
-        util = self._nvml.nvmlDeviceGetUtilizationRates(self._handle)
-        mem = self._nvml.nvmlDeviceGetMemoryInfo(self._handle)
-        self.samples.append({"t": round(time.monotonic() - self._t0, 3),
-                             "util": float(util.gpu), "mem_mb": mem.used / 2**20})
-
-    def _loop(self) -> None:
-        while True:
-            with contextlib.suppress(Exception):  # one failed NVML query must not end the job
-                self._sample()
-            if self._stop.wait(self._interval):
-                return
-
-    def stop(self) -> list[dict[str, float]]:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        with contextlib.suppress(Exception):
-            self._nvml.nvmlShutdown()
-        return self.samples
-
-
-def start_gpu_monitor() -> Any | None:
-    """A started GPU sampler (``imaging.gpu_monitor`` if present, else NVML directly), or None
-    when NVML cannot be used. The returned object has ``samples`` and ``stop() -> samples``."""
-    try:
-        from htclean.imaging import gpu_monitor  # the colleague's sampler, when it exists
-    except ImportError:
-        gpu_monitor = None
-    try:
-        if gpu_monitor is not None:
-            return gpu_monitor.start()
-        sampler = _NvmlSampler()
-        sampler.start()
-        return sampler
-    except Exception:  # no driver, no pynvml: the job runs, without samples
-        return None
 
 
 # --- the job and its record ----------------------------------------------------------------
@@ -308,7 +247,9 @@ def run_job(executable: str, parser: argparse.ArgumentParser,
             chosen = device.select(job.settings["gridder"]["device"])
             job.device = chosen.label
             if chosen.is_gpu:
-                monitor = start_gpu_monitor()
+                from htclean.imaging import gpu_monitor
+
+                monitor = gpu_monitor.start()  # None when NVML cannot watch this GPU
         work(args, job)
     except InputError as exc:
         status, error = 2, _one_line(exc)
