@@ -117,10 +117,10 @@ def write_tools(root: Path) -> dict[str, Path]:
 
 
 def write_plan(plan: Path, workflow: Workflow, inputs: dict[str, str] | None = None,
-               retry: int | None = 2) -> Path:
+               retry: int | None = 2, extra: dict[str, str] | None = None) -> Path:
     """Write the catalogs and properties ``htclean plan`` would: site local with its storage
     in ``plan/outputs``; the toys in the transformation catalog; ``inputs`` (lfn -> text)
-    as files in ``plan/inputs`` named by the replica catalog."""
+    as files in ``plan/inputs`` named by the replica catalog; ``extra`` properties."""
     plan.mkdir(parents=True, exist_ok=True)
     tools = write_tools(plan)
     storage = plan / "outputs"
@@ -151,6 +151,8 @@ def write_plan(plan: Path, workflow: Workflow, inputs: dict[str, str] | None = N
     props["pegasus.catalog.transformation.file"] = str(plan / "transformations.yml")
     props["pegasus.catalog.replica"] = "YAML"
     props["pegasus.catalog.replica.file"] = str(plan / "replicas.yml")
+    for key, value in (extra or {}).items():
+        props[key] = value
     props.write(str(plan / "pegasus.properties"))
     workflow.write(str(plan / "workflow.yml"))
     return storage

@@ -5,9 +5,10 @@
   ``DIR/engine/work/<workflow>/<job id>/`` with its inputs linked in; declared outputs are
   staged out to site ``local``'s storage directory (``DIR/outputs``). A job succeeds only with
   exit status 0 and every declared output present.
-- ``dagman.retry`` is honoured; a sub-workflow job runs when it is reached: its YAML (written
-  by a ``next`` job) is planned then and run with the same catalogs, its inline replica catalog
-  first. Sub-workflow jobs have no retries unless their own profile sets some.
+- ``dagman.retry`` and the ``dagman.<category>.maxjobs`` throttles are honoured; a
+  sub-workflow job runs when it is reached: its YAML (written by a ``next`` job) is planned
+  then and run with the same catalogs, its inline replica catalog first. Sub-workflow jobs
+  have no retries unless their own profile sets some.
 - Every attempt is recorded (``engine_state``); ``resume=True`` skips jobs recorded as
   succeeded whose outputs still exist, at every level, as a rescue DAG would.
 - A job failing beyond its retries stops the run: nothing new starts, jobs already running
@@ -22,10 +23,11 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import re
 import signal
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +131,10 @@ class _Engine:
         self.t0 = time.time()
         self.last_state = 0.0
         self.top: _Run | None = None
+        self.maxjobs = {m.group(1): int(v) for k, v in catalogs.properties.items()
+                        if (m := re.fullmatch(r"dagman\.([^.]+)\.maxjobs", k))
+                        and v.strip().isdigit()}
+        self.category_running: Counter = Counter()
 
     # --- workflows ----------------------------------------------------------------------
 
@@ -256,7 +262,9 @@ class _Engine:
             job = self.ready.popleft()
             if job.state != "ready":
                 continue
-            if not self._may_start(job):
+            cat = job.plan.category
+            if not self._may_start(job) or (
+                    cat in self.maxjobs and self.category_running[cat] >= self.maxjobs[cat]):
                 held.append(job)
             elif job.plan.spec.is_subworkflow:
                 self._enter_sub(job)
@@ -321,6 +329,7 @@ class _Engine:
             return
         job.state = "running"
         run.active += 1
+        self.category_running[job.plan.category] += 1
         self.running[task.token] = (job, attempt, inject)
         future = self.pool.submit(engine_exec.execute, task, self.table)
         future.add_done_callback(lambda f, t=task: self.events.put((t, f)))
@@ -330,6 +339,7 @@ class _Engine:
     def finished(self, task: engine_exec.Task, future: Future) -> None:
         job, attempt, inject = self.running.pop(task.token)
         job.run.active -= 1
+        self.category_running[job.plan.category] -= 1
         try:
             outcome = future.result()
         except Exception as exc:  # a bug in the engine itself: keep it visible, as a failure
