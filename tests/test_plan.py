@@ -1,0 +1,276 @@
+"""htclean plan: every generated workflow and catalog against the Pegasus 5 schemas, and what
+the schemas cannot check (transformations per site, file provenance, acyclicity, gather
+fan-in, ClassAd expressions, disk requests, the job counts of the graph), for every site."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import tinyms
+import yaml
+
+from htclean.workflows import cli, config, graph, names, serialize
+from htclean.workflows.context import RunContext
+from htclean.workflows.plan import plan
+
+SCHEMA_DIR = Path(os.environ.get("HTCLEAN_PEGASUS_SCHEMA",
+                                 Path(__file__).resolve().parents[2] / "shared" / "pegasus-schema"))
+SITES = ("local", "condor", "ospool", "path")
+EXEC_SITE = {"local": "local", "condor": "condorpool", "ospool": "condorpool",
+             "path": "condorpool"}
+
+
+@pytest.fixture(scope="session")
+def schemas():
+    """Draft-7 validators of wf/sc/tc/rc-5.0.yml; skipped without the folder, except in CI."""
+    if not (SCHEMA_DIR / "wf-5.0.yml").is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the Pegasus schemas are missing from {SCHEMA_DIR} (set "
+                        "HTCLEAN_PEGASUS_SCHEMA)")
+        pytest.skip(f"no Pegasus schemas in {SCHEMA_DIR} (set HTCLEAN_PEGASUS_SCHEMA)")
+    import jsonschema
+    import referencing
+    from referencing import Registry, Resource
+
+    docs = {p.name: yaml.safe_load(p.read_text()) for p in SCHEMA_DIR.glob("*.yml")}
+    registry = Registry().with_resources(
+        (name, Resource.from_contents(doc, default_specification=referencing.jsonschema.DRAFT7))
+        for name, doc in docs.items())
+    return {kind: jsonschema.Draft7Validator(docs[f"{kind}-5.0.yml"], registry=registry)
+            for kind in ("wf", "sc", "tc", "rc")}
+
+
+def assert_valid(validator, doc: dict, what: str) -> None:
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+              for e in validator.iter_errors(doc)]
+    assert not errors, f"{what}: {errors[:3]}"
+
+
+@pytest.fixture(scope="session")
+def tiny_ms(tmp_path_factory) -> Path:
+    ms = tmp_path_factory.mktemp("ms") / "obs.ms"
+    tinyms.write_ms(str(ms), tinyms.TinyObs(ntime=12))  # 252 rows
+    return ms
+
+
+def load_yaml(path: Path) -> dict:
+    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def write_config(tmp_path: Path, ms: str, site: str, parts: int, **sections) -> Path:
+    raw = {"data": {"ms": ms}, "image": {"size": 64, "scale": "2asec"},
+           "partition": {"parts": parts, "fan_in": 4}, "output": {"run_id": "run1"},
+           "execution": {"site": site, "project": "Proj", "requirements": "OpSysMajorVer >= 8",
+                         "attributes": {"WantOSPoolGPUs": True}}}
+    if site in ("ospool", "path"):
+        raw["execution"]["staging"] = "osdf:///ospool/ap40/data/u/staging"
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    path = tmp_path / f"{site}-{parts}.yml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def make_plan(tmp_path: Path, ms: Path, site: str, parts: int, **sections):
+    """(plan directory, context, documents by name incl. cycle-01, cycle-02 and final)."""
+    cfg = write_config(tmp_path, str(ms), site, parts, **sections)
+    result = plan(cfg, tmp_path / f"plan-{site}-{parts}")
+    resolved = config.read_yaml(result.files["config.yml"])
+    ctx = RunContext.from_config(resolved, config.parse(resolved))
+    docs = {name: load_yaml(p) for name, p in result.files.items()
+            if name.endswith(".yml") and name != "config.yml"}
+    docs["cycle-01"] = serialize.as_dict(graph.cycle_workflow(ctx, 1)[0])
+    docs["cycle-02"] = serialize.as_dict(graph.cycle_workflow(ctx, 2)[0])
+    docs["final"] = serialize.as_dict(graph.final_workflow(ctx, 2)[0])
+    return result, ctx, docs
+
+
+def tree_size(leaves: int, fan_in: int) -> int:
+    """Gather jobs in a tree over ``leaves`` (one level at least)."""
+    total, width = 0, leaves
+    while True:
+        width = math.ceil(width / fan_in)
+        total += width
+        if width == 1:
+            return total
+
+
+def check_graph(doc: dict, tc: dict, rc_lfns: set[str], exec_site: str, fan_in: int) -> None:
+    """Transformations per site, one producer per file, acyclic, inputs from ancestors or the
+    replica catalog, gather fan-in."""
+    sites = {t["name"]: {s["name"] for s in t["sites"]} for t in tc["transformations"]}
+    jobs = {j["id"]: j for j in doc["jobs"]}
+    producer: dict[str, str] = {}
+    for job in doc["jobs"]:
+        if job["type"] == "job":
+            site = job.get("profiles", {}).get("selector", {}).get("execution.site", exec_site)
+            assert site in sites[job["name"]], f"{job['id']}: {job['name']} not on {site}"
+        for use in job["uses"]:
+            if use["type"] == "output":
+                assert use["lfn"] not in producer, f"{use['lfn']} produced twice"
+                producer[use["lfn"]] = job["id"]
+    parents: dict[str, set[str]] = {j: set() for j in jobs}
+    for dep in doc.get("jobDependencies", []):
+        for child in dep["children"]:
+            parents[child].add(dep["id"])
+    ancestors: dict[str, set[str]] = {}
+    for job_id in jobs:  # jobs are listed parents first: a cycle shows as a missing key
+        ancestors[job_id] = set()
+        for p in parents[job_id]:
+            assert p in ancestors, f"{p} -> {job_id}: not in topological order (cycle?)"
+            ancestors[job_id] |= {p} | ancestors[p]
+    for job in doc["jobs"]:
+        for use in job["uses"]:
+            if use["type"] == "input":
+                lfn = use["lfn"]
+                assert producer.get(lfn) in ancestors[job["id"]] or lfn in rc_lfns, \
+                    f"{job['id']}: input {lfn} has no source"
+        if job["id"].startswith("gather-"):
+            args = job["arguments"]
+            start = args.index("--inputs") + 1
+            n = next(i for i in range(start, len(args)) if str(args[i]).startswith("--")) - start
+            assert 1 <= n <= fan_in, f"{job['id']}: fan-in {n} > {fan_in}"
+
+
+def kinds(doc: dict) -> Counter:
+    return Counter(j["id"].split("-")[0] if not j["id"].startswith("gather-weights")
+                   else "gather-weights" for j in doc["jobs"])
+
+
+@pytest.mark.parametrize("site", SITES)
+@pytest.mark.parametrize("parts", [1, 8, 200])
+def test_every_document_validates_and_holds_together(tmp_path, tiny_ms, schemas, site, parts):
+    weighting = "natural" if parts == 8 else "briggs"
+    result, ctx, docs = make_plan(tmp_path, tiny_ms, site, parts, weighting={"type": weighting},
+                                  gridder={"device": "gpu" if site == "ospool" else "auto"})
+    for kind, name in (("sc", "sites.yml"), ("tc", "transformations.yml"),
+                       ("rc", "replicas.yml")):
+        assert_valid(schemas[kind], docs[name], f"{site}/{parts}/{name}")
+    rc_lfns = {r["lfn"] for r in docs["replicas.yml"]["replicas"]}
+    for name in ("workflow.yml", "cycle-01", "cycle-02", "final"):
+        doc = docs[name]
+        assert_valid(schemas["wf"], doc, f"{site}/{parts}/{name}")
+        inline = {r["lfn"] for r in doc.get("replicaCatalog", {}).get("replicas", [])}
+        check_graph(doc, docs["transformations.yml"], inline if inline else rc_lfns,
+                    EXEC_SITE[site], fan_in=4)
+
+    weighted = weighting != "natural"
+    tree = tree_size(parts, 4)
+    assert kinds(docs["workflow.yml"]) == Counter(
+        {"partition": 1, "grid": parts, "gather": tree, "next": 1, "cycle": 1,
+         **({"weights": parts} if weighted else {}),
+         **({"gather-weights": tree} if weighted and parts > 1 else {})})
+    assert kinds(docs["cycle-02"]) == Counter(
+        {"deconvolve": 1, "residual": parts, "gather": tree, "next": 1, "cycle": 1})
+    assert kinds(docs["final"]) == Counter({"restore": 1})
+    inline = {r["lfn"] for r in docs["cycle-02"]["replicaCatalog"]["replicas"]}
+    assert inline == {names.config("run1"), names.psf_fits("run1"), names.model("run1", 1),
+                      names.state("run1", 1), names.residual_fits("run1", 1),
+                      *(names.part("run1", i, parts) for i in range(parts)),
+                      *([names.weights_root("run1", parts)] if weighted else [])}
+
+
+def test_the_graph_checks_catch_a_broken_graph(tmp_path, tiny_ms):
+    """check_graph itself: a missing dependency, a file made twice, a gather too wide."""
+    _, _, docs = make_plan(tmp_path, tiny_ms, "condor", 9)
+    tc, rc = docs["transformations.yml"], {r["lfn"] for r in docs["replicas.yml"]["replicas"]}
+    check_graph(docs["workflow.yml"], tc, rc, "condorpool", fan_in=4)
+    with pytest.raises(AssertionError, match="fan"):
+        check_graph(docs["workflow.yml"], tc, rc, "condorpool", fan_in=2)
+    broken = copy.deepcopy(docs["workflow.yml"])
+    broken["jobDependencies"] = [d for d in broken["jobDependencies"] if d["id"] != "partition"]
+    with pytest.raises(AssertionError, match="no source"):
+        check_graph(broken, tc, rc, "condorpool", fan_in=4)
+    twice = copy.deepcopy(docs["workflow.yml"])
+    twice["jobs"][1]["uses"].append({"lfn": names.partitions("run1"), "type": "output"})
+    with pytest.raises(AssertionError, match="produced twice"):
+        check_graph(twice, tc, rc, "condorpool", fan_in=4)
+
+
+def test_subworkflow_jobs_and_pool_profiles(tmp_path, tiny_ms):
+    import classad2
+
+    _, ctx, docs = make_plan(tmp_path, tiny_ms, "ospool", 3, gridder={"device": "gpu"})
+    top = {j["id"]: j for j in docs["workflow.yml"]["jobs"]}
+    sub = top["cycle-01"]
+    assert sub["type"] == "pegasusWorkflow" and sub["file"] == "cycle-01.yml"
+    args = sub["arguments"]
+    assert args[args.index("--basename") + 1] == "cycle-01"
+    assert args[args.index("--output-sites") + 1] == "local"
+    assert args[args.index("--staging-site") + 1] == "condorpool=staging"
+    assert "--conf" not in args and sub["profiles"]["dagman"]["RETRY"] == "0"
+    assert top["next-c00"]["profiles"]["selector"]["execution.site"] == "local"
+    grid, gather = top["grid-c00-p000"]["profiles"], top["gather-c00-g1-000"]["profiles"]
+    assert grid["dagman"]["RETRY"] == "3" and grid["condor"]["request_gpus"] == "1"
+    assert "request_gpus" not in gather["condor"]
+    assert int(gather["dagman"]["PRIORITY"]) > int(grid["dagman"]["PRIORITY"])
+    pool = next(s for s in docs["sites.yml"]["sites"] if s["name"] == "condorpool")
+    assert pool["profiles"]["condor"]["universe"] == "container"
+    exprs = [grid["condor"]["require_gpus"], grid["condor"]["requirements"],
+             *pool["profiles"]["condor"].values()]
+    for expr in exprs:
+        classad2.ExprTree(str(expr))  # raises on a malformed expression
+    with pytest.raises(classad2.ClassAdException):
+        classad2.ExprTree("Capability >= && 8")
+    staging = next(s for s in docs["sites.yml"]["sites"] if s["name"] == "staging")
+    assert staging["profiles"]["pegasus"]["auxillary.local"] == "true"
+    tc = docs["transformations.yml"]
+    assert tc["containers"][0]["type"] == "singularity"
+    assert all(s["type"] == "installed" for t in tc["transformations"] for s in t["sites"])
+
+
+def test_request_disk_grows_with_the_inputs(tmp_path):
+    def disk(size: str) -> dict[str, int]:
+        sub = tmp_path / size
+        sub.mkdir()
+        cfg = write_config(sub, "osdf:///ospool/ap40/data/u/obs.ms.tar", "ospool", 4,
+                           data={"size": size, "rows": 1000})
+        result = plan(cfg, sub / "plan")
+        jobs = load_yaml(result.files["workflow.yml"])["jobs"]
+        return {j["id"]: int(j["profiles"]["condor"]["request_disk"]) for j in jobs
+                if j["type"] == "job"}
+
+    small, large = disk("1GB"), disk("100GB")
+    margin_kib = 1e9 / 1024
+    assert large["partition"] > small["partition"] >= 2 * 1e9 / 1024 + margin_kib - 1
+    assert large["grid-c00-p000"] > small["grid-c00-p000"]
+    assert large["gather-c00-g1-000"] == small["gather-c00-g1-000"]  # partials: image size
+
+
+def test_same_inputs_same_bytes(tmp_path, tiny_ms):
+    """A second plan, in another process with another hash seed, writes the same workflow."""
+    a, _, _ = make_plan(tmp_path, tiny_ms, "condor", 5)
+    cfg = write_config(tmp_path, str(tiny_ms), "condor", 5)
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    subprocess.run([sys.executable, "-m", "htclean.workflows.cli", "plan", str(cfg), "-o",
+                    str(tmp_path / "b")], check=True, env=env, capture_output=True)
+    for name in ("workflow.yml", "transformations.yml"):
+        assert a.files[name].read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_bad_configuration_or_occupied_directory_writes_nothing(tmp_path, tiny_ms, capsys):
+    bad = write_config(tmp_path, str(tiny_ms), "local", 2, image={"size": 63})
+    out = tmp_path / "out"
+    assert cli.main(["plan", str(bad), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "image.size" in err
+    assert not out.exists()
+    assert cli.main(["plan", str(bad), "-o", str(out), "--site", "ospool"]) == 2
+    assert not out.exists() and list(tmp_path.glob(".out*")) == []
+    good = write_config(tmp_path, str(tiny_ms), "local", 2)
+    assert cli.main(["plan", str(good), "-o", str(out)]) == 0
+    assert "pegasus-plan --conf" in capsys.readouterr().out
+    before = (out / "workflow.yml").read_bytes()
+    assert cli.main(["plan", str(good), "-o", str(out)]) == 2  # a plan is there: no --force
+    assert (out / "workflow.yml").read_bytes() == before
+    assert cli.main(["plan", str(good), "-o", str(out), "--force"]) == 0
+    too_many = write_config(tmp_path, str(tiny_ms), "local", 300)
+    assert cli.main(["plan", str(too_many), "-o", str(tmp_path / "o2")]) == 2
+    assert "252 rows" in capsys.readouterr().err

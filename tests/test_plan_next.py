@@ -1,0 +1,129 @@
+"""htclean-next: the loop decision, the wait for earlier levels' files, the workflow it
+writes (valid, with its inline replica catalog), and the same bytes when run again."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_plan import assert_valid, load_yaml, schemas, tiny_ms, write_config  # noqa: F401
+
+from htclean.executables import next as next_job
+from htclean.executables.deconvolve import STATE_FORMAT, STATE_VERSION
+from htclean.imaging.fits import write_fits
+from htclean.imaging.geometry import ImageGeometry
+from htclean.workflows import names
+from htclean.workflows.plan import plan
+
+R = "run1"
+PARTS = 3
+
+
+@pytest.fixture
+def run(tmp_path, tiny_ms):  # noqa: F811
+    """A planned local run whose top level has 'finished': its files are in DIR/outputs."""
+    def make(**sections) -> tuple[Path, Path]:
+        cfg = write_config(tmp_path, str(tiny_ms), "local", PARTS, **sections)
+        result = plan(cfg, tmp_path / "plan", force=True)
+        outputs = result.out_dir / "outputs"
+        for lfn in [names.psf_fits(R), names.dirty_fits(R), names.weights_root(R, PARTS),
+                    *(names.part(R, i, PARTS) for i in range(PARTS))]:
+            (outputs / lfn).write_bytes(b"x" * 100)
+        work = tmp_path / "work"
+        work.mkdir(exist_ok=True)
+        (work / names.config(R)).write_bytes(result.files["config.yml"].read_bytes())
+        image = np.zeros((64, 64))
+        image[32, 32] = 0.5
+        geom = ImageGeometry(64, 64, 1e-5, 1.2, 0.6, 1.4e9)
+        write_fits(work / names.dirty_fits(R), image, geom)
+        for where in (work, outputs):
+            write_fits(where / names.residual_fits(R, 1), image * 0.2, geom)
+        return result.out_dir, work
+    return make
+
+
+def argv(work: Path, k: int, state: bool = False, wait: float = 5) -> list[str]:
+    return ["--config", str(work / names.config(R)),
+            "--record", str(work / names.record(R, names.next_job(k))),
+            "--cycle", str(k), "--residual", str(work / names.residual_fits(R, k)),
+            *(["--state", str(work / names.state(R, k))] if state else []),
+            "--workflow", str(work / names.cycle_file(k + 1)),
+            "--decision", str(work / names.decision(R, k)), "--wait-timeout", str(wait)]
+
+
+def write_state(out: Path, work: Path, k: int, peak_start: float, iterations: int,
+                stop: str) -> None:
+    """Cycle k's minor-cycle state (the job's input, and its copy on the output site)."""
+    entry = {"cycle": k, "iterations": iterations, "peak_start": peak_start, "peak_end": 0.1,
+             "stop_reason": stop, "threshold": 0.0}
+    text = json.dumps({"format": STATE_FORMAT, "version": STATE_VERSION, **entry,
+                       "iterations_total": iterations, "components": 3, "flux": 1.0,
+                       "history": [entry]})
+    for where in (work, out / "outputs"):
+        (where / names.state(R, k)).write_text(text)
+
+
+def test_cycle_zero_goes_on_with_a_valid_cycle_workflow(run, schemas):  # noqa: F811
+    out, work = run()
+    assert next_job.main(argv(work, 0)) == 0
+    decision = json.loads((work / names.decision(R, 0)).read_text())
+    assert decision["go_on"] and decision["next"] == "cycle-01" and decision["peak"] == 0.5
+    doc = load_yaml(work / "cycle-01.yml")
+    assert_valid(schemas["wf"], doc, "cycle-01.yml")
+    assert {j["id"] for j in doc["jobs"]} >= {"deconvolve-c01", "residual-c01-p002",
+                                             "next-c01", "cycle-02"}
+    pfns = {r["lfn"]: r["pfns"][0]["pfn"] for r in doc["replicaCatalog"]["replicas"]}
+    assert pfns[names.part(R, 1, PARTS)] == f"file://{out}/outputs/{names.part(R, 1, PARTS)}"
+    assert pfns[names.config(R)] == f"file://{out}/config.yml"
+    assert set(pfns) == set(decision["inputs"])
+    assert json.loads((work / names.record(R, "next-c00")).read_text())["exit_status"] == 0
+
+
+def test_the_loop_stops_with_the_final_workflow(run, schemas):  # noqa: F811
+    out, work = run(deconvolution={"niter": 0})
+    assert next_job.main(argv(work, 0)) == 0
+    doc = load_yaml(work / "cycle-01.yml")
+    assert_valid(schemas["wf"], doc, "final")
+    assert [j["id"] for j in doc["jobs"]] == ["restore"]
+    assert json.loads((work / names.decision(R, 0)).read_text())["reason"] == "niter"
+
+    out, work = run()
+    (out / "outputs" / names.model(R, 1)).write_text("{}")
+    write_state(out, work, 1, peak_start=0.5, iterations=10, stop="mgain")
+    assert next_job.main(argv(work, 1, state=True)) == 0  # 0.1 < 0.5: go on
+    assert "deconvolve-c02" in (work / "cycle-02.yml").read_text()
+    write_state(out, work, 1, peak_start=0.05, iterations=10, stop="mgain")
+    assert next_job.main(argv(work, 1, state=True)) == 0  # 0.1 > 1.5 x 0.05: diverged
+    decision = json.loads((work / names.decision(R, 1)).read_text())
+    assert (decision["reason"], decision["next"]) == ("diverged", "final")
+    restore = load_yaml(work / "cycle-02.yml")["jobs"][0]
+    assert restore["arguments"][restore["arguments"].index("--model") + 1] == names.model(R, 1)
+
+
+def test_next_waits_for_the_files_it_names(run, capsys):
+    out, work = run()
+    (out / "outputs" / names.part(R, 2, PARTS)).unlink()
+    assert next_job.main(argv(work, 0, wait=0)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and names.part(R, 2, PARTS) in err[0]
+    assert not (work / "cycle-01.yml").exists()
+    assert next_job.main(argv(work, 1)) == 2  # a later cycle without its --state
+
+
+def test_a_retried_next_writes_the_same_bytes(run):
+    """Two processes with different hash seeds: byte-identical workflow and decision."""
+    out, work = run(weighting={"type": "uniform"})
+    written = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-m", "htclean.executables.next", *argv(work, 0)],
+                       check=True, env=env, capture_output=True)
+        written.append([(work / f).read_bytes() for f in ("cycle-01.yml",
+                                                          names.decision(R, 0))])
+    assert written[0] == written[1]
+    assert names.weights_root(R, PARTS).encode() in written[0][0]
