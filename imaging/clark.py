@@ -1,0 +1,147 @@
+"""Clark CLEAN (the "Clark minor cycle" in CASA's sense).
+
+Each Clark cycle: take the pixels whose |residual| exceeds ``limit = max(floor, ext x peak)``
+(``ext``: the largest |PSF| outside a central patch holding the main lobe and the first
+sidelobes, Clark's flux limit; ``floor``: the stop threshold and the mgain level), run Högbom
+iterations on that list alone, then subtract the cycle's components from the whole residual
+exactly (shifted PSFs for a few components, an FFT convolution for many) and start again
+until a stop rule holds. Unlike the textbook Clark, the list is updated with the full PSF, not
+only the patch (as WSClean's sub-minor loop does): the list stays exact, so extended emission
+and high far sidelobes cannot make a cycle over-clean.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from htclean.imaging.beam import main_lobe
+from htclean.imaging.clean import (
+    CleanParams,
+    MinorCycleResult,
+    PSFSubtractor,
+    StopRule,
+    find_peak,
+    result,
+)
+from htclean.imaging.components import ComponentList
+
+MAX_LIST = 50_000  # pixels in one Clark cycle's list at most (the limit rises to keep it so)
+PATCH_MIN, PATCH_MAX = 8, 64  # half-width of the PSF patch, pixels
+
+
+def patch_half_width(psf: np.ndarray) -> int:
+    """Half-width of the PSF patch: 6 x the main lobe's half width at half maximum, i.e. the
+    main lobe and the first sidelobes, clipped to [8, 64] pixels."""
+    win, mask = main_lobe(psf, 0.5)
+    yy, xx = np.nonzero(mask)
+    cy, cx = psf.shape[0] // 2 - win[0].start, psf.shape[1] // 2 - win[1].start
+    hwhm = float(np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2).max()) + 0.5
+    return int(min(PATCH_MAX, max(PATCH_MIN, math.ceil(6.0 * hwhm))))
+
+
+def exterior_sidelobe(psf: np.ndarray) -> float:
+    """Clark's ``ext``: the largest |PSF| outside the central patch of half-width
+    ``patch_half_width`` (0 when the PSF fits in the patch)."""
+    h = patch_half_width(psf)
+    cy, cx = psf.shape[0] // 2, psf.shape[1] // 2
+    outside = np.abs(psf)
+    outside[max(0, cy - h):cy + h + 1, max(0, cx - h):cx + h + 1] = 0.0
+    return float(outside.max())
+
+
+def select(image: np.ndarray, limit: float, border: int = 0) -> tuple[np.ndarray, float]:
+    """Flat indices (ascending) of the pixels with |image| > limit at least ``border`` pixels
+    from the edges, at most MAX_LIST of them; and the limit actually used (raised when more
+    pixels than MAX_LIST exceed it)."""
+    ny, nx = image.shape
+    box = np.abs(image[border:ny - border, border:nx - border])
+    sub = np.flatnonzero(box > limit)
+    if sub.size > MAX_LIST:
+        values = box.reshape(-1)[sub]
+        limit = float(np.partition(values, sub.size - MAX_LIST - 1)[sub.size - MAX_LIST - 1])
+        sub = sub[values > limit]
+    by, bx = np.divmod(sub, box.shape[1])
+    return (by + border) * nx + (bx + border), limit
+
+
+def bordered(psf: np.ndarray) -> np.ndarray:
+    """The PSF (float64) with a one-pixel zero border: clipped offsets land on zeros."""
+    out = np.zeros((psf.shape[0] + 2, psf.shape[1] + 2))
+    out[1:-1, 1:-1] = psf
+    return out
+
+
+def list_clean(values: np.ndarray, flat: np.ndarray, nx: int, psf: np.ndarray, gain: float,
+               limit: float, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """Högbom iterations restricted to a list of pixels, exact on those pixels.
+
+    ``values`` (m,) float64 at ascending flat indices ``flat`` of an image ``nx`` wide (updated
+    in place); ``psf`` a ``bordered`` PSF (or scale-convolved PSF) whose centre is its pixel
+    ``((py - 2) // 2 + 1, (px - 2) // 2 + 1)``. Each iteration takes the largest |value|
+    (lowest index on ties), stops when it is <= ``limit`` or after ``budget`` iterations,
+    records ``gain x value / psf centre`` there and subtracts that amplitude x the shifted PSF
+    from every listed pixel. Returns ``(list positions, amplitudes)`` of the iterations.
+    """
+    py, px = psf.shape
+    cy, cx = (py - 2) // 2 + 1, (px - 2) // 2 + 1
+    centre = float(psf[cy, cx])
+    flat_psf = psf.reshape(-1)
+    ly, lx = np.divmod(flat, nx)
+    ly, lx = ly.astype(np.int32), lx.astype(np.int32)
+    absv = np.abs(values)
+    iy = np.empty_like(ly)
+    ix = np.empty_like(lx)
+    picks: list[int] = []
+    amps: list[float] = []
+    while len(picks) < budget:
+        k = int(absv.argmax())
+        if absv[k] <= limit:
+            break
+        a = gain * float(values[k]) / centre
+        np.clip(ly - (ly[k] - cy), 0, py - 1, out=iy)
+        np.clip(lx - (lx[k] - cx), 0, px - 1, out=ix)
+        iy *= px
+        iy += ix
+        values -= a * flat_psf[iy]
+        np.abs(values, out=absv)
+        picks.append(k)
+        amps.append(a)
+    return np.array(picks, dtype=np.int64), np.array(amps)
+
+
+def run(residual: np.ndarray, psf: np.ndarray, params: CleanParams, *, iterations_done: int,
+        threshold: float) -> MinorCycleResult:
+    """Clark minor cycle on ``residual`` (modified in place and returned in the result);
+    ``psf`` normalised to 1 at its centre (``clean.prepare`` makes both)."""
+    ny, nx = residual.shape
+    ext = exterior_sidelobe(psf)
+    full = bordered(psf)
+    subtract = PSFSubtractor(residual.shape, psf, threads=params.threads)
+    y, x, v = find_peak(residual)
+    peak_start = abs(v)
+    stop = StopRule(params, peak_start, iterations_done, threshold)
+    ys: list[np.ndarray] = []
+    xs: list[np.ndarray] = []
+    amps: list[np.ndarray] = []
+    done = 0
+    while (reason := stop.reason(abs(v), done)) is None:
+        # ext is capped at 1 - gain so that the peak pixel is always in the list
+        limit = max(stop.floor(), min(ext, 1.0 - params.gain) * abs(v))
+        flat, limit = select(residual, limit)
+        if flat.size == 0:  # more than MAX_LIST pixels tie with the peak
+            flat, limit = np.array([y * nx + x]), stop.floor()
+        values = residual.reshape(-1)[flat].astype(np.float64)
+        picks, a = list_clean(values, flat, nx, full, params.gain, limit, stop.budget - done)
+        cy, cx = np.divmod(flat[picks], nx)
+        subtract(residual, cy, cx, a)
+        ys.append(cy)
+        xs.append(cx)
+        amps.append(a)
+        done += picks.size
+        y, x, v = find_peak(residual)
+    comps = ComponentList.from_arrays(np.concatenate(xs or [[]]).astype(np.int64),
+                                      np.concatenate(ys or [[]]).astype(np.int64),
+                                      np.concatenate(amps or [[]]), np.zeros(done), nx, ny)
+    return result(comps, residual, done, peak_start, abs(v), reason)
