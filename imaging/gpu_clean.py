@@ -206,7 +206,8 @@ def clark(xp: ModuleType, residual: Any, psf: np.ndarray, params: CleanParams, *
           iterations_done: int, threshold: float) -> MinorCycleResult:
     """clark.run on xp (arguments as ``hogbom``)."""
     ny, nx = residual.shape
-    patch, ext = cpu_clark.psf_patch(psf, cpu_clark.patch_half_width(psf))
+    ext = cpu_clark.exterior_sidelobe(psf)
+    full = cpu_clark.bordered(psf)
     subtract = Subtractor(xp, residual.shape, psf, threads=params.threads)
     y, x, v = find_peak(xp, residual)
     peak_start = abs(v)
@@ -219,7 +220,7 @@ def clark(xp: ModuleType, residual: Any, psf: np.ndarray, params: CleanParams, *
         if flat.size == 0:  # more than MAX_LIST pixels tie with the peak
             flat, limit = np.array([y * nx + x]), stop.floor()
         values = to_numpy(residual.reshape(-1)[xp.asarray(flat)]).astype(np.float64)
-        picks, a = cpu_clark.list_clean(values, flat, nx, patch, params.gain, limit,
+        picks, a = cpu_clark.list_clean(values, flat, nx, full, params.gain, limit,
                                         stop.budget - done)
         cy, cx = np.divmod(flat[picks], nx)
         subtract(residual, cy, cx, a)
@@ -265,7 +266,7 @@ def multiscale(xp: ModuleType, residual: Any, psf: np.ndarray, params: CleanPara
         if flat.size == 0:  # more than MAX_LIST pixels tie with the peak
             flat, limit = np.array([at]), 0.0
         values = to_numpy(xp.ascontiguousarray(image).reshape(-1)[xp.asarray(flat)])
-        picks, a = cpu_clark.list_clean(values.astype(np.float64), flat, nx, sc.patch,
+        picks, a = cpu_clark.list_clean(values.astype(np.float64), flat, nx, sc.psf2,
                                         params.gain, limit, stop.budget - done)
         cy, cx = np.divmod(flat[picks], nx)
         subtract(residual, cy, cx, a, scale=sc.scale)
