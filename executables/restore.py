@@ -2,8 +2,8 @@
 
     htclean-restore --config R-config.yml --record R-restore.record.json
                     --psf R-psf.fits --dirty R-dirty.fits
-                    --residual (R-dirty.fits | R-residual-cKK.fits) [--model R-model-cKK.json]
-                    [--state R-deconvolve-cKK.json] [--decision R-next-cKK.json] --name NAME
+                    --residual (R-dirty.fits | R-residual-cKK.fits)
+                    [--model R-model-cKK.json --state R-deconvolve-cKK.json] --name NAME
 
 Fits the clean beam to the PSF (imaging.beam.fit_clean_beam), restores the model
 (imaging.restore.restore: model convolved with the beam + residual) and writes, with WSClean's
@@ -11,18 +11,17 @@ names and BMAJ/BMIN/BPA in every header: NAME-image.fits (Jy/beam), NAME-model.f
 (Jy/pixel), NAME-residual.fits, NAME-psf.fits, NAME-dirty.fits; previews NAME-image.png,
 NAME-residual.png, NAME-psf.png; and NAME-summary.json (beam, peak, rms, components, cycles,
 iterations, stop reason). Without --model there was no deconvolution: the image is the
-residual (the dirty image). --state and --decision (optional) give the summary the cycle
-count, the iterations and why the loop stopped.
+residual (the dirty image). --state (the last cycle's; required with --model) gives the
+summary the cycles and iterations; the loop's stop reason is imaging.loop.decide on the
+residual and that state, the same decision the last ``next`` job made.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -43,9 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", metavar="R-model-cKK.json",
                         help="the cumulative component list of the last cycle")
     parser.add_argument("--state", metavar="R-deconvolve-cKK.json",
-                        help="the last deconvolution state (cycles, iterations)")
-    parser.add_argument("--decision", metavar="R-next-cKK.json",
-                        help="the loop's last decision (why it stopped)")
+                        help="the last cycle's deconvolution state (with --model)")
     parser.add_argument("--name", required=True, help="product prefix: NAME-image.fits, ...")
     return parser
 
@@ -57,29 +54,15 @@ def _read(job: Job, path: str, what: str):
     return image, geom
 
 
-def _json(job: Job, path: str | None, what: str) -> dict[str, Any] | None:
-    if path is None:
-        return None
-    p = job.read(path, what)
-    try:
-        doc = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{what}: {path} is not valid JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise InputError(f"{what}: {path} is not a JSON object")
-    return doc
+def loop_decision(job: Job, residual: str, state: str | None):
+    """The loop's last decision (imaging.loop.Decision), as ``htclean-next`` made it from the
+    residual and the state of the last cycle (cycle 0 without a state)."""
+    from htclean.executables.next import loop_state
+    from htclean.imaging.loop import LoopLimits, decide
 
-
-def stop_reason(decision: dict[str, Any] | None) -> str | None:
-    """The loop's stop reason from a ``next`` decision file (``reason`` at the top level or in
-    a ``decision`` object), or None."""
-    if decision is None:
-        return None
-    inner = decision.get("decision")
-    reason = decision.get("reason", inner.get("reason") if isinstance(inner, dict) else None)
-    if not isinstance(reason, str):
-        raise InputError("--decision: no stop reason (key 'reason') in the decision file")
-    return reason
+    cycle = read_state(job.read(state, "--state"))["cycle"] if state else 0
+    args = argparse.Namespace(cycle=cycle, residual=residual, state=state)
+    return decide(loop_state(job, args), LoopLimits.from_settings(job.settings))
 
 
 def _stats(image: np.ndarray) -> dict[str, float]:
@@ -113,8 +96,10 @@ def work(args: argparse.Namespace, job: Job) -> None:
                              f"image, the residual is {geom.nx}x{geom.ny}")
     else:
         components = ComponentList.empty(geom.nx, geom.ny)
+    if (args.model is None) != (args.state is None):
+        raise InputError("--model and --state go together (the last cycle's outputs)")
     state = read_state(job.read(args.state, "--state")) if args.state else None
-    reason = stop_reason(_json(job, args.decision, "--decision"))
+    decision = loop_decision(job, args.residual, args.state)
 
     beam = fit_clean_beam(psf, geom.cell)
     image = restore(components, residual, beam, geom.cell)
@@ -143,8 +128,8 @@ def work(args: argparse.Namespace, job: Job) -> None:
         "components": len(components), "flux": components.total_flux,
         "cycles": int(state["cycle"]) if state else 0,
         "iterations": int(state["iterations_total"]) if state else 0,
-        "stop_reason": reason,
-        "minor_stop_reason": state.get("stop_reason") if state else None,
+        "stop_reason": decision.reason, "threshold": decision.threshold,
+        "minor_stop_reason": state["stop_reason"] if state else None,
         "geometry": {"nx": geom.nx, "ny": geom.ny, "cell_asec": geom.cell / ASEC,
                      "ra_deg": math.degrees(geom.ra), "dec_deg": math.degrees(geom.dec),
                      "freq_hz": geom.freq, "bandwidth_hz": geom.bandwidth},

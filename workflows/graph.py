@@ -188,10 +188,11 @@ class Builder:
         r = self.r
         name = self.ctx.settings["image"]["name"]
         psf, dirty, residual = names.psf_fits(r), names.dirty_fits(r), names.residual_fits(r, k)
-        model = [names.model(r, k)] if k > 0 else []
+        model = [names.model(r, k), names.state(r, k)] if k > 0 else []
         self.add("restore", names.RESTORE,
                  ["--psf", psf, "--dirty", dirty, "--residual", residual,
-                  *(["--model", model[0]] if model else []), "--name", name],
+                  *(["--model", model[0], "--state", model[1]] if model else []),
+                  "--name", name],
                  [psf, dirty, residual, *model],
                  [(lfn, self.ctx.fits_bytes()) for lfn in names.products(name)])
 
