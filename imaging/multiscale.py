@@ -53,10 +53,19 @@ class Scale:
     psf2: np.ndarray
 
 
+def beam_pixels(psf: np.ndarray) -> float:
+    """Major FWHM of the fitted clean beam in pixels, at least 1 (a main lobe narrower than a
+    pixel cannot be fitted and counts as 1)."""
+    try:
+        return max(1.0, fit_clean_beam(psf, 1.0).bmaj)
+    except InputError:
+        return 1.0
+
+
 def prepare_scales(psf: np.ndarray, params: CleanParams, shape: tuple[int, int]) -> list[Scale]:
     """The usable scales of ``params.scales`` for a ``shape`` residual, smallest first."""
-    sref = 2.0 * fit_clean_beam(psf, 1.0).bmaj  # pixels
     usable = [s for s in params.scales if s < 0.5 * min(shape)]
+    sref = 2.0 * beam_pixels(psf) if len(usable) > 1 else 1.0
     out = []
     for s in usable:
         k = scale_kernel(s)
