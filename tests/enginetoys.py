@@ -103,12 +103,18 @@ os.replace(".tmp-" + a.workflow, a.workflow)
 """
 
 
+# The cheapest job that still writes its declared outputs (the benchmark's transformation).
+TOUCH = """#!/bin/sh
+for f in "$@"; do : > "$f"; done
+"""
+
+
 def write_tools(root: Path) -> dict[str, Path]:
-    """The toy executables under ``root/bin``."""
+    """The toy executables under ``root/bin``: toy, toy-next and touch."""
     bindir = root / "bin"
     bindir.mkdir(parents=True, exist_ok=True)
     tools = {}
-    for name, text in (("toy", TOY), ("toy-next", TOY_NEXT)):
+    for name, text in (("toy", TOY), ("toy-next", TOY_NEXT), ("touch", TOUCH)):
         path = bindir / name
         path.write_text(textwrap.dedent(text))
         path.chmod(0o755)
@@ -239,8 +245,11 @@ def nested(storage: Path, last: int, fail_if: str | None = None) -> Workflow:
     return wf
 
 
-def chain_free(n: int) -> Workflow:
-    """``n`` independent trivial jobs (the benchmark's workflow)."""
-    wf = Workflow("flat")
-    wf.add_jobs(*[toy_job(f"job-{i:04d}", [], [f"out-{i:04d}.txt"]) for i in range(n)])
+def trivial(n: int) -> Workflow:
+    """``n`` independent ``touch`` jobs, each writing one declared output (the benchmark)."""
+    wf = Workflow("trivial")
+    for i in range(n):
+        out = File(f"out-{i:04d}.txt")
+        wf.add_jobs(Job("touch", _id=f"touch-{i:04d}").add_args(out)
+                    .add_outputs(out, stage_out=True, register_replica=False))
     return wf

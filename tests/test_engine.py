@@ -331,3 +331,15 @@ def test_htclean_run_failure_says_how_to_resume(tmp_path, monkeypatch, capsys):
     assert f"htclean run {cfg} -o {out} --resume" in err
     flag.unlink()
     assert main(["run", str(cfg), "-o", str(out), "--resume"]) == 0
+
+
+def test_stdout_to_a_declared_file(tmp_path):
+    wf = Workflow("streams")
+    job = toys.toy_job("echo", [], ["e.txt"])
+    job.set_stdout(File("echo.log"), stage_out=True, register_replica=False)
+    wf.add_jobs(job)
+    storage = toys.write_plan(tmp_path, wf, SEED)
+    result = run_workflow(tmp_path, jobs=1)
+    assert result.status == "succeeded", result.message
+    assert (storage / "echo.log").read_text() == "toy echo ran\n"
+    assert last(tmp_path, "streams", "echo")["stdout"] == str(storage / "echo.log")
