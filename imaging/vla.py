@@ -8,8 +8,12 @@ The array reference position is CASA's "VLA" observatory.
 
 Geometry follows Thompson, Moran & Swenson (3rd ed.) eq. 4.1: a baseline in the local equatorial
 frame (X to hour angle 0 on the equator, Y to hour angle -6h (east), Z to the north celestial
-pole) is rotated by the hour angle H and declination of the phase centre to (u, v, w). As in
-CASA, the baseline of a row is ``position(ANTENNA2) - position(ANTENNA1)``.
+pole) is rotated by the hour angle H and declination of the phase centre to (u, v, w).
+The baseline of a row is ``position(ANTENNA1) - position(ANTENNA2)``: what CASA writes (casacore's
+MSUVWGenerator stores antUVW[ant2] - antUVW[ant1] with antUVW[i] the projection of
+ref - position[i]; CASA 6.7's imager.calcuvw on a simulated MS reproduces these UVW up to the
+0.3 deg precession since J2000 that this geometry ignores). The MS v2 memo words it as ANTENNA2 -
+ANTENNA1; the sign of the visibility exponent in DESIGN.md was measured with CASA's UVW.
 """
 
 from __future__ import annotations
@@ -143,8 +147,8 @@ def uvw(positions: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, hour_angle: n
 
     positions: (nant, 3) ITRF m; ant1, ant2: (nbl,) indices; hour_angle: (ntime,) rad, the local
     hour angle of the phase centre at ``longitude``; dec: its declination (rad).
-    Returns (ntime * nbl, 3) float64: row ``t * nbl + b`` is baseline b at time t, equal to
-    ``uvw(ANTENNA2) - uvw(ANTENNA1)``.
+    Returns (ntime * nbl, 3) float64: row ``t * nbl + b`` is baseline b at time t, the
+    projection of ``position(ant1[b]) - position(ant2[b])`` (CASA's sign, module docstring).
     """
     local = to_local(np.asarray(positions, dtype=np.float64), longitude)
     h = np.asarray(hour_angle, dtype=np.float64)[:, None]
@@ -154,7 +158,7 @@ def uvw(positions: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, hour_angle: n
     ant = np.stack([sh * x + ch * y,
                     -sd * ch * x + sd * sh * y + cd * z,
                     cd * ch * x - cd * sh * y + sd * z], axis=2)  # (ntime, nant, 3)
-    return (ant[:, ant2] - ant[:, ant1]).reshape(-1, 3)
+    return (ant[:, ant1] - ant[:, ant2]).reshape(-1, 3)
 
 
 def primary_beam_fwhm(freq: float, diameter: float = DISH_DIAMETER) -> float:

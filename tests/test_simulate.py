@@ -148,9 +148,10 @@ def test_uvw_equals_the_baseline_geometry(mixed_ms):
         lst = Time(time / 86400, format="mjd", scale="utc").sidereal_time(
             "mean", longitude=site.lon)
     hour_angle = (lst - Longitude(ra, "rad")).rad
-    # Thompson, Moran & Swenson eq. 4.1 with the Greenwich hour angle on ITRF baselines.
+    # Thompson, Moran & Swenson eq. 4.1 with the Greenwich hour angle on ITRF baselines;
+    # CASA's sign: the baseline of a row is position(ANTENNA1) - position(ANTENNA2).
     hg = hour_angle - site.lon.rad  # GST - RA = (LST - RA) - east longitude
-    bx, by, bz = (xyz[a2] - xyz[a1]).T
+    bx, by, bz = (xyz[a1] - xyz[a2]).T
     u = np.sin(hg) * bx + np.cos(hg) * by
     v = -np.sin(dec) * np.cos(hg) * bx + np.sin(dec) * np.sin(hg) * by + np.cos(dec) * bz
     w = np.cos(dec) * np.cos(hg) * bx - np.cos(dec) * np.sin(hg) * by + np.sin(dec) * bz
