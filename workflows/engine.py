@@ -37,13 +37,12 @@ from htclean.workflows import engine_exec
 from htclean.workflows.engine_catalogs import (
     Catalogs,
     ReplicaCatalog,
-    WorkflowSpec,
     load_catalogs,
-    load_workflow,
     local_replica,
 )
 from htclean.workflows.engine_plan import PlannedJob, plan_workflow
 from htclean.workflows.engine_state import RunRecord, has_record
+from htclean.workflows.engine_workflow import WorkflowSpec, load_workflow
 from htclean.workflows.progress import PeakTracker, Snapshot
 
 FAIL_ONCE_ENV = "HTCLEAN_FAIL_ONCE"
@@ -508,5 +507,8 @@ def run_workflow(plan_dir: str | os.PathLike, jobs: int | None = None, resume: b
     if top.finished and top.failure is None:
         return RunResult("succeeded", 0, f"all jobs succeeded; outputs in "
                          f"{catalogs.storage_dir}", failed_job=None, **common)
-    message = top.failure or "the run stopped with jobs left to run"
-    return RunResult("failed", 1, message, failed_job=top.failed_job, **common)
+    # a failure deep down may not have reached the top while a sibling level was still open
+    failed = next((r for r in [top, *engine.runs] if r.failure is not None), None)
+    message = failed.failure if failed else "the run stopped with jobs left to run"
+    return RunResult("failed", 1, message, failed_job=failed.failed_job if failed else None,
+                     **common)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from htclean.workflows.engine_catalogs import Use
+from htclean.workflows.engine_workflow import Use
 
 
 @dataclass

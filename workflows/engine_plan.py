@@ -16,13 +16,12 @@ from pathlib import Path
 from htclean.imaging.errors import InputError
 from htclean.workflows.engine_catalogs import (
     Catalogs,
-    JobSpec,
-    WorkflowSpec,
     local_replica,
     merge_profiles,
     profile,
     url_to_path,
 )
+from htclean.workflows.engine_workflow import JobSpec, WorkflowSpec
 
 # Variables of the engine's own that a job must not inherit.
 PRIVATE_ENV = ("HTCLEAN_FAIL_ONCE", "HTCLEAN_INJECT_FAILURE")
