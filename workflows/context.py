@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 from htclean.imaging.errors import InputError
 from htclean.workflows import names
+from htclean.workflows.config import CATEGORIES
 
 LOCAL = "local"            # the submit host: next jobs, output site, the local engine
 POOL = "condorpool"        # the HTCondor execution site (generic pool, OSPool or PATH)
@@ -117,10 +118,10 @@ class RunContext:
         if self.parts < 1:
             raise InputError(f"partition.parts: must be >= 1, got {self.parts}")
         unknown = sorted(set(self.settings["execution"]["throttles"] or {}) -
-                         set(names.CATEGORIES))
+                         set(CATEGORIES))
         if unknown:
             raise InputError(f"execution.throttles: unknown job type {unknown[0]!r}; expected "
-                             f"one of {', '.join(names.CATEGORIES)}")
+                             f"one of {', '.join(CATEGORIES)}")
 
     # --- sizes (bytes) used for request_disk ---------------------------------------------
 

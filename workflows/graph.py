@@ -188,12 +188,12 @@ class Builder:
         r = self.r
         name = self.ctx.settings["image"]["name"]
         psf, dirty, residual = names.psf_fits(r), names.dirty_fits(r), names.residual_fits(r, k)
-        model = [names.model(r, k), names.state(r, k)] if k > 0 else []
+        last = [names.model(r, k), names.state(r, k)] if k > 0 else []  # the last cycle's
         self.add("restore", names.RESTORE,
                  ["--psf", psf, "--dirty", dirty, "--residual", residual,
-                  *(["--model", model[0], "--state", model[1]] if model else []),
+                  *(["--model", last[0], "--state", last[1]] if last else []),
                   "--name", name],
-                 [psf, dirty, residual, *model],
+                 [psf, dirty, residual, *last],
                  [(lfn, self.ctx.fits_bytes()) for lfn in names.products(name)])
 
     # --- files from earlier levels -----------------------------------------------------

@@ -13,8 +13,6 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from urllib.parse import urlparse
 
-CATEGORIES = ("partition", "weights", "grid", "gather", "deconvolve", "residual", "next",
-              "restore")
 TRANSFORMATIONS = ("htclean-partition", "htclean-grid", "htclean-gather", "htclean-deconvolve",
                    "htclean-next", "htclean-restore")
 PRODUCTS = ("image.fits", "model.fits", "residual.fits", "psf.fits", "dirty.fits",

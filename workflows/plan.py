@@ -173,7 +173,6 @@ def plan(config_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     run_id = settings["output"]["run_id"] or names.run_id(settings["image"]["name"])
     resolved["output"].update(run_id=run_id, dir=str(out))
     resolved["partition"].update(parts=parts, max_size=None)
-    resolved["execution"]["site"] = settings["execution"]["site"]
     settings = config.parse(resolved)
 
     ctx = RunContext(resolved, settings, out, ms.lfn, {ms.lfn: size})

@@ -20,8 +20,8 @@
 
 from __future__ import annotations
 
+from htclean.workflows.config import CATEGORIES
 from htclean.workflows.context import LOCAL, RunContext
-from htclean.workflows.names import CATEGORIES
 
 # Concurrent jobs per category unless execution.throttles says otherwise.
 DEFAULT_THROTTLES = {"partition": 1, "weights": 500, "grid": 500, "gather": 100,
