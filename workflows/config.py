@@ -255,8 +255,9 @@ PARAMETERS: tuple[Param, ...] = (
           number(0.0, nullable=True, lo_open=True)),
     Param("deconvolution.scales", None, "multiscale: scales in pixels; null = [0, 4, 16]",
           lambda v: None if v is None else scale_list(v)),
-    Param("deconvolution.scale_bias", 0.6, "multiscale: bias towards small scales",
-          number(0.0, 1.0)),
+    Param("deconvolution.scale_bias", 0.6,
+          "multiscale: bias towards small scales, 0 < b <= 1 (WSClean -multiscale-scale-bias; "
+          "lower favours larger scales)", number(0.0, 1.0, lo_open=True)),
     Param("deconvolution.max_cycles", 20, "maximum major cycles", integer(1, 1000)),
     Param("deconvolution.divergence", 1.5,
           "stop when the peak residual grows by this factor between major cycles",
