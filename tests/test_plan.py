@@ -139,6 +139,20 @@ def check_graph(doc: dict, tc: dict, rc_lfns: set[str], exec_site: str, fan_in: 
             assert 1 <= n <= fan_in, f"{job['id']}: fan-in {n} > {fan_in}"
 
 
+CLASSAD_KEYS = ("requirements", "require_gpus", "periodic_remove")
+
+
+def check_classads(profiles: dict) -> int:
+    """Parse every ClassAd expression among condor profiles; returns how many there were."""
+    import classad2
+
+    condor = profiles.get("condor", {})
+    exprs = [v for k, v in condor.items() if k in CLASSAD_KEYS or k.startswith("+")]
+    for expr in exprs:
+        classad2.ExprTree(str(expr))  # raises classad2.ClassAdException when malformed
+    return len(exprs)
+
+
 def kinds(doc: dict) -> Counter:
     return Counter(j["id"].split("-")[0] if not j["id"].startswith("gather-weights")
                    else "gather-weights" for j in doc["jobs"])
@@ -160,6 +174,10 @@ def test_every_document_validates_and_holds_together(tmp_path, tiny_ms, schemas,
         inline = {r["lfn"] for r in doc.get("replicaCatalog", {}).get("replicas", [])}
         check_graph(doc, docs["transformations.yml"], inline if inline else rc_lfns,
                     EXEC_SITE[site], fan_in=4)
+        parsed = sum(check_classads(j.get("profiles", {})) for j in doc["jobs"])
+        assert (parsed > 0) == (site != "local")  # requirements on every pool job
+    for entry in docs["sites.yml"]["sites"]:
+        check_classads(entry.get("profiles", {}))
 
     weighted = weighting != "natural"
     tree = tree_size(parts, 4)
@@ -213,10 +231,7 @@ def test_subworkflow_jobs_and_pool_profiles(tmp_path, tiny_ms):
     assert int(gather["dagman"]["PRIORITY"]) > int(grid["dagman"]["PRIORITY"])
     pool = next(s for s in docs["sites.yml"]["sites"] if s["name"] == "condorpool")
     assert pool["profiles"]["condor"]["universe"] == "container"
-    exprs = [grid["condor"]["require_gpus"], grid["condor"]["requirements"],
-             *pool["profiles"]["condor"].values()]
-    for expr in exprs:
-        classad2.ExprTree(str(expr))  # raises on a malformed expression
+    assert check_classads(grid) == 2 and check_classads(pool["profiles"]) == 3
     with pytest.raises(classad2.ClassAdException):
         classad2.ExprTree("Capability >= && 8")
     staging = next(s for s in docs["sites.yml"]["sites"] if s["name"] == "staging")
