@@ -112,6 +112,8 @@ def work(args: argparse.Namespace, job: Job) -> None:
     state = loop_state(job, args)
     decision = decide(state, LoopLimits.from_settings(job.settings))
     ctx = RunContext.from_config(config.read_yaml(args.config), job.settings)
+    # Which files the next level names does not depend on their sizes; its disk requests do,
+    # so it is built again once the files are there and measured.
     _, needed = next_level(ctx, args.cycle, decision.go_on)
     waited = [lfn for lfn in needed if lfn != names.config(ctx.run_id)]
     wait_for(ctx.outputs_dir, waited, args.wait_timeout)
