@@ -208,6 +208,8 @@ def scatter_add(xp: ModuleType, grid: Any, r0: Any, r1: Any, k0: Any, k1: Any, v
     numpy always uses ``np.add.at``.
     """
     nvis, support = k0.shape
+    if not grid.flags.c_contiguous:
+        raise ValueError("scatter_add needs a C-contiguous grid (it writes through a flat view)")
     if nvis == 0:
         return
     nu0, nu1 = grid.shape
@@ -234,6 +236,6 @@ def scatter_add(xp: ModuleType, grid: Any, r0: Any, r1: Any, k0: Any, k1: Any, v
     args = (np.int64(nvis), np.int32(support), np.int32(nu0), np.int32(nu1),
             xp.ascontiguousarray(r0, dtype=xp.int32), xp.ascontiguousarray(r1, dtype=xp.int32),
             xp.ascontiguousarray(k0, dtype=rdtype), xp.ascontiguousarray(k1, dtype=rdtype),
-            xp.ascontiguousarray(val).view(rdtype), grid.reshape(-1).view(rdtype))
+            xp.ascontiguousarray(val, dtype=grid.dtype).view(rdtype), grid.reshape(-1).view(rdtype))
     blocks = (nvis * support + _THREADS - 1) // _THREADS
     _raw_kernel(real)((blocks,), (_THREADS,), args)

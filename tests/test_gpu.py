@@ -1,0 +1,520 @@
+"""The GPU backend: its numpy path against ducc0, a direct DFT and the CPU deconvolvers; device
+selection and the NVML monitor without a GPU. Tests marked ``gpu`` run the CuPy path and are
+skipped, with the reason, where CuPy or a CUDA device is missing."""
+
+from __future__ import annotations
+
+import sys
+import time
+import types
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import scipy.integrate
+import scipy.signal
+
+from htclean.imaging import clean, device, gpu_clean, gpu_gridding, gpu_kernels, gpu_monitor
+from htclean.imaging import gridding as cpu_gridding
+from htclean.imaging.clean import CleanParams
+from htclean.imaging.errors import InputError
+from htclean.imaging.geometry import ImageGeometry
+
+C = gpu_gridding.C
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+def observation(seed: int = 0, nrow: int = 300, spread: float = 300.0):
+    """uvw (nrow, 3) m, freq (3,) Hz, vis and weight (nrow, 3): random, some weights 0."""
+    rng = np.random.default_rng(seed)
+    uvw = rng.normal(0.0, spread, (nrow, 3))
+    freq = np.array([1.2e9, 1.4e9, 1.6e9])
+    vis = rng.normal(size=(nrow, 3)) + 1j * rng.normal(size=(nrow, 3))
+    weight = rng.uniform(0.5, 2.0, (nrow, 3))
+    weight[::7, 1] = 0.0
+    vis[::7, 1] = np.nan  # flagged samples may hold anything: weight 0 must skip them
+    return uvw, freq, vis, weight
+
+
+NARROW = ImageGeometry(nx=64, ny=48, cell=np.deg2rad(30 / 3600), ra=0.0, dec=0.5, freq=1.4e9)
+WIDE = ImageGeometry(nx=48, ny=64, cell=np.deg2rad(3 / 60), ra=0.0, dec=0.5, freq=1.4e9)
+
+
+def lmn(geom):
+    y = (np.arange(geom.ny) - geom.ny // 2) * geom.cell
+    x = (np.arange(geom.nx) - geom.nx // 2) * geom.cell
+    ell, m = np.meshgrid(-x, y)
+    return ell, m, np.sqrt(1.0 - ell**2 - m**2)
+
+
+def dft_dirty(uvw, freq, vis, weight, geom, wgridding):
+    """Re sum w V exp(-2 pi i (u l + v m + w (n - 1))) on image[y, x]."""
+    ell, m, n = lmn(geom)
+    out = np.zeros(geom.shape)
+    for c, f in enumerate(freq):
+        keep = weight[:, c] != 0
+        u, v, w = (uvw[keep] * f / C).T
+        phase = np.multiply.outer(u, ell) + np.multiply.outer(v, m)
+        if wgridding:
+            phase += np.multiply.outer(w, n - 1)
+        out += np.einsum("r,rij->ij", vis[keep, c] * weight[keep, c],
+                         np.exp(-2j * np.pi * phase)).real
+    return out
+
+
+def dft_predict(image, uvw, freq, geom, wgridding):
+    """sum I exp(+2 pi i (u l + v m + w (n - 1))): (nrow, nchan)."""
+    ell, m, n = lmn(geom)
+    out = np.zeros((uvw.shape[0], freq.size), complex)
+    for c, f in enumerate(freq):
+        u, v, w = (uvw * f / C).T
+        phase = np.multiply.outer(u, ell) + np.multiply.outer(v, m)
+        if wgridding:
+            phase += np.multiply.outer(w, n - 1)
+        out[:, c] = np.einsum("ij,rij->r", image, np.exp(2j * np.pi * phase))
+    return out
+
+
+def params(wgridding=True, epsilon=1e-6, precision="double", device_="cpu"):
+    return cpu_gridding.GridParams(wgridding=wgridding, epsilon=epsilon, precision=precision,
+                                   threads=1, device=device_)
+
+
+def sparse_model(geom, seed=5, count=12):
+    rng = np.random.default_rng(seed)
+    image = np.zeros(geom.shape)
+    image[rng.integers(0, geom.ny, count), rng.integers(0, geom.nx, count)] = \
+        rng.uniform(0.1, 1.0, count)
+    return image
+
+
+# --- the kernel ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("support", [4, 6, 8, 12])
+def test_tabulated_kernel_errors_are_reproduced(support):
+    k = next(k for k in gpu_kernels.KERNELS if k.support == support)
+    err = gpu_kernels.aliasing_error(k.support, k.beta, nx=257, nt=256)
+    assert 0.9 * k.error <= err <= 1.02 * k.error
+
+
+def test_tabulated_beta_is_a_minimum():
+    k = next(k for k in gpu_kernels.KERNELS if k.support == 7)
+    best = gpu_kernels.aliasing_error(7, k.beta)
+    for factor in (0.97, 1.03):
+        assert gpu_kernels.aliasing_error(7, k.beta * factor) > 1.5 * best
+
+
+def test_derive_kernel_finds_the_tabulated_beta():
+    k = next(k for k in gpu_kernels.KERNELS if k.support == 5)
+    derived = gpu_kernels.derive_kernel(5, step=0.01, nx=33, nt=32)
+    assert derived.beta == pytest.approx(k.beta, rel=0.01)
+    assert derived.error <= 1.1 * k.error
+
+
+def test_kernel_fourier_transform_matches_adaptive_quadrature():
+    k = next(k for k in gpu_kernels.KERNELS if k.support == 8)
+    for x in (0.0, 0.1, 0.25, 0.4):
+        half, _ = scipy.integrate.quad(
+            lambda s, x=x: float(gpu_kernels.evaluate(np, np.array(s), k, np.float64))
+            * np.cos(2 * np.pi * x * s), 0, 4, epsabs=1e-15, epsrel=1e-12, limit=200)
+        ref = 2 * half
+        assert gpu_kernels.fourier(np.array(x), k) == pytest.approx(ref, rel=1e-11)
+
+
+def test_choose_kernel_support_and_limits():
+    assert gpu_kernels.choose_kernel(1e-5, 3).support == 7
+    assert gpu_kernels.choose_kernel(1e-6, 2).support == 8
+    assert gpu_kernels.choose_kernel(1e-6, 3).support == 9
+    assert gpu_kernels.choose_kernel(1e-2, 2).support == 4
+    with pytest.raises(InputError, match="single precision"):
+        gpu_kernels.choose_kernel(1e-6, 2, "single")
+    with pytest.raises(InputError, match="below what"):
+        gpu_kernels.choose_kernel(1e-14, 3)
+
+
+def test_good_size_is_smooth_and_even():
+    assert gpu_gridding.good_size(128) == 128
+    assert gpu_gridding.good_size(2 * 1001) == 2016  # 2^5 3^2 7
+    n = gpu_gridding.good_size(2 * 4097)
+    assert n % 2 == 0 and n >= 8194
+
+
+# --- the gridder on numpy --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("wgridding", [False, True])
+@pytest.mark.parametrize("precision,epsilon", [("double", 1e-6), ("single", 1e-4)])
+def test_dirty_matches_dft(wgridding, precision, epsilon):
+    uvw, freq, vis, weight = observation(1, spread=2000.0)
+    ref = dft_dirty(uvw, freq, vis, weight, WIDE, wgridding)
+    got = gpu_gridding.dirty(uvw, freq, vis, weight, WIDE, params(wgridding, epsilon, precision),
+                             xp=np)
+    assert got.shape == WIDE.shape and got.dtype == np.float64
+    assert np.abs(got - ref).max() <= epsilon * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("wgridding", [False, True])
+@pytest.mark.parametrize("precision,epsilon", [("double", 1e-6), ("single", 1e-4)])
+def test_predict_matches_dft(wgridding, precision, epsilon):
+    uvw, freq, _, _ = observation(2, spread=2000.0)
+    image = sparse_model(WIDE)
+    ref = dft_predict(image, uvw, freq, WIDE, wgridding)
+    got = gpu_gridding.predict(image, uvw, freq, WIDE, params(wgridding, epsilon, precision),
+                               xp=np)
+    assert got.shape == ref.shape and got.dtype == np.complex128
+    assert np.abs(got - ref).max() <= epsilon * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("geom", [NARROW, WIDE], ids=["narrow", "wide"])
+def test_dirty_and_predict_match_ducc0(geom):
+    uvw, freq, vis, weight = observation(3, spread=1500.0)
+    p = params(True, 1e-7)
+    ref = cpu_gridding.dirty(uvw, freq, vis, weight, geom, p)
+    got = gpu_gridding.dirty(uvw, freq, vis, weight, geom, p, xp=np)
+    assert np.abs(got - ref).max() <= 1e-6 * np.abs(ref).max()
+    image = sparse_model(geom)
+    ref_v = cpu_gridding.predict(image, uvw, freq, geom, p)
+    got_v = gpu_gridding.predict(image, uvw, freq, geom, p, xp=np)
+    assert np.abs(got_v - ref_v).max() <= 1e-6 * np.abs(ref_v).max()
+
+
+def test_divide_by_n_as_ducc0():
+    from ducc0.wgridder.experimental import vis2dirty
+
+    uvw, freq, vis, weight = observation(4, spread=1500.0)
+    w = np.where(weight != 0, weight, 0.0)
+    v = np.where(weight != 0, vis, 0.0)
+    ref = vis2dirty(uvw=uvw, freq=freq, vis=v, wgt=w, npix_x=WIDE.nx, npix_y=WIDE.ny,
+                    pixsize_x=WIDE.cell, pixsize_y=WIDE.cell, epsilon=1e-7, do_wgridding=True,
+                    flip_v=True, divide_by_n=True).T
+    got = gpu_gridding.dirty(uvw, freq, vis, weight, WIDE, params(True, 1e-7), xp=np,
+                             divide_by_n=True)
+    assert np.abs(got - ref).max() <= 1e-6 * np.abs(ref).max()
+
+
+def test_predict_is_the_adjoint_of_dirty():
+    uvw, freq, vis, _ = observation(5, spread=2000.0)
+    vis, weight = np.nan_to_num(vis), np.ones(vis.shape)
+    p = params(True, 1e-10)
+    image = sparse_model(WIDE, count=30)
+    lhs = np.vdot(gpu_gridding.predict(image, uvw, freq, WIDE, p, xp=np), vis).real
+    rhs = np.sum(image * gpu_gridding.dirty(uvw, freq, vis, weight, WIDE, p, xp=np))
+    assert lhs == pytest.approx(rhs, rel=1e-9)
+
+
+def test_streamed_chunks_equal_one_chunk():
+    uvw, freq, vis, weight = observation(6, spread=2000.0)
+    p = params(True, 1e-6)
+    geom = WIDE
+    samples = gpu_gridding.Samples(uvw, freq, weight != 0, True)
+    plan = gpu_gridding.make_plan(geom.ny, geom.nx, geom.cell, samples.w.min(), samples.w.max(),
+                                  p.epsilon, p.precision, True)
+    samples.sort_by_plane(plan)
+    assert plan.nplanes > plan.kernel.support  # really w-stacked
+    values = (vis.reshape(-1) * weight.reshape(-1))[samples.index]
+    one = gpu_gridding.grid_to_image(np, plan, samples, values)
+    streamed = gpu_gridding.grid_to_image(np, plan, samples, values, chunk=37, budget=0)
+    assert np.allclose(streamed, one, rtol=0, atol=1e-12 * np.abs(one).max())
+    v1 = gpu_gridding.image_to_grid_vis(np, plan, samples, sparse_model(geom))
+    v2 = gpu_gridding.image_to_grid_vis(np, plan, samples, sparse_model(geom), chunk=53,
+                                        budget=0)
+    assert np.allclose(v1, v2, rtol=0, atol=1e-12 * np.abs(v1).max())
+
+
+def test_w_planes_cover_every_sample():
+    uvw, freq, _, _ = observation(7, spread=3000.0)
+    samples = gpu_gridding.Samples(uvw, freq, None, True)
+    plan = gpu_gridding.make_plan(WIDE.ny, WIDE.nx, WIDE.cell, samples.w.min(), samples.w.max(),
+                                  1e-5, "double", True)
+    t = (samples.w - plan.w_first) / plan.dw
+    first = np.floor(t - plan.kernel.support / 2) + 1
+    assert first.min() >= 0 and first.max() + plan.kernel.support <= plan.nplanes
+    assert (samples.w >= 0).all() and samples.flip.any()
+
+
+def test_weight_none_and_all_flagged():
+    uvw, freq, vis, _ = observation(8)
+    vis = np.nan_to_num(vis)
+    p = params(False, 1e-6)
+    ones = gpu_gridding.dirty(uvw, freq, vis, np.ones(vis.shape), NARROW, p, xp=np)
+    assert np.array_equal(gpu_gridding.dirty(uvw, freq, vis, None, NARROW, p, xp=np), ones)
+    zero = gpu_gridding.dirty(uvw, freq, vis, np.zeros(vis.shape), NARROW, p, xp=np)
+    assert zero.shape == NARROW.shape and not zero.any()
+
+
+def test_bad_shapes_are_input_errors():
+    uvw, freq, vis, weight = observation(9)
+    p = params()
+    with pytest.raises(InputError, match="uvw"):
+        gpu_gridding.dirty(uvw[:, :2], freq, vis, weight, NARROW, p, xp=np)
+    with pytest.raises(InputError, match="vis and weight"):
+        gpu_gridding.dirty(uvw, freq, vis[:, :2], weight, NARROW, p, xp=np)
+    with pytest.raises(InputError, match="model image"):
+        gpu_gridding.predict(np.zeros((8, 8)), uvw, freq, NARROW, p, xp=np)
+    with pytest.raises(InputError, match="freq"):
+        gpu_gridding.predict(np.zeros(NARROW.shape), uvw, -freq, NARROW, p, xp=np)
+
+
+# --- device selection ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_probe():
+    device.probe.cache_clear()
+    yield
+    device.probe.cache_clear()
+
+
+def fake_cupy(count=None, error=None, name=b"NVIDIA Fake 80GB"):
+    def get_count():
+        if error is not None:
+            raise RuntimeError(error)
+        return count
+
+    runtime = SimpleNamespace(getDeviceCount=get_count,
+                              getDeviceProperties=lambda i: {"name": name})
+    cuda = SimpleNamespace(runtime=runtime, Device=lambda: SimpleNamespace(id=0))
+    module = types.ModuleType("cupy")
+    module.cuda = cuda
+    return module
+
+
+def test_select_without_cupy(monkeypatch, fresh_probe):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError
+    assert device.select("cpu") is device.CPU
+    auto = device.select("auto")
+    assert auto.kind == "cpu" and auto.xp is np and auto.label == "cpu"
+    assert "CuPy is not installed" in auto.reason
+    with pytest.raises(InputError, match=r"^gridder.device is gpu but CuPy is not installed "
+                                         r"\(pip install htclean\[gpu\]\)$"):
+        device.select("gpu")
+    with pytest.raises(InputError, match="gridder.device is gpu but CuPy is not installed"):
+        cpu_gridding.dirty(*observation(0), NARROW, params(device_="gpu"))
+
+
+def test_select_with_cupy_but_no_device(monkeypatch, fresh_probe):
+    monkeypatch.setitem(sys.modules, "cupy",
+                        fake_cupy(error="cudaErrorNoDevice: no CUDA-capable device is detected"))
+    assert device.select("auto").kind == "cpu"
+    with pytest.raises(InputError, match="gridder.device is gpu but CuPy finds no CUDA device "
+                                         r"\(cudaErrorNoDevice"):
+        device.select("gpu")
+    device.probe.cache_clear()
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(count=0))
+    with pytest.raises(InputError, match="no CUDA device"):
+        device.select("gpu")
+
+
+def test_select_with_a_device(monkeypatch, fresh_probe):
+    fake = fake_cupy(count=1)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    for setting in ("auto", "gpu"):
+        d = device.select(setting)
+        assert d.kind == "gpu" and d.xp is fake and d.label == "gpu:NVIDIA Fake 80GB"
+    assert device.select("cpu").label == "cpu"
+    with pytest.raises(InputError, match="gridder.device must be one of"):
+        device.select("tpu")
+
+
+# --- the monitor ---------------------------------------------------------------------------
+
+
+def test_monitor_without_nvml(monkeypatch, fresh_probe):
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    with gpu_monitor.sampling(0.01) as mon:
+        time.sleep(0.05)
+    assert mon.samples == [] and mon.name is None
+    assert "nvidia-ml-py" in mon.reason
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    assert gpu_monitor.start() is None
+
+
+def test_monitor_on_this_machine_says_why_or_samples():
+    with gpu_monitor.sampling(0.02) as mon:
+        time.sleep(0.1)
+    if mon.reason is None:
+        assert mon.samples and mon.name
+    else:
+        assert mon.samples == [] and "NVML" in mon.reason
+
+
+def fake_nvml(fail_util=False):
+    uuids = ["GPU-aaaa1111-0000", "GPU-bbbb2222-0000"]
+    state = {"init": 0, "shutdown": 0}
+
+    def util(handle):
+        if fail_util:
+            raise RuntimeError("NVML_ERROR_NOT_SUPPORTED")
+        return SimpleNamespace(gpu=40 + handle)
+
+    module = types.ModuleType("pynvml")
+    module.nvmlInit = lambda: state.__setitem__("init", state["init"] + 1)
+    module.nvmlShutdown = lambda: state.__setitem__("shutdown", state["shutdown"] + 1)
+    module.nvmlDeviceGetCount = lambda: 2
+    module.nvmlDeviceGetHandleByIndex = lambda i: i
+    module.nvmlDeviceGetUUID = lambda h: uuids[h]
+    module.nvmlDeviceGetName = lambda h: f"Fake GPU {h}".encode()
+    module.nvmlDeviceGetUtilizationRates = util
+    module.nvmlDeviceGetMemoryInfo = lambda h: SimpleNamespace(used=(h + 1) * 2**30)
+    return module, state
+
+
+def test_monitor_samples_the_jobs_gpu(monkeypatch):
+    module, state = fake_nvml()
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-bbbb2222")
+    with gpu_monitor.sampling(0.01) as mon:
+        time.sleep(0.08)
+    assert mon.reason is None and mon.name == "Fake GPU 1"
+    assert len(mon.samples) >= 3
+    assert {s["util"] for s in mon.samples} == {41.0}
+    assert {s["mem_mb"] for s in mon.samples} == {2048.0}
+    ts = [s["t"] for s in mon.samples]
+    assert ts == sorted(ts)
+    assert state == {"init": 1, "shutdown": 1}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-cccc")
+    with gpu_monitor.sampling(0.01) as mon:
+        pass
+    assert mon.samples == [] and "no GPU with UUID 'GPU-cccc'" in mon.reason
+
+
+def test_monitor_util_unsupported_is_none(monkeypatch):
+    module, _ = fake_nvml(fail_util=True)
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with gpu_monitor.sampling(0.01) as mon:
+        time.sleep(0.03)
+    assert mon.samples and all(s["util"] is None and s["mem_mb"] == 1024.0
+                               for s in mon.samples)
+
+
+# --- the minor cycle on numpy --------------------------------------------------------------
+
+
+def clean_problem(n=96, seed=3, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:2 * n, :2 * n] - n
+    psf = np.exp(-(xx**2 + yy**2) / 8.0) + 0.05 * np.cos(xx / 3.0) * np.exp(-(xx**2 + yy**2)
+                                                                           / 800.0)
+    psf /= psf[n, n]
+    model = np.zeros((n, n))
+    model[rng.integers(5, n - 5, 15), rng.integers(5, n - 5, 15)] = rng.uniform(0.2, 1, 15)
+    residual = scipy.signal.fftconvolve(model, psf, mode="same") + rng.normal(0, 0.01, (n, n))
+    return residual.astype(dtype), psf
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("algorithm", ["hogbom", "clark", "multiscale"])
+def test_xp_minor_cycle_equals_cpu(algorithm, dtype):
+    residual, psf = clean_problem(dtype=dtype)
+    p = CleanParams(algorithm=algorithm, niter=300, gain=0.1, mgain=0.9,
+                    scales=(0.0, 4.0, 8.0))
+    cpu = clean.minor_cycle(residual, psf, p, iterations_done=10, threshold=0.02)
+    xp = gpu_clean.minor_cycle(residual, psf, p, iterations_done=10, threshold=0.02, xp=np)
+    assert cpu.iterations > 50
+    assert xp.components == cpu.components
+    assert np.array_equal(xp.residual, cpu.residual) and xp.residual.dtype == dtype
+    assert (xp.iterations, xp.stop_reason, xp.peak_start, xp.peak_end) == \
+        (cpu.iterations, cpu.stop_reason, cpu.peak_start, cpu.peak_end)
+
+
+def test_peak_ties_go_to_the_lowest_flat_index():
+    image = np.zeros((6, 7))
+    image[4, 2] = 3.0
+    image[1, 5] = -3.0
+    image[5, 6] = 3.0
+    assert gpu_clean.find_peak(np, image) == clean.find_peak(image) == (1, 5, -3.0)
+    image[1, 5] = 3.0
+    assert gpu_clean.find_peak(np, image) == clean.find_peak(image) == (1, 5, 3.0)
+
+
+def test_subtractor_fft_path_equals_shifted_psfs():
+    residual, psf = clean_problem(n=64, seed=4)
+    rng = np.random.default_rng(0)
+    # at least the scale kernel's radius from the edges, as multiscale selects them (closer,
+    # the FFT path clips the kernel at the edge and the shifted one does not)
+    ys, xs = rng.integers(2, 62, 40), rng.integers(2, 62, 40)
+    amps = rng.normal(size=40)
+    for scale in (0.0, 4.0):
+        direct, fft = residual.copy(), residual.copy()
+        sub = gpu_clean.Subtractor(np, residual.shape, psf)
+        sub.direct_limit = 10**6
+        sub(direct, ys, xs, amps, scale)
+        sub.direct_limit = 0
+        sub(fft, ys, xs, amps, scale)
+        assert np.allclose(direct, fft, rtol=0, atol=1e-12)
+
+
+def test_xp_minor_cycle_input_errors():
+    residual, psf = clean_problem(n=32)
+    p = CleanParams()
+    with pytest.raises(InputError, match="iterations_done"):
+        gpu_clean.minor_cycle(residual, psf, p, iterations_done=-1, threshold=0.0, xp=np)
+    with pytest.raises(InputError, match="psf must peak"):
+        gpu_clean.minor_cycle(residual, -psf, p, iterations_done=0, threshold=0.0, xp=np)
+
+
+# --- on a GPU ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cupy():
+    module, name, reason = device.probe()
+    if module is None:
+        pytest.skip(f"no CUDA GPU: {reason}")
+    return module
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("scatter", ["raw", "cupyx"])
+@pytest.mark.parametrize("wgridding", [False, True])
+@pytest.mark.parametrize("precision,epsilon", [("double", 1e-6), ("single", 1e-4)])
+def test_gpu_gridder_matches_numpy(cupy, scatter, wgridding, precision, epsilon):
+    uvw, freq, vis, weight = observation(11, spread=2000.0)
+    p = params(wgridding, epsilon, precision, "gpu")
+    ref = gpu_gridding.dirty(uvw, freq, vis, weight, WIDE, p, xp=np)
+    got = gpu_gridding.dirty(uvw, freq, vis, weight, WIDE, p, xp=cupy, scatter=scatter)
+    assert np.abs(got - ref).max() <= 0.1 * epsilon * np.abs(ref).max()
+    streamed = gpu_gridding.dirty(uvw, freq, vis, weight, WIDE, p, xp=cupy, scatter=scatter,
+                                  chunk=41)
+    assert np.abs(streamed - ref).max() <= 0.1 * epsilon * np.abs(ref).max()
+    image = sparse_model(WIDE)
+    ref_v = gpu_gridding.predict(image, uvw, freq, WIDE, p, xp=np)
+    got_v = gpu_gridding.predict(image, uvw, freq, WIDE, p, xp=cupy)
+    assert np.abs(got_v - ref_v).max() <= 0.1 * epsilon * np.abs(ref_v).max()
+
+
+@pytest.mark.gpu
+def test_gpu_dispatch_from_gridding_matches_ducc0(cupy):
+    uvw, freq, vis, weight = observation(12, spread=2000.0)
+    ref = cpu_gridding.dirty(uvw, freq, vis, weight, WIDE, params(True, 1e-6, "double", "cpu"))
+    got = cpu_gridding.dirty(uvw, freq, vis, weight, WIDE, params(True, 1e-6, "double", "gpu"))
+    assert np.abs(got - ref).max() <= 1e-6 * np.abs(ref).max()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("algorithm", ["hogbom", "clark", "multiscale"])
+def test_gpu_minor_cycle_matches_cpu(cupy, algorithm):
+    residual, psf = clean_problem()
+    p = CleanParams(algorithm=algorithm, niter=300, gain=0.1, mgain=0.9, scales=(0.0, 4.0, 8.0))
+    cpu = clean.minor_cycle(residual, psf, p, iterations_done=0, threshold=0.02)
+    gpu = gpu_clean.minor_cycle(residual, psf, p, iterations_done=0, threshold=0.02, xp=cupy)
+    if algorithm == "hogbom":  # elementwise arithmetic only: identical
+        assert gpu.components == cpu.components
+    assert gpu.components.total_flux == pytest.approx(cpu.components.total_flux, rel=1e-6)
+    assert np.abs(gpu.residual - cpu.residual).max() <= 1e-6 * cpu.peak_start
+
+
+@pytest.mark.gpu
+def test_gpu_selection_and_monitor(cupy):
+    d = device.select("gpu")
+    assert d.is_gpu and d.label.startswith("gpu:") and d.xp is cupy
+    with gpu_monitor.sampling(0.05) as mon:
+        time.sleep(0.2)
+    assert mon.reason is None and mon.samples and mon.name
+    started = gpu_monitor.start(0.05)
+    assert started is not None
+    assert started.stop()
