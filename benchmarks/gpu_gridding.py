@@ -46,8 +46,10 @@ def problem(nvis: int, size: int, seed: int = 0):
     return uvw, freq, vis, weight, geom
 
 
-def best(fn, repeat: int) -> tuple[float, object]:
-    out = fn()  # warm-up: kernel compilation, FFT plans, memory pools
+def best(fn, repeat: int, warmup: bool = True) -> tuple[float, object]:
+    """Best wall time of ``repeat`` calls (after one untimed call when ``warmup``: kernel
+    compilation, FFT plans, memory pools) and the last result."""
+    out = fn() if warmup else None
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -98,11 +100,11 @@ def run_host_prep(uvw, freq, weight, geom, params, repeat: int) -> None:
 
 def run_ducc(uvw, freq, vis, weight, geom, params, repeat: int) -> np.ndarray:
     nvis = vis.size
-    t, image = best(lambda: gridding.dirty(uvw, freq, vis, weight, geom, params), repeat)
+    t, image = best(lambda: gridding.dirty(uvw, freq, vis, weight, geom, params), repeat, False)
     line(f"gridding   ducc0 ({params.threads} threads)", t, nvis)
     model = np.zeros((geom.ny, geom.nx), np.float32)
     model[geom.ny // 3, geom.nx // 4] = 1.0
-    t, _ = best(lambda: gridding.predict(model, uvw, freq, geom, params), repeat)
+    t, _ = best(lambda: gridding.predict(model, uvw, freq, geom, params), repeat, False)
     line(f"degridding ducc0 ({params.threads} threads)", t, nvis)
     return image
 
@@ -114,13 +116,17 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, default=1e-5)
     parser.add_argument("--precision", choices=("single", "double"), default="single")
     parser.add_argument("--no-wgridding", action="store_true")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="timed calls, best taken (default 3 with a GPU, 1 without)")
     parser.add_argument("--ducc-nvis", type=float, default=None,
                         help="visibilities for ducc0 (default: --nvis with a GPU, 2e6 without)")
     parser.add_argument("--numpy-size", type=int, default=1024,
                         help="image size of the numpy reference path (no GPU)")
     parser.add_argument("--numpy-nvis", type=float, default=2e5)
     args = parser.parse_args()
+    cupy, name, reason = device.probe()
+    if args.repeat is None:
+        args.repeat = 3 if cupy is not None else 1
     threads = len(os.sched_getaffinity(0))
     params = SimpleNamespace(wgridding=not args.no_wgridding, epsilon=args.epsilon,
                              precision=args.precision, threads=threads, device="cpu")
@@ -128,7 +134,6 @@ def main() -> None:
     ducc_eps = max(args.epsilon, 1.0001e-5) if args.precision == "single" else args.epsilon
     ducc_params = gridding.GridParams(wgridding=params.wgridding, epsilon=ducc_eps,
                                       precision=args.precision, threads=threads, device="cpu")
-    cupy, name, reason = device.probe()
     mode = "w-stacking" if params.wgridding else "no w-term"
     print(f"gpu_gridding: {args.size}x{args.size}, epsilon {args.epsilon:g}, {args.precision}, "
           f"{mode}; ducc0 on {threads} CPU threads at epsilon {ducc_eps:g}", flush=True)
@@ -158,9 +163,9 @@ def main() -> None:
     print(f"numpy reference path (not a performance path): {args.numpy_size}x{args.numpy_size},"
           f" {vis.size} visibilities; {describe(uvw, freq, weight, geom, params)}", flush=True)
     t, np_image = best(lambda: gpu_gridding.dirty(uvw, freq, vis, weight, geom, params, xp=np),
-                       max(1, args.repeat - 2))
+                       1, False)
     line("gridding   numpy (np.add.at)", t, vis.size)
-    run_host_prep(uvw, freq, weight, geom, params, args.repeat)
+    run_host_prep(uvw, freq, weight, geom, params, 1)
     ducc_small = gridding.dirty(uvw, freq, vis, weight, geom, ducc_params)
     err = np.abs(np_image - ducc_small).max() / np.abs(ducc_small).max()
     print(f"  accuracy: max |numpy - ducc0| / peak = {err:.2e} (epsilon {args.epsilon:g})")

@@ -6,8 +6,9 @@ lowest flat index, as ``clean.find_peak``), the shifted-PSF subtractions, the pi
 of Clark cycles and the FFT convolutions (``cupy.fft`` on the GPU; ``scipy.fft`` on numpy, so
 the numpy path does exactly the CPU modules' arithmetic). The short sequential parts stay on
 the host: Clark's and multiscale's list iterations (``clark.list_clean``) over the selected
-pixels (at most clark.MAX_LIST), Clark's exterior sidelobe and the scales' PSFs. With ``xp = numpy`` the components equal the CPU
-deconvolvers' (tests/test_gpu.py). The CuPy path has not been run on a GPU.
+pixels (at most clark.MAX_LIST), Clark's exterior sidelobe and the scales' PSFs. With
+``xp = numpy`` the components equal the CPU deconvolvers' (tests/test_gpu.py). The CuPy path
+has not been run on a GPU.
 """
 
 from __future__ import annotations
