@@ -208,8 +208,9 @@ extern "C" void launch(long long blocks, int threads, long long nvis, int suppor
 """
 
 
-@pytest.mark.parametrize("real,dtype", [("float", np.complex64), ("double", np.complex128)])
-def test_scatter_rawkernel_source_emulated_on_the_cpu(tmp_path, real, dtype):
+@pytest.fixture(scope="module")
+def emulated_kernels(tmp_path_factory):
+    """{"float": launch, "double": launch}: the scatter kernel source built for the CPU."""
     import ctypes
     import shutil
     import subprocess
@@ -217,26 +218,145 @@ def test_scatter_rawkernel_source_emulated_on_the_cpu(tmp_path, real, dtype):
     compiler = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
     if compiler is None:
         pytest.skip("no C++ compiler to emulate the CUDA scatter kernel")
-    source = (EMULATION % gpu_kernels._SCATTER_SOURCE).replace("REAL", real)
-    (tmp_path / "k.cpp").write_text(source)
-    lib = tmp_path / "k.so"
-    subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(lib), str(tmp_path / "k.cpp")],
-                   check=True, capture_output=True)
+    where = tmp_path_factory.mktemp("kernel")
+    out = {}
+    for real in ("float", "double"):
+        src = where / f"{real}.cpp"
+        src.write_text((EMULATION % gpu_kernels._SCATTER_SOURCE).replace("REAL", real))
+        lib = where / f"{real}.so"
+        subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(lib), str(src)],
+                       check=True, capture_output=True)
+        out[real] = ctypes.CDLL(str(lib)).launch
+    return out
+
+
+class EmulatedRawKernel:
+    """Stands in for cupy.RawKernel(source, name): checks the launch arguments' types as CUDA
+    would take them (long long, int, int*, REAL*) and runs the emulated kernel."""
+
+    def __init__(self, kernels, source, name):
+        self.real = name.rsplit("_", 1)[1]
+        assert source == gpu_kernels._SCATTER_SOURCE.replace("REAL", self.real)
+        self.launch = kernels[self.real]
+
+    def __call__(self, grid, block, args):
+        import ctypes
+
+        nvis, support, nu0, nu1, r0, r1, k0, k1, val, cells = args
+        rdtype = np.float32 if self.real == "float" else np.float64
+        assert isinstance(nvis, np.int64)
+        assert all(isinstance(a, np.int32) for a in (support, nu0, nu1))
+        assert r0.dtype == r1.dtype == np.int32
+        assert k0.dtype == k1.dtype == val.dtype == cells.dtype == rdtype
+        assert all(a.flags.c_contiguous for a in (r0, r1, k0, k1, val, cells))
+        assert grid[0] * block[0] >= nvis * support
+        ptr = np.ctypeslib.as_ctypes
+        self.launch(ctypes.c_longlong(grid[0]), ctypes.c_int(block[0]),
+                    ctypes.c_longlong(int(nvis)), ctypes.c_int(int(support)),
+                    ctypes.c_int(int(nu0)), ctypes.c_int(int(nu1)), ptr(r0), ptr(r1),
+                    ptr(k0.reshape(-1)), ptr(k1.reshape(-1)), ptr(val), ptr(cells))
+
+
+@pytest.mark.parametrize("real,dtype", [("float", np.complex64), ("double", np.complex128)])
+def test_scatter_rawkernel_source_emulated_on_the_cpu(emulated_kernels, real, dtype):
     nu = (40, 36)
     r0, r1, k0, k1, val = scatter_case(dtype)
+    kernel = EmulatedRawKernel(emulated_kernels, gpu_kernels._SCATTER_SOURCE.replace(
+        "REAL", real), f"grid_scatter_{real}")
     grid = np.zeros(nu, dtype)
     threads = gpu_kernels._THREADS
     blocks = (val.size * k0.shape[1] + threads - 1) // threads
-    ptr = np.ctypeslib.as_ctypes
-    ctypes.CDLL(str(lib)).launch(
-        ctypes.c_longlong(blocks), ctypes.c_int(threads), ctypes.c_longlong(val.size),
-        ctypes.c_int(k0.shape[1]), ctypes.c_int(nu[0]), ctypes.c_int(nu[1]), ptr(r0), ptr(r1),
-        ptr(k0.reshape(-1)), ptr(k1.reshape(-1)), ptr(val.view(k0.dtype)),
-        ptr(grid.reshape(-1).view(k0.dtype)))
+    kernel((blocks,), (threads,), (np.int64(val.size), np.int32(k0.shape[1]), np.int32(nu[0]),
+                                   np.int32(nu[1]), r0, r1, k0, k1, val.view(k0.dtype),
+                                   grid.reshape(-1).view(k0.dtype)))
     expected = np.zeros(nu, dtype)
     gpu_kernels.scatter_add(np, expected, r0, r1, k0, k1, val)
     tol = 1e-5 if dtype == np.complex64 else 1e-12
     assert np.abs(grid - expected).max() <= tol * np.abs(expected).max()
+
+
+def numpy_cupy(kernels, free_bytes=2**30):
+    """A module named cupy that is numpy underneath, with a CUDA runtime of one fake device
+    and RawKernel emulated: runs every branch the GPU takes, except CUDA itself."""
+    module = types.ModuleType("cupy")
+    module.__getattr__ = lambda name: getattr(np, name)
+    module.RawKernel = lambda source, name: EmulatedRawKernel(kernels, source, name)
+    runtime = SimpleNamespace(getDeviceCount=lambda: 1,
+                              getDeviceProperties=lambda i: {"name": b"NVIDIA Emulated"},
+                              memGetInfo=lambda: (free_bytes, 2 * free_bytes))
+    module.cuda = SimpleNamespace(runtime=runtime, Device=lambda: SimpleNamespace(id=0))
+    return module
+
+
+@pytest.fixture
+def emulated_gpu(monkeypatch, emulated_kernels, fresh_probe):
+    """cupy (numpy_cupy with 64 kB free) and cupyx (numpy's add.at) in sys.modules."""
+    module = numpy_cupy(emulated_kernels, free_bytes=2**16)
+    monkeypatch.setitem(sys.modules, "cupy", module)
+    monkeypatch.setitem(sys.modules, "cupyx", SimpleNamespace(scatter_add=np.add.at))
+    gpu_kernels._raw_kernel.cache_clear()
+    yield module
+    gpu_kernels._raw_kernel.cache_clear()
+
+
+@pytest.mark.parametrize("precision,epsilon", [("double", 1e-6), ("single", 1e-4)])
+def test_gridder_on_an_emulated_gpu(emulated_gpu, precision, epsilon):
+    uvw, freq, vis, weight = observation(13, spread=2000.0)
+    p = params(True, epsilon, precision, "gpu")
+    rounding = 1e-6 if precision == "single" else 1e-12  # other summation orders than numpy's
+    ref = gpu_gridding.dirty(uvw, freq, vis, weight, WIDE, p, xp=np)
+    for scatter in ("raw", "cupyx"):  # samples streamed: 16 kB device budget, 41 per chunk
+        got = gpu_gridding.dirty(uvw, freq, vis, weight, WIDE, p, scatter=scatter, chunk=41)
+        assert np.abs(got - ref).max() <= rounding * np.abs(ref).max()
+    via_dispatch = cpu_gridding.dirty(uvw, freq, vis, weight, WIDE, p)
+    assert np.abs(via_dispatch - ref).max() <= rounding * np.abs(ref).max()
+    image = sparse_model(WIDE)
+    ref_v = gpu_gridding.predict(image, uvw, freq, WIDE, p, xp=np)
+    got_v = cpu_gridding.predict(image, uvw, freq, WIDE, p)
+    assert np.abs(got_v - ref_v).max() <= rounding * np.abs(ref_v).max()
+
+
+def test_grid_and_deconvolve_jobs_on_an_emulated_gpu(emulated_gpu, tmp_path, monkeypatch):
+    import json
+
+    import tinyms
+
+    from htclean.executables import deconvolve, gather, grid
+
+    ms = tmp_path / "tiny.ms"
+    tinyms.write_ms(str(ms), tinyms.TinyObs(nchan=3, ntime=8, noise=0.01))
+    monkeypatch.chdir(tmp_path)
+    out = {}
+    for dev in ("cpu", "gpu"):
+        cfg = {"data": {"ms": str(ms)}, "image": {"size": 64, "scale": "2asec"},
+               "output": {"run_id": "R"}, "gridder": {"device": dev},
+               "deconvolution": {"niter": 100}}
+        (tmp_path / "R-config.yml").write_text(json.dumps(cfg))
+        common = ["--config", "R-config.yml"]
+        assert grid.main([*common, "--mode", "psf-dirty", "--part", str(ms), "--output",
+                          f"i-{dev}.npz", "--record", f"R-grid-{dev}.record.json"]) == 0
+        assert gather.main([*common, "--inputs", f"i-{dev}.npz", "--psf-fits",
+                            f"psf-{dev}.fits", "--image-fits", f"dirty-{dev}.fits"]) == 0
+        assert deconvolve.main([*common, "--cycle", "1", "--psf", f"psf-{dev}.fits",
+                                "--residual", f"dirty-{dev}.fits", "--output-model",
+                                f"model-{dev}.json", "--output-state", f"state-{dev}.json",
+                                "--record", f"R-deconvolve-{dev}.record.json"]) == 0
+        out[dev] = {job: json.loads((tmp_path / f"R-{job}-{dev}.record.json").read_text())
+                    for job in ("grid", "deconvolve")}
+        out[dev]["images"] = dict(np.load(tmp_path / f"i-{dev}.npz"))
+        out[dev]["model"] = json.loads((tmp_path / f"model-{dev}.json").read_text())
+        out[dev]["state"] = json.loads((tmp_path / f"state-{dev}.json").read_text())
+    for job in ("grid", "deconvolve"):
+        assert out["cpu"][job]["device"] == "cpu"
+        assert out["gpu"][job]["device"] == "gpu:NVIDIA Emulated"
+    for name in ("image_psf", "image_dirty"):
+        a, b = out["gpu"]["images"][name], out["cpu"]["images"][name]
+        assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max()
+    cpu_model, gpu_model = out["cpu"]["model"], out["gpu"]["model"]
+    assert out["gpu"]["state"]["iterations"] == out["cpu"]["state"]["iterations"] > 10
+    assert gpu_model["count"] == cpu_model["count"] >= 2
+    assert (gpu_model["x"], gpu_model["y"]) == (cpu_model["x"], cpu_model["y"])
+    assert np.allclose(gpu_model["flux"], cpu_model["flux"], rtol=1e-6, atol=0)
 
 
 # --- the gridder on numpy --------------------------------------------------------------------
