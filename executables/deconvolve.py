@@ -112,7 +112,13 @@ def work(args: argparse.Namespace, job: Job) -> None:
                              f"the residual is {nx}x{ny}")
     params = CleanParams.from_settings(job.settings)
     threshold = params.cycle_threshold(residual)
-    minor = minor_cycle(residual, psf, params, iterations_done=done, threshold=threshold)
+    if job.device.startswith("gpu:"):  # run_job chose the GPU (gridder.device): clean on it
+        from htclean.imaging import device, gpu_clean
+
+        minor = gpu_clean.minor_cycle(residual, psf, params, iterations_done=done,
+                                      threshold=threshold, xp=device.select("gpu").xp)
+    else:
+        minor = minor_cycle(residual, psf, params, iterations_done=done, threshold=threshold)
     model = model.merge(minor.components)
     job.visibilities = 0
     entry = {"cycle": k, "iterations": minor.iterations, "peak_start": minor.peak_start,
