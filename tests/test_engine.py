@@ -343,3 +343,20 @@ def test_stdout_to_a_declared_file(tmp_path):
     assert result.status == "succeeded", result.message
     assert (storage / "echo.log").read_text() == "toy echo ran\n"
     assert last(tmp_path, "streams", "echo")["stdout"] == str(storage / "echo.log")
+
+
+def test_intermediate_files_and_cleared_scratch(tmp_path):
+    wf = Workflow("chain")
+    first = toys.toy_job("first", ["seed.txt"], [])
+    first.add_args("--outputs", File("mid.txt"))
+    first.add_outputs(File("mid.txt"), stage_out=False, register_replica=False)
+    wf.add_jobs(first, toys.toy_job("second", ["mid.txt"], ["end.txt"]))
+    storage = toys.write_plan(tmp_path, wf, SEED)
+    assert run_workflow(tmp_path, jobs=1).status == "succeeded"
+    work = tmp_path / "engine" / "work" / "chain"
+    assert not (storage / "mid.txt").exists()
+    assert sorted(p.name for p in (work / "first").iterdir()) == ["mid.txt"]
+    assert list((work / "second").iterdir()) == []
+    assert last(tmp_path, "chain", "first")["outputs"] == {"mid.txt": str(work / "first" /
+                                                                          "mid.txt")}
+    assert (storage / "end.txt").read_text().startswith("second ")

@@ -502,8 +502,8 @@ def run_workflow(plan_dir: str | os.PathLike, jobs: int | None = None, resume: b
     common = dict(attempts=engine.started, skipped=engine.skipped,
                   storage_dir=catalogs.storage_dir, engine_dir=engine_dir, wall_s=wall)
     if engine.interrupted:
-        return RunResult("interrupted", 130, "interrupted: running jobs were stopped and "
-                         "recorded; the run can be resumed", failed_job=None, **common)
+        return RunResult("interrupted", 130, "interrupted: the running jobs were stopped and "
+                         "recorded as interrupted", failed_job=None, **common)
     if top.finished and top.failure is None:
         return RunResult("succeeded", 0, f"all jobs succeeded; outputs in "
                          f"{catalogs.storage_dir}", failed_job=None, **common)

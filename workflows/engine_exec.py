@@ -1,6 +1,7 @@
 """Run one attempt of one job, as an HTCondor slot would: a fresh working directory with the
 inputs linked in, the process with its environment, stdout/stderr to files, then the declared
-outputs checked and staged out to the storage directory.
+outputs checked and staged out to the storage directory, and (after a success) the working
+directory cleared of everything but the outputs that are not staged out.
 
 ``execute`` runs in a worker thread; it never touches the scheduler's state.
 """
@@ -124,6 +125,19 @@ def _prepare(task: Task) -> None:
         _place(src, task.work_dir / lfn, copy)
 
 
+def _clear_scratch(task: Task, keep: set[str]) -> None:
+    """After a success: remove what the job left in its working directory (input links,
+    scratch files) except the outputs that stay there (``keep``: LFNs not staged out)."""
+    tops = {lfn.split("/", 1)[0] for lfn in keep}
+    for entry in task.work_dir.iterdir():
+        if entry.name in tops:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
 def execute(task: Task, table: ProcessTable) -> Outcome:
     """Run one attempt to its end; never raises for the job's own failures."""
     start = time.time()
@@ -175,6 +189,7 @@ def execute(task: Task, table: ProcessTable) -> Outcome:
     except OSError as exc:
         outcome.error = f"stage-out failed: {exc}"
         return outcome
+    _clear_scratch(task, {u.lfn for u in task.outputs if not u.stage_out})
     if task.stdout_lfn in outcome.outputs:
         outcome.stdout = outcome.outputs[task.stdout_lfn]
     if task.stderr_lfn in outcome.outputs:
