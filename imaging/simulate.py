@@ -224,7 +224,7 @@ def resolve_sources(spec: SimulationSpec, size: int, cell: float) -> list[dict]:
             "name": s.name or f"S{i + 1}", "shape": s.shape, "flux": float(s.flux),
             "spectral_index": float(s.spectral_index), "ra": ra, "dec": dec,
             "position": format_position(ra, dec), "l": l, "m": m,
-            "x": centre - l / cell, "y": centre + m / cell,
+            "x": round(centre - l / cell, 9), "y": round(centre + m / cell, 9),
             "major": float(s.major), "minor": float(s.minor), "pa": math.degrees(s.pa),
         })
     return truth
@@ -323,7 +323,9 @@ def model_visibilities(uvw: np.ndarray, freq: np.ndarray, truth: Sequence[dict],
 
 
 def _truth_document(spec: SimulationSpec, path: str, times: np.ndarray, size: int, cell: float,
-                    suggested: tuple[float, int], sources: list[dict], rows: int) -> dict:
+                    suggested: tuple[float, int], sources: list[dict]) -> dict:
+    nant = len(vla.CONFIGURATIONS[spec.configuration])
+    rows = len(times) * nant * (nant - 1) // 2
     obs = {
         "telescope": vla.TELESCOPE_NAME, "configuration": spec.configuration,
         "date": spec.date, "time_start": float(times[0] - spec.integration / 2),
@@ -377,22 +379,23 @@ def simulate(path: str, spec: SimulationSpec, *, force: bool = False,
     size = spec.image_size or suggested[1]
     cell = spec.cell or suggested[0]
     sources = resolve_sources(spec, size, cell)
-    truth = _truth_document(spec, path, times, size, cell, suggested, sources, 0)
+    truth = _truth_document(spec, path, times, size, cell, suggested, sources)
 
     tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        rows = _write_ms(tmp, spec, times, hour_angle, sources, truth, command)
+        _write_ms(tmp, spec, times, hour_angle, sources, truth, command)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    truth["observation"]["rows"] = rows
-    truth["observation"]["visibilities"] = rows * spec.nchan * len(spec.correlations)
-    if os.path.lexists(path):
+    if os.path.lexists(path):  # --force: move the old one aside, then remove it
         old = os.path.join(parent, f".{os.path.basename(path)}.old-{os.getpid()}")
         os.replace(path, old)
         os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True) if os.path.isdir(old) else os.remove(old)
+        if os.path.isdir(old):
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.remove(old)
     else:
         os.replace(tmp, path)
     _write_json(path + ".sources.json", truth)
@@ -400,11 +403,11 @@ def simulate(path: str, spec: SimulationSpec, *, force: bool = False,
 
 
 def _write_ms(tmp: str, spec: SimulationSpec, times: np.ndarray, hour_angle: np.ndarray,
-              sources: list[dict], truth: dict, command: Sequence[str]) -> int:
+              sources: list[dict], truth: dict, command: Sequence[str]) -> None:
     names, stations, positions = vla.antennas(spec.configuration)
     a1, a2 = vla.baseline_pairs(len(names))
     nbl, ncorr, freq = len(a1), len(spec.correlations), spec.frequencies()
-    nrows = len(times) * nbl
+    nrows = truth["observation"]["rows"]
     parallel = [i for i, c in enumerate(spec.correlations) if c[0] == c[1]]
     sigma = spec.noise if spec.noise > 0 else 1.0
     noise_rng, flag_rng = (np.random.default_rng(s)
@@ -444,5 +447,4 @@ def _write_ms(tmp: str, spec: SimulationSpec, times: np.ndarray, hour_angle: np.
                f"noise {spec.noise:g} Jy, seed {spec.seed}")
     mswrite.write_observation(tmp, vla.TELESCOPE_NAME, (obs["time_start"], obs["time_end"]),
                               "htclean-simulation", message, command)
-    return nrows
 
