@@ -9,7 +9,8 @@ over +-10 % of 1.4 GHz, unit weights; the cell puts the longest baseline at 80 %
 reach, so the w term matters over the field. Prints, best of --repeat after one warm-up call:
 wall seconds and visibilities/s of ``dirty`` (gridding) and ``predict`` (degridding) with
 xp = cupy (RawKernel and cupyx.scatter_add scatter), of gridding.py's ducc0 calls with all
-cores, the host-side preparation (sorting by w-plane) on its own, and the largest difference
+cores (the GPU figures include the transfers to and from the device and the preparation on
+it: selection, Hermitian flip, sort by w-plane and uv tile), and the largest difference
 between the GPU and ducc0 images relative to the peak (an accuracy check on the hardware).
 Without a GPU it says so and times the numpy reference path (a smaller problem: it is a
 reference, not a performance path) and ducc0 only.
@@ -63,10 +64,9 @@ def line(what: str, seconds: float, nvis: int) -> None:
 
 
 def describe(uvw, freq, weight, geom, params) -> str:
-    samples = gpu_gridding.Samples(uvw, freq, weight != 0, params.wgridding)
-    plan = gpu_gridding.make_plan(geom.ny, geom.nx, geom.cell, float(samples.w.min()),
-                                  float(samples.w.max()), params.epsilon, params.precision,
-                                  params.wgridding)
+    samples = gpu_gridding.Samples(np, uvw, freq, weight != 0, params.wgridding)
+    plan = gpu_gridding.make_plan(geom.ny, geom.nx, geom.cell, *samples.w_range(),
+                                  params.epsilon, params.precision, params.wgridding)
     return (f"grid {plan.nu0}x{plan.nu1}, kernel support {plan.kernel.support}, "
             f"{plan.nplanes} w-plane(s)")
 
@@ -84,18 +84,6 @@ def run_gpu(cupy, uvw, freq, vis, weight, geom, params, repeat: int) -> np.ndarr
     t, _ = best(lambda: gpu_gridding.predict(model, uvw, freq, geom, params, xp=cupy), repeat)
     line("degridding GPU", t, nvis)
     return gpu_image
-
-
-def run_host_prep(uvw, freq, weight, geom, params, repeat: int) -> None:
-    def prep():
-        s = gpu_gridding.Samples(uvw, freq, weight != 0, params.wgridding)
-        plan = gpu_gridding.make_plan(geom.ny, geom.nx, geom.cell, float(s.w.min()),
-                                      float(s.w.max()), params.epsilon, params.precision,
-                                      params.wgridding)
-        s.sort_by_plane(plan)
-
-    t, _ = best(prep, repeat)
-    line("  of which host preparation (w-plane sort)", t, weight.size)
 
 
 def run_ducc(uvw, freq, vis, weight, geom, params, repeat: int) -> np.ndarray:
@@ -148,7 +136,6 @@ def main() -> None:
         print(f"{vis.size} visibilities ({vis.shape[0]} rows x {vis.shape[1]} channels); "
               f"{describe(uvw, freq, weight, geom, params)}", flush=True)
         gpu_image = run_gpu(cp, uvw, freq, vis, weight, geom, params, args.repeat)
-        run_host_prep(uvw, freq, weight, geom, params, args.repeat)
         dnvis = int(args.ducc_nvis or nvis)
         if dnvis != nvis:
             uvw, freq, vis, weight, geom = problem(dnvis, args.size)
@@ -165,7 +152,6 @@ def main() -> None:
     t, np_image = best(lambda: gpu_gridding.dirty(uvw, freq, vis, weight, geom, params, xp=np),
                        1, False)
     line("gridding   numpy (np.add.at)", t, vis.size)
-    run_host_prep(uvw, freq, weight, geom, params, 1)
     ducc_small = gridding.dirty(uvw, freq, vis, weight, geom, ducc_params)
     err = np.abs(np_image - ducc_small).max() / np.abs(ducc_small).max()
     print(f"  accuracy: max |numpy - ducc0| / peak = {err:.2e} (epsilon {args.epsilon:g})")

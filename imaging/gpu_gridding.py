@@ -145,66 +145,84 @@ def _corrections(xp: ModuleType, plan: Plan, divide_by_n: bool) -> Any:
 
 
 class Samples:
-    """The visibilities one call grids: per sample ``c0, c1, w`` (wavelengths, float64: the
+    """The visibilities one call grids, on the device (``xp`` arrays), sorted by their first
+    w-plane and, within a plane, by 32 x 32-cell tile of the uv grid (so that neighbouring
+    threads add to neighbouring cells). Per sample: ``c0, c1, w`` (wavelengths, float64: the
     coordinates paired with the image's axes 0 (y) and 1 (x), after the Hermitian flip),
-    ``flip`` (bool: conjugated), ``index`` into the flattened (nrow, nchan) input, ``plane``
-    (the first w-plane each touches); all sorted by ``plane``."""
+    ``flip`` (bool: conjugated), ``index`` into the flattened (nrow, nchan) input.
 
-    def __init__(self, uvw: np.ndarray, freq: np.ndarray, select_mask: np.ndarray | None,
-                 wgridding: bool):
-        scale = freq / C
-        nrow, nchan = uvw.shape[0], freq.size
-        index = (np.flatnonzero(select_mask) if select_mask is not None
-                 else np.arange(nrow * nchan))
-        row, chan = np.divmod(index, nchan)
-        f = scale[chan]
+    ``uvw`` (nrow, 3) metres and ``freq`` (nchan,) Hz are numpy; ``mask`` (nrow, nchan) bool
+    selects samples (None: all)."""
+
+    TILE = 32
+
+    def __init__(self, xp: ModuleType, uvw: np.ndarray, freq: np.ndarray,
+                 mask: np.ndarray | None, wgridding: bool):
+        self.xp = xp
+        scale = xp.asarray(freq / C)
+        u, v, w = ((xp.asarray(uvw[:, k])[:, None] * scale).reshape(-1) for k in range(3))
+        self.index = (xp.flatnonzero(xp.asarray(mask).reshape(-1)) if mask is not None
+                      else xp.arange(u.size))
+        if mask is not None:
+            u, v, w = u[self.index], v[self.index], w[self.index]
+        if not wgridding:
+            w = xp.zeros_like(u)
+        self.flip = w < 0
+        sign = xp.where(self.flip, -1.0, 1.0)
         # image axis 0 is y (m), axis 1 is x with l = -x: exp(-2 pi i (u l + v m)) pairs
         # c0 = -v with y and c1 = u with x.
-        c0, c1 = -uvw[row, 1] * f, uvw[row, 0] * f
-        w = uvw[row, 2] * f if wgridding else np.zeros(index.size)
-        flip = w < 0
-        self.c0 = np.where(flip, -c0, c0)
-        self.c1 = np.where(flip, -c1, c1)
-        self.w = np.abs(w)
-        self.flip = flip
-        self.index = index
-        self.plane = np.zeros(index.size, dtype=np.int64)
+        self.c0, self.c1, self.w = -v * sign, u * sign, w * sign
+        self.bounds = np.array([0, self.size])
 
-    def sort_by_plane(self, plan: Plan) -> None:
-        """Set ``plane`` (first w-plane of each sample) and sort every array by it."""
-        if plan.wgridding and self.w.size:
-            t = (self.w - plan.w_first) / plan.dw
-            first = np.floor(t - plan.kernel.support / 2).astype(np.int64) + 1
-            self.plane = np.clip(first, 0, plan.nplanes - plan.kernel.support)
-            order = np.argsort(self.plane, kind="stable")
-            for name in ("c0", "c1", "w", "flip", "index", "plane"):
-                setattr(self, name, getattr(self, name)[order])
+    @property
+    def size(self) -> int:
+        return int(self.index.size)
+
+    def w_range(self) -> tuple[float, float]:
+        """(min, max) of w in wavelengths (>= 0 after the flip)."""
+        xp = self.xp
+        return tuple(to_numpy(xp.stack([self.w.min(), self.w.max()])).tolist())
+
+    def sort(self, plan: Plan, *others: Any) -> list[Any]:
+        """Sort the samples (and ``others``, per-sample xp arrays, returned in the new order)
+        by first w-plane, then uv tile; record where each plane's samples start."""
+        xp = self.xp
+        nt0, nt1 = -(-plan.nu0 // self.TILE), -(-plan.nu1 // self.TILE)
+        t0 = (xp.floor(self.c0 * (plan.cell * plan.nu0)).astype(xp.int64) % plan.nu0) // self.TILE
+        t1 = (xp.floor(self.c1 * (plan.cell * plan.nu1)).astype(xp.int64) % plan.nu1) // self.TILE
+        plane = self.first_plane(plan)
+        order = xp.argsort((plane * nt0 + t0) * nt1 + t1)
+        for name in ("c0", "c1", "w", "flip", "index"):
+            setattr(self, name, getattr(self, name)[order])
+        plane = plane[order]
+        self.bounds = to_numpy(xp.searchsorted(plane, xp.arange(plan.nplanes + 1)))
+        return [a[order] for a in others]
+
+    def first_plane(self, plan: Plan) -> Any:
+        """The first w-plane each sample touches: (M,) int64 in [0, nplanes - W]."""
+        xp = self.xp
+        if not plan.wgridding:
+            return xp.zeros(self.size, dtype=xp.int64)
+        t = (self.w - plan.w_first) / plan.dw
+        first = xp.floor(t - plan.kernel.support / 2).astype(xp.int64) + 1
+        return xp.clip(first, 0, plan.nplanes - plan.kernel.support)
 
     def plane_range(self, plan: Plan, p: int) -> tuple[int, int]:
         """[lo, hi): the sorted samples whose kernel touches w-plane ``p``."""
         if not plan.wgridding:
-            return 0, self.index.size
-        lo = int(np.searchsorted(self.plane, p - plan.kernel.support + 1, side="left"))
-        return lo, int(np.searchsorted(self.plane, p, side="right"))
+            return 0, self.size
+        return (int(self.bounds[max(0, p - plan.kernel.support + 1)]),
+                int(self.bounds[p + 1]))
 
 
-class _Stream:
-    """Sample arrays on the device: resident when they fit ``budget`` bytes, else copied
-    chunk by chunk from the host as they are needed."""
-
-    def __init__(self, xp: ModuleType, arrays: dict[str, np.ndarray], budget: float):
-        self.xp = xp
-        nbytes = sum(a.nbytes for a in arrays.values())
-        self.resident = nbytes <= budget
-        self.arrays = {k: xp.asarray(a) for k, a in arrays.items()} if self.resident else arrays
-
-    def get(self, lo: int, hi: int) -> dict[str, Any]:
-        if self.resident:
-            return {k: a[lo:hi] for k, a in self.arrays.items()}
-        return {k: self.xp.asarray(a[lo:hi]) for k, a in self.arrays.items()}
+# Device bytes per visibility while one block is prepared and gridded (inputs, coordinates,
+# values, index, sort keys and the sort's scratch), for splitting calls into row blocks.
+BYTES_PER_SAMPLE = 160
 
 
-def _device_budget(xp: ModuleType) -> float:
+def device_budget(xp: ModuleType) -> float:
+    """Bytes of samples one block may take: a quarter of the free GPU memory; unbounded on
+    numpy (the caller's chunk_rows bounds host memory)."""
     if xp is np:
         return math.inf
     free, _total = xp.cuda.runtime.memGetInfo()
@@ -245,16 +263,15 @@ def _image_index(xp: ModuleType, plan: Plan) -> tuple[Any, Any]:
     return xp.asarray(i0)[:, None], xp.asarray(i1)[None, :]
 
 
-def grid_to_image(xp: ModuleType, plan: Plan, samples: Samples, values: np.ndarray, *,
+def grid_to_image(xp: ModuleType, plan: Plan, samples: Samples, values: Any, *,
                   divide_by_n: bool = False, chunk: int | None = None,
-                  scatter: str = "raw", budget: float | None = None) -> Any:
+                  scatter: str = "raw") -> Any:
     """The adjoint: ``Re sum values exp(2 pi i (c0 y + c1 x - w (n - 1))) [/ n]`` over the
-    image's pixel positions; (n0, n1) float64 on ``xp``. ``values`` (M,) complex: the weighted
-    visibilities in the samples' order, already conjugated where flipped."""
+    image's pixel positions; (n0, n1) float64 on ``xp``. ``values`` (M,) complex xp array: the
+    weighted visibilities in the samples' (sorted) order, conjugated where flipped, with the
+    nshift phase applied. ``chunk``: samples gridded at a time (bounds the temporaries)."""
     chunk = chunk or (NUMPY_CHUNK if xp is np else CUPY_CHUNK)
-    stream = _Stream(xp, {"c0": samples.c0, "c1": samples.c1, "w": samples.w,
-                          "val": values.astype(plan.dtype, copy=False)},
-                     _device_budget(xp) if budget is None else budget)
+    values = values.astype(plan.dtype, copy=False)
     image = xp.zeros((plan.n0, plan.n1), dtype=xp.float64)
     grid = xp.zeros((plan.nu0, plan.nu1), dtype=plan.dtype)
     i0, i1 = _image_index(xp, plan)
@@ -265,14 +282,14 @@ def grid_to_image(xp: ModuleType, plan: Plan, samples: Samples, values: np.ndarr
             continue
         grid.fill(0)
         for a in range(lo, hi, chunk):
-            s = stream.get(a, min(a + chunk, hi))
-            r0, k0 = _kernel_rows(xp, s["c0"] * (plan.cell * plan.nu0), plan.kernel, plan.nu0,
-                                  plan.real_dtype)
-            r1, k1 = _kernel_rows(xp, s["c1"] * (plan.cell * plan.nu1), plan.kernel, plan.nu1,
-                                  plan.real_dtype)
-            val = s["val"]
+            b = min(a + chunk, hi)
+            r0, k0 = _kernel_rows(xp, samples.c0[a:b] * (plan.cell * plan.nu0), plan.kernel,
+                                  plan.nu0, plan.real_dtype)
+            r1, k1 = _kernel_rows(xp, samples.c1[a:b] * (plan.cell * plan.nu1), plan.kernel,
+                                  plan.nu1, plan.real_dtype)
+            val = values[a:b]
             if plan.wgridding:
-                val = val * _plane_weights(xp, plan, s["w"], p)
+                val = val * _plane_weights(xp, plan, samples.w[a:b], p)
             gpu_kernels.scatter_add(xp, grid, r0, r1, k0, k1, val, scatter)
         plane = xp.fft.ifft2(grid, norm="forward")[i0, i1]
         if plan.wgridding:
@@ -283,15 +300,13 @@ def grid_to_image(xp: ModuleType, plan: Plan, samples: Samples, values: np.ndarr
 
 
 def image_to_grid_vis(xp: ModuleType, plan: Plan, samples: Samples, image: Any, *,
-                      divide_by_n: bool = False, chunk: int | None = None,
-                      budget: float | None = None) -> np.ndarray:
+                      divide_by_n: bool = False, chunk: int | None = None) -> Any:
     """The forward operator: ``sum image [/ n] exp(-2 pi i (c0 y + c1 x - w (n - 1)))`` at
-    every sample; (M,) complex128 numpy in the samples' order (not yet conjugated back)."""
+    every sample; (M,) complex xp array in the samples' order (not yet conjugated back, no
+    nshift phase)."""
     chunk = chunk or (NUMPY_CHUNK if xp is np else CUPY_CHUNK)
-    stream = _Stream(xp, {"c0": samples.c0, "c1": samples.c1, "w": samples.w},
-                     _device_budget(xp) if budget is None else budget)
-    out = np.zeros(samples.index.size, dtype=np.complex128)
-    img = (xp.asarray(image, dtype=xp.float64) / _corrections(xp, plan, divide_by_n))
+    out = xp.zeros(samples.size, dtype=np.complex128)
+    img = xp.asarray(image, dtype=xp.float64) / _corrections(xp, plan, divide_by_n)
     grid = xp.zeros((plan.nu0, plan.nu1), dtype=plan.dtype)
     i0, i1 = _image_index(xp, plan)
     nu = _pixel_nm1(xp, plan) + plan.nshift if plan.wgridding else None
@@ -307,15 +322,14 @@ def image_to_grid_vis(xp: ModuleType, plan: Plan, samples: Samples, image: Any, 
         fgrid = xp.fft.fft2(grid)
         for a in range(lo, hi, chunk):
             b = min(a + chunk, hi)
-            s = stream.get(a, b)
-            r0, k0 = _kernel_rows(xp, s["c0"] * (plan.cell * plan.nu0), plan.kernel, plan.nu0,
-                                  plan.real_dtype)
-            r1, k1 = _kernel_rows(xp, s["c1"] * (plan.cell * plan.nu1), plan.kernel, plan.nu1,
-                                  plan.real_dtype)
+            r0, k0 = _kernel_rows(xp, samples.c0[a:b] * (plan.cell * plan.nu0), plan.kernel,
+                                  plan.nu0, plan.real_dtype)
+            r1, k1 = _kernel_rows(xp, samples.c1[a:b] * (plan.cell * plan.nu1), plan.kernel,
+                                  plan.nu1, plan.real_dtype)
             vals = _gather(xp, fgrid, r0, k0, r1, k1)
             if plan.wgridding:
-                vals = vals * _plane_weights(xp, plan, s["w"], p)
-            out[a:b] += to_numpy(vals)
+                vals = vals * _plane_weights(xp, plan, samples.w[a:b], p)
+            out[a:b] += vals
     return out
 
 
@@ -334,67 +348,107 @@ def _check(uvw: np.ndarray, freq: np.ndarray, geom: Geometry) -> tuple[np.ndarra
     return uvw, freq
 
 
+def _blocks(xp: ModuleType, nrow: int, nchan: int, budget: float | None) -> range:
+    """Row starts of the blocks one call is split into so that each fits the device budget
+    (``range.step`` rows each)."""
+    budget = device_budget(xp) if budget is None else budget
+    rows = max(1, nrow if math.isinf(budget) else int(budget // (BYTES_PER_SAMPLE * nchan)))
+    return range(0, nrow, rows)
+
+
 def _xp(params: Params, xp: ModuleType | None) -> ModuleType:
     return xp if xp is not None else select(params.device).xp
 
 
+def _plan(samples: Samples, geom: Geometry, params: Params) -> Plan:
+    wmin, wmax = samples.w_range()
+    return make_plan(geom.ny, geom.nx, geom.cell, wmin, wmax, params.epsilon, params.precision,
+                     params.wgridding)
+
+
+def _dirty_block(xp: ModuleType, uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray,
+                 weight: np.ndarray | None, geom: Geometry, params: Params, divide_by_n: bool,
+                 chunk: int | None, scatter: str) -> Any:
+    mask = None if weight is None else weight != 0
+    samples = Samples(xp, uvw, freq, mask, params.wgridding)
+    if samples.size == 0:
+        return 0.0
+    plan = _plan(samples, geom, params)
+    values = xp.asarray(vis).reshape(-1)
+    if weight is not None:
+        values = values[samples.index] * xp.asarray(weight).reshape(-1)[samples.index]
+    values = xp.where(samples.flip, xp.conj(values), values)
+    if plan.wgridding:
+        values = values * xp.exp((2j * math.pi * plan.nshift) * samples.w)
+    (values,) = samples.sort(plan, values)
+    return grid_to_image(xp, plan, samples, values, divide_by_n=divide_by_n, chunk=chunk,
+                         scatter=scatter)
+
+
 def dirty(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray | None,
           geom: Geometry, params: Params, *, xp: ModuleType | None = None,
-          divide_by_n: bool = False, chunk: int | None = None,
-          scatter: str = "raw") -> np.ndarray:
+          divide_by_n: bool = False, chunk: int | None = None, scatter: str = "raw",
+          budget: float | None = None) -> np.ndarray:
     """The unnormalised dirty image ``(ny, nx) float64``:
     ``Re sum w V exp(-2 pi i (u l + v m + w (n - 1)))`` (no division by the weight sum).
 
     uvw (nrow, 3) metres; freq (nchan,) Hz; vis (nrow, nchan) complex; weight (nrow, nchan)
     or None (all 1); samples of weight 0 are skipped, whatever their value; geom: nx, ny, cell
-    (radians); params: wgridding, epsilon,
-    precision (single/double), device. ``xp`` overrides the device (numpy or cupy);
-    ``scatter``: raw or cupyx on CuPy.
+    (radians); params: wgridding, epsilon, precision (single/double), device. ``xp`` overrides
+    the device (numpy or cupy); ``scatter``: raw or cupyx on CuPy; ``chunk``: samples gridded
+    at a time; ``budget``: device bytes one block of rows may take (default: a quarter of the
+    free GPU memory); larger calls are split into row blocks, gridded one by one and summed.
     """
     uvw, freq = _check(uvw, freq, geom)
     shape = (uvw.shape[0], freq.size)
     vis = np.asarray(vis)
-    weight = np.ones(shape) if weight is None else np.asarray(weight)
-    if vis.shape != shape or weight.shape != shape:
+    weight = None if weight is None else np.asarray(weight)
+    if vis.shape != shape or (weight is not None and weight.shape != shape):
         raise InputError(f"vis and weight must have shape (nrow, nchan) = {shape}, got "
-                         f"{vis.shape} and {weight.shape}")
+                         f"{vis.shape} and {shape if weight is None else weight.shape}")
     xp = _xp(params, xp)
-    mask = weight != 0
-    samples = Samples(uvw, freq, mask, params.wgridding)
-    if samples.index.size == 0:
-        return np.zeros((geom.ny, geom.nx))
-    plan = make_plan(geom.ny, geom.nx, geom.cell, float(samples.w.min()),
-                     float(samples.w.max()), params.epsilon, params.precision, params.wgridding)
-    samples.sort_by_plane(plan)
-    values = vis.reshape(-1)[samples.index] * weight.reshape(-1)[samples.index]
-    values = np.where(samples.flip, np.conj(values), values)
-    if plan.wgridding:
-        values = values * np.exp((2j * math.pi * plan.nshift) * samples.w)
-    image = grid_to_image(xp, plan, samples, values, divide_by_n=divide_by_n, chunk=chunk,
-                          scatter=scatter)
+    image = xp.zeros((geom.ny, geom.nx))
+    blocks = _blocks(xp, shape[0], shape[1], budget)
+    for r in blocks:
+        rows = slice(r, r + blocks.step)
+        image += _dirty_block(xp, uvw[rows], freq, vis[rows],
+                              None if weight is None else weight[rows], geom, params,
+                              divide_by_n, chunk, scatter)
     return to_numpy(image)
 
 
-def predict(image: np.ndarray, uvw: np.ndarray, freq: np.ndarray, geom: Geometry,
-            params: Params, *, xp: ModuleType | None = None, divide_by_n: bool = False,
-            chunk: int | None = None) -> np.ndarray:
+def _predict_block(xp: ModuleType, image: Any, uvw: np.ndarray, freq: np.ndarray,
+                   geom: Geometry, params: Params, divide_by_n: bool,
+                   chunk: int | None) -> np.ndarray:
+    samples = Samples(xp, uvw, freq, None, params.wgridding)
+    if samples.size == 0:
+        return np.zeros((uvw.shape[0], freq.size), np.complex128)
+    plan = _plan(samples, geom, params)
+    samples.sort(plan)
+    vals = image_to_grid_vis(xp, plan, samples, image, divide_by_n=divide_by_n, chunk=chunk)
+    if plan.wgridding:
+        vals = vals * xp.exp((-2j * math.pi * plan.nshift) * samples.w)
+    out = xp.zeros(samples.size, dtype=xp.complex128)
+    out[samples.index] = xp.where(samples.flip, xp.conj(vals), vals)
+    return to_numpy(out).reshape(uvw.shape[0], freq.size)
+
+
+def predict(image: Any, uvw: np.ndarray, freq: np.ndarray, geom: Geometry, params: Params, *,
+            xp: ModuleType | None = None, divide_by_n: bool = False, chunk: int | None = None,
+            budget: float | None = None) -> np.ndarray:
     """Model visibilities ``(nrow, nchan) complex128`` of a model ``image`` (ny, nx) in
-    Jy/pixel: ``sum I exp(+2 pi i (u l + v m + w (n - 1)))``, the adjoint of ``dirty``."""
+    Jy/pixel (numpy, or an array of ``xp``): ``sum I exp(+2 pi i (u l + v m + w (n - 1)))``,
+    the adjoint of ``dirty``. Keywords as ``dirty``'s."""
     uvw, freq = _check(uvw, freq, geom)
-    image = np.asarray(image) if not hasattr(image, "__cuda_array_interface__") else image
+    image = image if hasattr(image, "shape") else np.asarray(image)
     if tuple(image.shape) != (geom.ny, geom.nx):
         raise InputError(f"model image must have shape (ny, nx) = {(geom.ny, geom.nx)}, got "
                          f"{tuple(image.shape)}")
     xp = _xp(params, xp)
-    samples = Samples(uvw, freq, None, params.wgridding)
-    out = np.zeros(uvw.shape[0] * freq.size, dtype=np.complex128)
-    if samples.index.size == 0:
-        return out.reshape(uvw.shape[0], freq.size)
-    plan = make_plan(geom.ny, geom.nx, geom.cell, float(samples.w.min()),
-                     float(samples.w.max()), params.epsilon, params.precision, params.wgridding)
-    samples.sort_by_plane(plan)
-    vals = image_to_grid_vis(xp, plan, samples, image, divide_by_n=divide_by_n, chunk=chunk)
-    if plan.wgridding:
-        vals = vals * np.exp((-2j * math.pi * plan.nshift) * samples.w)
-    out[samples.index] = np.where(samples.flip, np.conj(vals), vals)
-    return out.reshape(uvw.shape[0], freq.size)
+    image = xp.asarray(image, dtype=xp.float64)
+    blocks = _blocks(xp, uvw.shape[0], freq.size, budget)
+    out = [_predict_block(xp, image, uvw[r:r + blocks.step], freq, geom, params, divide_by_n,
+                          chunk) for r in blocks]
+    if not out:
+        return np.zeros((uvw.shape[0], freq.size), np.complex128)
+    return np.concatenate(out, axis=0)

@@ -290,8 +290,8 @@ def numpy_cupy(kernels, free_bytes=2**30):
 
 @pytest.fixture
 def emulated_gpu(monkeypatch, emulated_kernels, fresh_probe):
-    """cupy (numpy_cupy with 64 kB free) and cupyx (numpy's add.at) in sys.modules."""
-    module = numpy_cupy(emulated_kernels, free_bytes=2**16)
+    """cupy (numpy_cupy with 1 GiB free) and cupyx (numpy's add.at) in sys.modules."""
+    module = numpy_cupy(emulated_kernels, free_bytes=2**30)
     monkeypatch.setitem(sys.modules, "cupy", module)
     monkeypatch.setitem(sys.modules, "cupyx", SimpleNamespace(scatter_add=np.add.at))
     gpu_kernels._raw_kernel.cache_clear()
@@ -305,9 +305,14 @@ def test_gridder_on_an_emulated_gpu(emulated_gpu, precision, epsilon):
     p = params(True, epsilon, precision, "gpu")
     rounding = 1e-6 if precision == "single" else 1e-12  # other summation orders than numpy's
     ref = gpu_gridding.dirty(uvw, freq, vis, weight, WIDE, p, xp=np)
-    for scatter in ("raw", "cupyx"):  # samples streamed: 16 kB device budget, 41 per chunk
+    for scatter in ("raw", "cupyx"):
         got = gpu_gridding.dirty(uvw, freq, vis, weight, WIDE, p, scatter=scatter, chunk=41)
         assert np.abs(got - ref).max() <= rounding * np.abs(ref).max()
+    # a 16 kB device: rows split into blocks of 34 by the budget from memGetInfo
+    emulated_gpu.cuda.runtime.memGetInfo = lambda: (2**16, 2**17)
+    got = gpu_gridding.dirty(uvw, freq, vis, weight, WIDE, p, chunk=41)
+    assert np.abs(got - ref).max() <= 2 * epsilon * np.abs(ref).max()
+    emulated_gpu.cuda.runtime.memGetInfo = lambda: (2**30, 2**31)
     via_dispatch = cpu_gridding.dirty(uvw, freq, vis, weight, WIDE, p)
     assert np.abs(via_dispatch - ref).max() <= rounding * np.abs(ref).max()
     image = sparse_model(WIDE)
@@ -422,34 +427,45 @@ def test_predict_is_the_adjoint_of_dirty():
     assert lhs == pytest.approx(rhs, rel=1e-9)
 
 
-def test_streamed_chunks_equal_one_chunk():
+def test_row_blocks_and_chunks_equal_one_pass():
     uvw, freq, vis, weight = observation(6, spread=2000.0)
     p = params(True, 1e-6)
-    geom = WIDE
-    samples = gpu_gridding.Samples(uvw, freq, weight != 0, True)
-    plan = gpu_gridding.make_plan(geom.ny, geom.nx, geom.cell, samples.w.min(), samples.w.max(),
-                                  p.epsilon, p.precision, True)
-    samples.sort_by_plane(plan)
-    assert plan.nplanes > plan.kernel.support  # really w-stacked
-    values = (vis.reshape(-1) * weight.reshape(-1))[samples.index]
-    one = gpu_gridding.grid_to_image(np, plan, samples, values)
-    streamed = gpu_gridding.grid_to_image(np, plan, samples, values, chunk=37, budget=0)
-    assert np.allclose(streamed, one, rtol=0, atol=1e-12 * np.abs(one).max())
-    v1 = gpu_gridding.image_to_grid_vis(np, plan, samples, sparse_model(geom))
-    v2 = gpu_gridding.image_to_grid_vis(np, plan, samples, sparse_model(geom), chunk=53,
-                                        budget=0)
-    assert np.allclose(v1, v2, rtol=0, atol=1e-12 * np.abs(v1).max())
+    one = gpu_gridding.dirty(uvw, freq, vis, weight, WIDE, p, xp=np)
+    chunked = gpu_gridding.dirty(uvw, freq, vis, weight, WIDE, p, xp=np, chunk=37)
+    assert np.abs(chunked - one).max() <= 1e-12 * np.abs(one).max()
+    # 13 rows a block: 23 blocks, each with its own w-planes (so equal to within epsilon)
+    budget = 13 * 3 * gpu_gridding.BYTES_PER_SAMPLE
+    split = gpu_gridding.dirty(uvw, freq, vis, weight, WIDE, p, xp=np, chunk=37, budget=budget)
+    exact = dft_dirty(uvw, freq, vis, weight, WIDE, True)
+    assert np.abs(split - exact).max() <= 1e-6 * np.abs(exact).max()
+    assert np.abs(split - one).max() > 1e-12 * np.abs(one).max()  # really split
+    image = sparse_model(WIDE)
+    v1 = gpu_gridding.predict(image, uvw, freq, WIDE, p, xp=np)
+    v2 = gpu_gridding.predict(image, uvw, freq, WIDE, p, xp=np, chunk=53)
+    assert np.abs(v2 - v1).max() <= 1e-12 * np.abs(v1).max()
+    v3 = gpu_gridding.predict(image, uvw, freq, WIDE, p, xp=np, chunk=53, budget=budget)
+    assert np.abs(v3 - v1).max() <= 2e-6 * np.abs(v1).max()
 
 
-def test_w_planes_cover_every_sample():
+def test_w_planes_cover_every_sample_and_sorting_keeps_them():
     uvw, freq, _, _ = observation(7, spread=3000.0)
-    samples = gpu_gridding.Samples(uvw, freq, None, True)
-    plan = gpu_gridding.make_plan(WIDE.ny, WIDE.nx, WIDE.cell, samples.w.min(), samples.w.max(),
-                                  1e-5, "double", True)
+    samples = gpu_gridding.Samples(np, uvw, freq, None, True)
+    wmin, wmax = samples.w_range()
+    plan = gpu_gridding.make_plan(WIDE.ny, WIDE.nx, WIDE.cell, wmin, wmax, 1e-5, "double", True)
+    assert plan.nplanes > plan.kernel.support  # really w-stacked
     t = (samples.w - plan.w_first) / plan.dw
     first = np.floor(t - plan.kernel.support / 2) + 1
     assert first.min() >= 0 and first.max() + plan.kernel.support <= plan.nplanes
     assert (samples.w >= 0).all() and samples.flip.any()
+    tag = samples.index.astype(float)
+    (tag,) = samples.sort(plan, tag)
+    assert np.array_equal(tag, samples.index)  # others follow the samples
+    planes = samples.first_plane(plan)
+    assert (np.diff(planes) >= 0).all()
+    for p in range(plan.nplanes):
+        lo, hi = samples.plane_range(plan, p)
+        touch = (planes <= p) & (p < planes + plan.kernel.support)
+        assert np.array_equal(np.flatnonzero(touch), np.arange(lo, hi))
 
 
 def test_weight_none_and_all_flagged():
