@@ -69,12 +69,6 @@ def _hours(value: str, name: str) -> float:
         return _quantity(units.duration, value, name) / 3600.0
 
 
-def _pair(value, key: str, parse) -> tuple[float, float]:
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ValueError(f"{key} must be a list of two values, got {value!r}")
-    return float(parse(value[0])), float(parse(value[1]))
-
-
 def _source(entry, ref: str):
     from htclean.imaging.simulate import Source, parse_position
 
@@ -86,21 +80,34 @@ def _source(entry, ref: str):
                          f"{', '.join(_SOURCE_KEYS)}")
     if "flux" not in entry:
         raise InputError(f"{ref}: flux is missing")
+
+    def value(key, parse, default=None):
+        if key not in entry:
+            return default
+        try:
+            return parse(entry[key])
+        except (ValueError, TypeError, InputError) as exc:
+            raise InputError(f"{ref}: {key}: {exc}") from None
+
+    def pair(parse):
+        def check(v):
+            if not isinstance(v, (list, tuple)) or len(v) != 2:
+                raise ValueError(f"expected a list of two values, got {v!r}")
+            return float(parse(v[0])), float(parse(v[1]))
+        return check
+
+    kwargs = {"flux": value("flux", units.flux), "name": value("name", str, ""),
+              "shape": value("shape", str, "point"),
+              "spectral_index": value("spectral_index", float, 0.0),
+              "major": value("major", units.angle, 0.0),
+              "minor": value("minor", units.angle, 0.0),
+              "pa": value("pa", lambda v: units.angle(v, "deg"), 0.0),
+              "offset": value("offset", pair(units.angle)),
+              "pixel_offset": value("pixel_offset", pair(float)),
+              "radec": value("position", parse_position)}
     try:
-        kwargs = {"flux": units.flux(entry["flux"]), "name": str(entry.get("name", "")),
-                  "shape": str(entry.get("shape", "point")),
-                  "spectral_index": float(entry.get("spectral_index", 0.0)),
-                  "major": units.angle(entry.get("major", "0rad")),
-                  "minor": units.angle(entry.get("minor", "0rad")),
-                  "pa": units.angle(entry.get("pa", 0.0), "deg")}
-        if "offset" in entry:
-            kwargs["offset"] = _pair(entry["offset"], "offset", units.angle)
-        if "pixel_offset" in entry:
-            kwargs["pixel_offset"] = _pair(entry["pixel_offset"], "pixel_offset", float)
-        if "position" in entry:
-            kwargs["radec"] = parse_position(entry["position"])
         return Source(**kwargs)
-    except (ValueError, TypeError, InputError) as exc:
+    except InputError as exc:
         raise InputError(f"{ref}: {exc}") from None
 
 
