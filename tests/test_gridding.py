@@ -166,6 +166,8 @@ def test_gpu_device_dispatches_to_gpu_gridding(monkeypatch):
     fake.dirty = lambda *a: calls.append("dirty") or np.zeros((32, 32))
     fake.predict = lambda *a: calls.append("predict") or np.zeros((3, 1), complex)
     monkeypatch.setitem(sys.modules, "htclean.imaging.gpu_gridding", fake)
+    # `from htclean.imaging import gpu_gridding` reads the package attribute once imported
+    monkeypatch.setattr(sys.modules["htclean.imaging"], "gpu_gridding", fake, raising=False)
     monkeypatch.setattr(gridding, "resolve_device", lambda device: "gpu")
     g = ImageGeometry(32, 32, 1e-5, 0.0, 0.0, 1e9)
     p = gridding.GridParams(device="gpu")
