@@ -234,13 +234,19 @@ def resolve_sources(spec: SimulationSpec, size: int, cell: float) -> list[dict]:
 
 
 def _sidereal_hours(mjd_seconds: np.ndarray) -> np.ndarray:
-    """Local mean sidereal time (hours) at the VLA of UTC times given in MJD seconds."""
+    """Local mean sidereal time (hours) at the VLA of UTC times given in MJD seconds.
+
+    UT1 comes from astropy's bundled IERS-B table, never downloaded; past its end astropy
+    extrapolates (silently here: the simulated UVW and data stay consistent either way)."""
+    import warnings
+
     from astropy.coordinates import Angle
     from astropy.time import Time
     from astropy.utils import iers
 
     try:
-        with iers.conf.set_temp("auto_download", False):
+        with iers.conf.set_temp("auto_download", False), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             t = Time(np.asarray(mjd_seconds) / 86400.0, format="mjd", scale="utc")
             return np.asarray(t.sidereal_time("mean", longitude=Angle(vla.SITE_LONGITUDE,
                                                                       "rad")).hour)
@@ -251,10 +257,14 @@ def _sidereal_hours(mjd_seconds: np.ndarray) -> np.ndarray:
 def observation_times(spec: SimulationSpec) -> tuple[np.ndarray, np.ndarray]:
     """Integration midpoints (ntime,) MJD seconds UTC, centred on the middle of the hour-angle
     range, and the phase centre's local hour angle (ntime,) rad at each."""
+    import warnings
+
     from astropy.time import Time
 
     try:
-        day = Time(f"{spec.date}T00:00:00", format="isot", scale="utc").mjd * 86400.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            day = Time(f"{spec.date}T00:00:00", format="isot", scale="utc").mjd * 86400.0
     except ValueError:
         raise InputError(f"date {spec.date!r} is not a date like 2024-03-20") from None
     h0, h1 = spec.hour_angle_h
