@@ -98,7 +98,7 @@ def dirty(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray
     """Unnormalised dirty image ``Re sum w V exp(-2 pi i (u l + v m + w (n - 1)))``.
 
     uvw (nrow, 3) float64 metres; freq (nchan,) Hz; vis (nrow, nchan) complex; weight
-    (nrow, nchan) float or None (all 1); samples of weight 0 are skipped. Returns
+    (nrow, nchan) float or None (all 1); ducc0 skips samples of weight 0. Returns
     ``image[y, x]`` (ny, nx) float64, not divided by the weight sum.
     """
     if resolve_device(params.device) == "gpu":
@@ -112,13 +112,11 @@ def dirty(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray
         return np.zeros(geom.shape)
     from ducc0.wgridder.experimental import vis2dirty
 
-    mask = None
     if weight is not None:
-        mask = (weight != 0).view(np.uint8)
         weight = np.ascontiguousarray(weight, dtype=params.real)
     out = vis2dirty(uvw=np.ascontiguousarray(uvw, dtype=np.float64),
                     freq=np.ascontiguousarray(freq, dtype=np.float64),
-                    vis=np.ascontiguousarray(vis, dtype=params.complex), wgt=weight, mask=mask,
+                    vis=np.ascontiguousarray(vis, dtype=params.complex), wgt=weight,
                     npix_x=geom.nx, npix_y=geom.ny, pixsize_x=geom.cell, pixsize_y=geom.cell,
                     epsilon=params.epsilon, do_wgridding=params.wgridding,
                     nthreads=params.threads, **_FLIPS)
