@@ -278,9 +278,10 @@ class PSFSubtractor:
         pad = (scipy.fft.next_fast_len(ny + psf.shape[0] - 1, True)
                * scipy.fft.next_fast_len(nx + psf.shape[1] - 1, True))
         direct = min(ny, psf.shape[0]) * min(nx, psf.shape[1])
-        # measured: one shifted-PSF subtraction ~ 1.5 ns/pixel; FFT pair ~ 0.5 ns/pixel/log2
-        fft = 0.5 * pad * math.log2(pad) / max(1, resolve_threads(threads)) ** 0.7
-        self.direct_limit = max(1, int(fft / (1.5 * direct)))
+        # measured on one core (512-2048 pixels, float32/64): a shifted-PSF subtraction costs
+        # 1-3.4 ns per pixel, the FFT convolution 0.8-1.5 ns per padded pixel and log2(pad)
+        fft = 1.1 * pad * math.log2(pad) / max(1, resolve_threads(threads)) ** 0.7
+        self.direct_limit = max(1, int(fft / (2.2 * direct)))
 
     def kernel_psf(self, scale: float) -> np.ndarray:
         """``psf ⊛ scale_kernel(scale)`` (full linear convolution; centre at the psf centre
