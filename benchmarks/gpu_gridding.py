@@ -67,8 +67,8 @@ def describe(uvw, freq, weight, geom, params) -> str:
     samples = gpu_gridding.Samples(np, uvw, freq, weight != 0, params.wgridding)
     plan = gpu_gridding.make_plan(geom.ny, geom.nx, geom.cell, *samples.w_range(),
                                   params.epsilon, params.precision, params.wgridding)
-    return (f"grid {plan.nu0}x{plan.nu1}, kernel support {plan.kernel.support}, "
-            f"{plan.nplanes} w-plane(s)")
+    return (f"the GPU gridder's plan: grid {plan.nu0}x{plan.nu1}, kernel support "
+            f"{plan.kernel.support}, {plan.nplanes} w-plane(s); ducc0 picks its own")
 
 
 def run_gpu(cupy, uvw, freq, vis, weight, geom, params, repeat: int) -> np.ndarray:

@@ -12,9 +12,10 @@ is ducc0's (Arras et al. 2021, "Efficient high-dynamic-range wide-field imaging"
   replaced by their Hermitian conjugates (-u, -v, -w, conj V) so that every w >= 0;
 - the image is divided by the kernel's Fourier transform along u, v (and w) and by n.
 
-Visibilities are sorted by their first w-plane on the host; each plane reads only its own
-range of them, streamed to the device in chunks of ``chunk`` visibilities (kept resident on
-the device when they fit in a quarter of its free memory), so device memory stays bounded.
+A call's rows go to the device in blocks that fit a quarter of its free memory (each block
+gridded on its own, the images summed), so device memory stays bounded; on the device the
+samples are selected, flipped and sorted by first w-plane and uv tile, each w-plane reads
+only its own range of them, ``chunk`` samples at a time.
 
 Conventions (DESIGN.md): images are ``image[y, x]``, ``l = -(x - nx/2) cell``,
 ``m = (y - ny/2) cell``; ``dirty`` is ``Re sum w V exp(-2 pi i (u l + v m + w (n - 1)))``
