@@ -92,18 +92,19 @@ class CleanParams:
     @classmethod
     def from_settings(cls, settings: dict) -> CleanParams:
         """From parsed settings (``settings['deconvolution']``, threshold already in Jy)."""
-        try:
-            d = settings["deconvolution"]
-            scales = d["scales"]
-            return cls(algorithm=d["algorithm"], niter=d["niter"], gain=d["gain"],
-                       mgain=d["mgain"], threshold=d["threshold"],
-                       auto_threshold=d["auto_threshold"],
-                       scales=DEFAULT_SCALES if scales is None else tuple(scales),
-                       scale_bias=d["scale_bias"])
-        except (KeyError, TypeError) as exc:
-            raise InputError(f"settings have no deconvolution.{exc.args[0]}"
-                             if isinstance(exc, KeyError)
-                             else "settings['deconvolution'] is not a mapping") from None
+        d = settings.get("deconvolution") if isinstance(settings, dict) else None
+        if not isinstance(d, dict):
+            raise InputError("settings have no deconvolution section")
+        keys = ("algorithm", "niter", "gain", "mgain", "threshold", "auto_threshold", "scales",
+                "scale_bias")
+        missing = [k for k in keys if k not in d]
+        if missing:
+            raise InputError(f"settings have no deconvolution.{missing[0]}")
+        scales = d["scales"]
+        return cls(algorithm=d["algorithm"], niter=d["niter"], gain=d["gain"], mgain=d["mgain"],
+                   threshold=d["threshold"], auto_threshold=d["auto_threshold"],
+                   scales=DEFAULT_SCALES if scales is None else tuple(scales),
+                   scale_bias=d["scale_bias"])
 
     def cycle_threshold(self, residual: Any) -> float:
         """The absolute threshold (Jy) of a minor cycle on ``residual``:

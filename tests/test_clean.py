@@ -300,8 +300,11 @@ def test_params_from_settings():
     default = CleanParams.from_settings(config.parse(config.resolve(
         {"data": {"ms": "obs.ms"}, "image": {"scale": "1asec"}})))
     assert (default.algorithm, default.niter, default.mgain) == ("hogbom", 1000, 0.8)
-    with pytest.raises(InputError, match="deconvolution"):
+    with pytest.raises(InputError, match="no deconvolution section"):
         CleanParams.from_settings({"image": {}})
+    del settings["deconvolution"]["mgain"]
+    with pytest.raises(InputError, match="deconvolution.mgain"):
+        CleanParams.from_settings(settings)
 
 
 def test_cycle_threshold_combines_auto_threshold():
