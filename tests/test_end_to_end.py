@@ -24,7 +24,7 @@ import tinyms
 import yaml
 
 from htclean.imaging import fits, reference
-from htclean.workflows import cli, config
+from htclean.workflows import cli, config, names
 from htclean.workflows.engine_state import read_attempts
 
 NAME = "e2e"
@@ -75,13 +75,18 @@ class Runs:
 
     def start(self, key: str, case: tuple, env: dict[str, str] | None = None) -> None:
         cfg = write_config(self.root / key, self.ms, *case)
-        out = self.root / key / "run"
-        log = open(self.root / key / "stderr.txt", "w")  # closed by wait()
-        proc = subprocess.Popen([sys.executable, "-m", "htclean.workflows.cli", "run",
-                                 str(cfg), "-o", str(out), "--jobs", "1"],
-                                stdout=subprocess.DEVNULL, stderr=log,
-                                env={**os.environ, **(env or {})})
-        self.procs[key] = (proc, out, log)
+        self.launch(key, ["run", str(cfg), "-o", str(self.root / key / "run")], env)
+
+    def launch(self, key: str, args: list[str], env: dict[str, str] | None = None) -> None:
+        """``htclean ARGS --jobs 1`` in the background; stdout and stderr kept in key/."""
+        where = self.root / key
+        where.mkdir(parents=True, exist_ok=True)
+        log = open(where / "stderr.txt", "w")  # closed by wait()
+        with open(where / "stdout.txt", "w") as stdout:
+            proc = subprocess.Popen([sys.executable, "-m", "htclean.workflows.cli", *args,
+                                     "--jobs", "1"], stdout=stdout, stderr=log,
+                                    env={**os.environ, **(env or {})})
+        self.procs[key] = (proc, where / "run", log)
 
     def interrupt_at(self, key: str, pattern: str) -> threading.Thread:
         """Send SIGINT to run ``key`` once a file matching ``pattern`` is in its outputs."""
@@ -128,6 +133,7 @@ def runs(tmp_path_factory, observation):
     r.start("faulty", FAULTY, {"HTCLEAN_FAIL_ONCE": ",".join(FAILING)})
     r.start("interrupted", FAULTY)
     r.watcher = r.interrupt_at("interrupted", "*-model-c02.json")
+    r.launch("demo", ["demo", str(r.root / "demo" / "out")])
     yield r
     for proc, _, log in r.procs.values():
         if proc.poll() is None:
@@ -211,3 +217,23 @@ def test_interrupted_run_resumes_without_rerunning_what_succeeded(runs):
     assert {a["status"] for a in after} == {"succeeded"}
     assert_identical(products(out), clean)
     assert os.path.isfile(out / "outputs" / f"{NAME}-image.png")
+
+
+def test_demo(runs, tmp_path):
+    """`htclean demo DIR`: the simulated observation, its configuration, the run, the report."""
+    demo_dir = runs.root / "demo" / "out"
+    runs.wait("demo")
+    printed = (runs.root / "demo" / "stdout.txt").read_text()
+    assert f"htclean demo: done in {demo_dir}" in printed
+    out = demo_dir / "run" / "outputs"
+    for name in names.products("demo"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "demo-summary.json").read_text())
+    assert summary["stop_reason"] == "threshold" and summary["cycles"] >= 2
+    assert summary["image"]["peak"] == pytest.approx(1.0, abs=0.02)  # the 1 Jy source
+    assert (demo_dir / "run" / "report" / "report.png").is_file()
+    assert config.validate(config.read_yaml(demo_dir / "demo.yml"), demo_dir) == []
+    # a directory the demo did not make is refused, and left alone
+    (tmp_path / "mine.txt").write_text("keep me")
+    assert cli.main(["demo", str(tmp_path)]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
