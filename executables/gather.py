@@ -14,6 +14,7 @@ residual image, ``--psf-fits`` the PSF (image tree only).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from htclean.executables.record import Job, job_parser, run_job
@@ -66,6 +67,9 @@ def _check_config(job: Job, total) -> None:
     if (total.geom.nx, total.geom.ny) != want:
         raise InputError(f"--inputs: the partials are {total.geom.nx}x{total.geom.ny} pixels, "
                          f"the configuration says {want[0]}x{want[1]}")
+    if not math.isclose(total.geom.cell, image["cell"], rel_tol=1e-9):
+        raise InputError(f"--inputs: the partials have a cell of {total.geom.cell!r} rad, the "
+                         f"configuration says {image['cell']!r}")
 
 
 def work(args: argparse.Namespace, job: Job) -> None:

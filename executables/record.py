@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import os
 import resource
@@ -95,12 +94,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
             raise RuntimeError(f"output {final} was not written")
         os.replace(tmp, final)
     finally:
-        if tmp.is_dir():
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists() or tmp.is_symlink():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
@@ -116,15 +110,6 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     return write_bytes_atomic(path, (json.dumps(obj, indent=1) + "\n").encode())
-
-
-def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, Any]) -> Path:
-    """Write ``arrays`` as an uncompressed ``.npz`` to ``path`` atomically (any file name)."""
-    import numpy as np
-
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return write_bytes_atomic(path, buf.getvalue())
 
 
 # --- the job and its record ----------------------------------------------------------------
@@ -164,9 +149,6 @@ class Job:
 
     def write_json(self, path: str | os.PathLike, obj: Any) -> Path:
         return self.output(write_json_atomic(path, obj))
-
-    def write_npz(self, path: str | os.PathLike, arrays: dict[str, Any]) -> Path:
-        return self.output(write_npz_atomic(path, arrays))
 
     def discard_outputs(self) -> None:
         for p in self.outputs:
