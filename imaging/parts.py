@@ -183,8 +183,11 @@ def save_partial(path: str | os.PathLike, partial: Partial) -> None:
     np.savez(buf, **arrays)
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(buf.getbuffer())
-    os.replace(tmp, target)
+    try:
+        tmp.write_bytes(buf.getbuffer())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_partial(path: str | os.PathLike) -> Partial:

@@ -138,6 +138,7 @@ def test_unexpected_failure_exit_1_one_line(tiny, tmp_path, monkeypatch, capsys)
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("htclean-gather: failed: ")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left
 
 
 # --- partition -----------------------------------------------------------------------------
