@@ -21,7 +21,9 @@ import contextlib
 import json
 import os
 import resource
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -209,7 +211,8 @@ def run_job(executable: str, parser: argparse.ArgumentParser,
     (recorded as ``cpu`` or ``gpu:<name>``) and, on a GPU, NVML samples it every second.
 
     0: every output committed; 2: bad input (one line on stderr); 1: any other failure
-    (one line; the traceback too with HTCLEAN_DEBUG=1) or injected failure.
+    (one line; the traceback too with HTCLEAN_DEBUG=1) or injected failure; 130/143:
+    interrupted by SIGINT/SIGTERM. Any status but 0 removes the outputs already committed.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
@@ -218,6 +221,7 @@ def run_job(executable: str, parser: argparse.ArgumentParser,
     job = Job(job_name(args.record, executable), executable, argv)
     monitor = None
     status, error = 0, None
+    previous = _catch_sigterm()
     try:
         if os.environ.get(INJECT_ENV) == "1":
             raise _InjectedFailure(f"injected failure ({INJECT_ENV}=1)")
@@ -244,8 +248,15 @@ def run_job(executable: str, parser: argparse.ArgumentParser,
         print(f"{executable}: failed: {error}", file=sys.stderr)
         if os.environ.get(DEBUG_ENV) == "1":
             traceback.print_exc()
+    except (KeyboardInterrupt, _Terminated) as exc:
+        status = 143 if isinstance(exc, _Terminated) else 130
+        error = f"interrupted ({'SIGTERM' if status == 143 else 'SIGINT'})"
+        print(f"{executable}: {error}", file=sys.stderr)
     finally:
         samples = monitor.stop() if monitor is not None else []
+        if previous[0]:
+            signal.signal(signal.SIGTERM, previous[1] if previous[1] is not None
+                          else signal.SIG_DFL)
     if status != 0:
         job.discard_outputs()
     if args.record:
@@ -257,6 +268,22 @@ def run_job(executable: str, parser: argparse.ArgumentParser,
                   file=sys.stderr)
             return 1
     return status
+
+
+class _Terminated(BaseException):
+    """SIGTERM (HTCondor removing the job, the engine stopping): unwinds like Ctrl-C, so
+    temporary files are removed and the record says so."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+def _catch_sigterm() -> tuple[bool, Any]:
+    """Turn SIGTERM into ``_Terminated`` (main thread only): (installed, previous handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        return False, None
+    return True, signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 class _InjectedFailure(Exception):

@@ -4,9 +4,12 @@ partition invariance of the parts, gather sums, the deconvolution state, restore
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import casacore.tables as ct
@@ -14,7 +17,7 @@ import numpy as np
 import pytest
 import tinyms
 
-from htclean.executables import deconvolve, gather, grid, msparts, partition, restore
+from htclean.executables import deconvolve, gather, grid, msparts, partition, record, restore
 from htclean.executables.record import load_settings
 from htclean.imaging import fits, loop, parts
 from htclean.imaging.geometry import ImageGeometry
@@ -139,6 +142,26 @@ def test_unexpected_failure_exit_1_one_line(tiny, tmp_path, monkeypatch, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("htclean-gather: failed: ")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left
+
+
+def test_sigterm_removes_outputs_and_is_recorded(tiny, tmp_path, monkeypatch, capsys):
+    write_config(tmp_path, tiny)
+
+    def work(args, job):
+        job.write_json("first.json", {"written": True})
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+        job.write_json("second.json", {"written": True})
+
+    monkeypatch.chdir(tmp_path)
+    before = signal.getsignal(signal.SIGTERM)
+    code = record.run_job("htclean-test", record.job_parser("htclean-test", "a test job"), work,
+                          ["--config", "R-config.yml", "--record", "R-test.record.json"])
+    assert code == 143 and signal.getsignal(signal.SIGTERM) == before
+    assert capsys.readouterr().err.strip() == "htclean-test: interrupted (SIGTERM)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["R-config.yml", "R-test.record.json"]
+    rec = json.loads((tmp_path / "R-test.record.json").read_text())
+    assert rec["exit_status"] == 143 and rec["job"] == "test" and rec["wall_s"] < 5
 
 
 # --- partition -----------------------------------------------------------------------------
