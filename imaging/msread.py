@@ -280,6 +280,7 @@ def _read_selection(sel, ddid: int, dd, sw, pt, path: str, column: str, rule: st
         if rotate is not None:
             uvw, vis = geometry.rephase(uvw, freq, vis, *rotate)
         yield VisChunk(uvw, freq, vis, weight, nbad, ddid)
+        del uvw, vis, weight  # hold one chunk at a time, not this one while reading the next
 
 
 def _channel_range(channels: tuple[int, int] | None, nchan: int, path: str,

@@ -3,7 +3,8 @@
 What the grid jobs call. A part is an MS (optionally restricted to rows / a channel range);
 its products are unnormalised sums (``Partial``) that add up over parts exactly as the
 one-process image would; ``normalise`` divides by the global weight sum at the end. Memory is
-bounded by ``gridder.chunk_rows``: chunks are read, weighted and gridded one at a time.
+bounded by ``gridder.chunk_rows``: chunks are read, weighted and gridded one at a time (each
+loop drops its chunk before the next is read, so only one is held).
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def part_density(ms: str | os.PathLike, settings: dict[str, Any], *,
         wsum += float(chunk.weight.sum())
         nvis += int(np.count_nonzero(chunk.weight))
         nbad += chunk.nbad
+        del chunk
     return Partial({"density": grid}, wsum, nvis, nbad, geom)
 
 
@@ -129,6 +131,7 @@ def part_psf_dirty(ms: str | os.PathLike, settings: dict[str, Any],
         wsum += float(w.sum())
         nvis += int(np.count_nonzero(w))
         nbad += chunk.nbad
+        del chunk, w
     return Partial({"psf": psf, "dirty": img}, wsum, nvis, nbad, geom)
 
 
@@ -163,6 +166,7 @@ def part_residual(ms: str | os.PathLike, settings: dict[str, Any], components: A
         wsum += float(w.sum())
         nvis += int(np.count_nonzero(w))
         nbad += chunk.nbad
+        del chunk, w
     return Partial({"residual": img}, wsum, nvis, nbad, geom)
 
 
