@@ -67,8 +67,8 @@ def select(image: np.ndarray, limit: float, border: int = 0) -> tuple[np.ndarray
 
 
 def bordered(psf: np.ndarray) -> np.ndarray:
-    """The PSF (float64) with a one-pixel zero border: clipped offsets land on zeros."""
-    out = np.zeros((psf.shape[0] + 2, psf.shape[1] + 2))
+    """The PSF (same dtype) with a one-pixel zero border: clipped offsets land on zeros."""
+    out = np.zeros((psf.shape[0] + 2, psf.shape[1] + 2), dtype=psf.dtype)
     out[1:-1, 1:-1] = psf
     return out
 

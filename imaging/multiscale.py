@@ -44,7 +44,7 @@ from htclean.imaging.errors import InputError
 @dataclass(frozen=True)
 class Scale:
     """One scale: ``scale`` (pixels), its ``kernel`` (n, n), ``radius`` n // 2, ``bias``
-    factor and ``psf2``: psf ⊛ K ⊛ K on the PSF's grid, ``clark.bordered``."""
+    factor and ``psf2``: psf ⊛ K ⊛ K on the PSF's grid and dtype, ``clark.bordered``."""
 
     scale: float
     kernel: np.ndarray
@@ -77,7 +77,7 @@ def prepare_scales(psf: np.ndarray, params: CleanParams, shape: tuple[int, int])
         if psf2[psf.shape[0] // 2, psf.shape[1] // 2] <= 0.0:
             continue
         bias = 1.0 if s == 0.0 or len(usable) < 2 else params.scale_bias ** -math.log2(s / sref)
-        out.append(Scale(s, k, k.shape[0] // 2, bias, bordered(psf2)))
+        out.append(Scale(s, k, k.shape[0] // 2, bias, bordered(psf2.astype(psf.dtype))))
     if not out:
         raise InputError(f"none of the multiscale scales {list(params.scales)} fits a "
                          f"{shape[1]}x{shape[0]} image with this PSF")
