@@ -1,6 +1,7 @@
 """What htclean's grid step costs over calling ducc0 directly, and whether its memory is bounded.
 
-    python benchmarks/grid_overhead.py [--dir DIR] [--size 1024] [--threads 2] [--repeat 5] [--chunk-rows 8000]
+    python benchmarks/grid_overhead.py [--dir DIR] [--size 1024] [--threads 2] [--repeat 5]
+                                       [--chunk-rows 8000]
 
 1. Simulates (once, kept in DIR) a VLA C-configuration part of ~3M Stokes I visibilities
    (47k rows x 64 channels, RR LL) and a quarter-size one.
@@ -16,6 +17,12 @@
      in one piece and ducc0;
    - one gridding call on one small chunk: the fixed per-call cost that chunking multiplies.
 Prints one line per figure.
+
+Measured (2 shared cores, load ~7, 2 threads, 1024^2, epsilon 1e-6): wrapper -0.2% CPU;
+part_psf_dirty in one chunk +6% CPU and wall over the minimal script; with 8000-row chunks
++94%, because every gridding call pays ~0.4 s CPU of FFTs over the w planes (keep chunks at
+millions of visibilities); peak RSS 192 -> 203 MB for 0.76M -> 3.03M visibilities chunked,
+191 -> 373 MB in one chunk.
 """
 
 from __future__ import annotations
