@@ -61,6 +61,7 @@ BAD = [
     (lambda c: c.update(execution={"retries": True}), "execution.retries"),
     (lambda c: c.update(gridder={"device": "tpu"}), "gridder.device"),
     (lambda c: c.update(gridder={"epsilon": 0.5}), "gridder.epsilon"),
+    (lambda c: c.update(gridder={"precision": "single"}), "gridder.epsilon"),
     (lambda c: c.update(image="big"), "image"),
 ]
 

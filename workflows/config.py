@@ -233,7 +233,8 @@ PARAMETERS: tuple[Param, ...] = (
           number(-2.0, 2.0, nullable=True)),
     # gridder
     Param("gridder.wgridding", True, "correct for the w term (w-stacking)", boolean),
-    Param("gridder.epsilon", 1e-6, "gridding accuracy", number(1e-14, 1e-1, lo_open=True)),
+    Param("gridder.epsilon", 1e-6, "gridding accuracy (single precision: above 1e-5)",
+          number(2e-13, 1e-1, lo_open=True)),
     Param("gridder.precision", "double", "single (float32) or double (float64) gridding",
           choice("single", "double")),
     Param("gridder.device", "auto", "auto (GPU when one is found), cpu or gpu",
@@ -415,6 +416,9 @@ def _consistency(flat: dict, parsed: dict, base: Path, check_files: bool) -> Ite
     if parsed["partition.parts"] is not None and parsed["partition.max_size"] is not None:
         yield ConfigError("partition.max_size", "give partition.parts or partition.max_size, "
                           "not both")
+    if parsed["gridder.precision"] == "single" and parsed["gridder.epsilon"] <= 1e-5:
+        yield ConfigError("gridder.epsilon", f"must be above 1e-5 with gridder.precision single "
+                          f"(float32 cannot reach {parsed['gridder.epsilon']:g}); use double")
     nx, ny = parsed["image.size"]
     need = image_memory_bytes(nx, ny, parsed["gridder.precision"])
     have = parsed["execution.request_memory"]
