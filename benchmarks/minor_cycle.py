@@ -24,8 +24,8 @@ iterations per wall second / per CPU second; final peak in Jy/beam, threshold 5e
                   4096^2  hogbom       42 /    43    500 it (niter)       peak 0.023
                           clark       191 /   130  10224 it (threshold)   peak 0.0005
                           multiscale   40 /    32   5000 it (niter)       peak 0.0014
-    --psf image   1024^2  hogbom      871 /  1330, clark 1929 / 2617 (60 k it: not converged,
-                          peak 0.0016), multiscale 728 / 1212
+    --psf image   1024^2  hogbom      871 /  1330, clark 1929 / 2617 (20000 it, niter, peak
+                          0.0016), multiscale 728 / 1212
                   4096^2  hogbom       17 /    51, clark 516 / 999 (diverged: peak 0.18),
                           multiscale 48 / 126
 """
