@@ -149,7 +149,7 @@ def test_resolve_and_parse(tmp_path, fake_ms):
     assert parsed["image"]["nx"] == 512 and parsed["image"]["ny"] == 256
     assert math.isclose(parsed["image"]["cell"], 2 / 3600 * math.pi / 180)
     assert math.isclose(parsed["deconvolution"]["threshold"], 1e-4)
-    assert parsed["execution"]["request_memory"] == 4e9
+    assert parsed["execution"]["request_memory"] == 8e9
     # the resolved file round-trips to the same settings
     config.dump(resolved, tmp_path / "resolved.yml")
     again_resolved, again = config.load(tmp_path / "resolved.yml")

@@ -224,6 +224,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param("image.size", 512, "pixels: N or [width, height], even", image_size),
     Param("image.scale", REQUIRED, "pixel size (cell), e.g. 1asec; `htclean inspect` suggests one",
           quantity(units.angle, positive=True), "1asec"),
+    Param("image.psf_oversize", 2.0,
+          "PSF size relative to the image: 2 keeps PSF subtraction exact anywhere in the image "
+          "(1 = the image size, as CASA and WSClean; deep cleans may then diverge)",
+          number(1.0, 4.0)),
     Param("image.phase_centre", None, "image centre 'RA Dec' (J2000); null = the MS phase centre",
           sky_position),
     # weighting
@@ -288,7 +292,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("execution.retries", 3, "retries of a failed compute job (dagman.retry)",
           integer(0, 100)),
     Param("execution.request_cpus", 2, "CPU cores per compute job", integer(1, 256)),
-    Param("execution.request_memory", "4GB", "memory per compute job",
+    Param("execution.request_memory", "8GB", "memory per compute job",
           quantity(lambda v: units.size_bytes(v, "MB"), positive=True)),
     Param("execution.disk_margin", "1GB", "added to 2 x the inputs' size for request_disk",
           quantity(lambda v: units.size_bytes(v, "MB"))),
@@ -400,10 +404,17 @@ def validate(raw: dict, base_dir: str | os.PathLike = ".",
     return errors
 
 
-def image_memory_bytes(nx: int, ny: int, precision: str) -> float:
-    """Rough peak memory of gridding one image: the 2x padded complex grid, PSF, dirty, model."""
+def psf_shape(nx: int, ny: int, oversize: float) -> tuple[int, int]:
+    """(psf_nx, psf_ny): the image size times ``oversize``, rounded up to even numbers."""
+    return 2 * math.ceil(nx * oversize / 2), 2 * math.ceil(ny * oversize / 2)
+
+
+def image_memory_bytes(nx: int, ny: int, precision: str, psf_oversize: float = 1.0) -> float:
+    """Rough peak memory of a grid job: the 2x padded complex grid of the largest product (the
+    PSF), plus the PSF, dirty and model images."""
     item = 8 if precision == "double" else 4
-    return nx * ny * (4 * 2 * item * 2 + 6 * item)
+    pnx, pny = psf_shape(nx, ny, psf_oversize)
+    return pnx * pny * (4 * 2 * item + 2 * item) + nx * ny * 4 * item
 
 
 def _consistency(flat: dict, parsed: dict, base: Path, check_files: bool) -> Iterable[ConfigError]:
@@ -420,11 +431,12 @@ def _consistency(flat: dict, parsed: dict, base: Path, check_files: bool) -> Ite
         yield ConfigError("gridder.epsilon", f"must be above 1e-5 with gridder.precision single "
                           f"(float32 cannot reach {parsed['gridder.epsilon']:g}); use double")
     nx, ny = parsed["image.size"]
-    need = image_memory_bytes(nx, ny, parsed["gridder.precision"])
+    need = image_memory_bytes(nx, ny, parsed["gridder.precision"], parsed["image.psf_oversize"])
     have = parsed["execution.request_memory"]
     if need > have:
-        yield ConfigError("image.size", f"a {nx}x{ny} image needs about "
-                          f"{units.format_bytes(need)} to grid, more than "
+        oversize = parsed["image.psf_oversize"]
+        yield ConfigError("image.size", f"a {nx}x{ny} image (PSF x{oversize:g}) "
+                          f"needs about {units.format_bytes(need)} to grid, more than "
                           f"execution.request_memory ({units.format_bytes(have)})")
     fov = max(nx, ny) * parsed["image.scale"]
     if fov >= math.pi / 2:
