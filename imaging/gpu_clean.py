@@ -28,11 +28,11 @@ from htclean.imaging.clean import (
     PSFSubtractor,
     StopRule,
     prepare,
-    resolve_threads,
     result,
     subtract_shifted,
 )
 from htclean.imaging.components import ComponentList, add_stamps, scale_kernel
+from htclean.imaging.cpus import resolve_threads
 from htclean.imaging.device import select as select_device
 from htclean.imaging.device import to_numpy
 from htclean.imaging.errors import InputError

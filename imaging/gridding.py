@@ -15,12 +15,12 @@ transpose is the FITS ``image[y, x]`` of geometry.py. No 1/n factor is applied
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from htclean.imaging.cpus import resolve_threads
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry
 
@@ -58,8 +58,7 @@ class GridParams:
         """From ``settings['gridder']``; threads 0 means execution.request_cpus, at most the
         CPUs this process may use."""
         g = settings["gridder"]
-        threads = int(g["threads"]) or min(int(settings["execution"]["request_cpus"]),
-                                           len(os.sched_getaffinity(0)))
+        threads = resolve_threads(int(g["threads"]), settings["execution"]["request_cpus"])
         return cls(wgridding=bool(g["wgridding"]), epsilon=float(g["epsilon"]),
                    precision=g["precision"], threads=threads, device=g["device"])
 

@@ -24,7 +24,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.signal
 
 from htclean.imaging.beam import fit_clean_beam
 from htclean.imaging.clark import bordered, list_clean, select
@@ -34,6 +33,7 @@ from htclean.imaging.clean import (
     MinorCycleResult,
     PSFSubtractor,
     StopRule,
+    fftconvolve,
     find_peak,
     result,
 )
@@ -72,8 +72,7 @@ def prepare_scales(psf: np.ndarray, params: CleanParams, shape: tuple[int, int])
         if s == 0.0:
             psf2 = psf.astype(np.float64)
         else:
-            psf2 = scipy.signal.fftconvolve(psf.astype(np.float64),
-                                            scipy.signal.fftconvolve(k, k), mode="same")
+            psf2 = fftconvolve(psf.astype(np.float64), fftconvolve(k, k), mode="same")
         if psf2[psf.shape[0] // 2, psf.shape[1] // 2] <= 0.0:
             continue
         bias = 1.0 if s == 0.0 or len(usable) < 2 else params.scale_bias ** -math.log2(s / sref)

@@ -30,6 +30,7 @@ import numpy as np
 
 from htclean.imaging import msinfo, mswrite, vla
 from htclean.imaging.errors import InputError
+from htclean.imaging.geometry import lm_to_radec, radec_to_lm
 
 C_LIGHT = 299792458.0  # m/s
 SIDEREAL_RATE = 1.002737909350795  # sidereal seconds per UT1 second
@@ -183,25 +184,6 @@ def format_position(ra: float, dec: float) -> str:
                                           pad=True))
 
 
-def lm_from_radec(ra: float, dec: float, ra0: float, dec0: float) -> tuple[float, float]:
-    """Direction cosines (l east, m north) of (ra, dec) about the phase centre (ra0, dec0)."""
-    da = ra - ra0
-    l = math.cos(dec) * math.sin(da)
-    m = math.sin(dec) * math.cos(dec0) - math.cos(dec) * math.sin(dec0) * math.cos(da)
-    return l, m
-
-
-def radec_from_lm(l: float, m: float, ra0: float, dec0: float) -> tuple[float, float]:
-    """(ra, dec) in rad of the direction cosines (l, m) about (ra0, dec0); l^2 + m^2 < 1."""
-    if l * l + m * m >= 1:
-        raise InputError(f"offset (l, m) = ({l:g}, {m:g}) is beyond the horizon of the phase "
-                         "centre")
-    n = math.sqrt(1.0 - l * l - m * m)
-    dec = math.asin(m * math.cos(dec0) + n * math.sin(dec0))
-    ra = ra0 + math.atan2(l, n * math.cos(dec0) - m * math.sin(dec0))
-    return ra % (2 * math.pi), dec
-
-
 def resolve_sources(spec: SimulationSpec, size: int, cell: float) -> list[dict]:
     """The truth of every source: name, shape, flux (Jy at the reference frequency), spectral
     index, ra/dec (rad) and position text, l/m, FITS pixel x/y in the (size, cell) geometry,
@@ -209,15 +191,18 @@ def resolve_sources(spec: SimulationSpec, size: int, cell: float) -> list[dict]:
     centre = size / 2.0
     truth = []
     for i, s in enumerate(spec.sources):
-        if s.pixel_offset is not None:
-            l, m = -s.pixel_offset[0] * cell, s.pixel_offset[1] * cell
-            ra, dec = radec_from_lm(l, m, spec.ra, spec.dec)
-        elif s.offset is not None:
-            l, m = float(s.offset[0]), float(s.offset[1])
-            ra, dec = radec_from_lm(l, m, spec.ra, spec.dec)
+        if s.pixel_offset is not None or s.offset is not None:
+            if s.pixel_offset is not None:
+                l, m = -s.pixel_offset[0] * cell, s.pixel_offset[1] * cell
+            else:
+                l, m = float(s.offset[0]), float(s.offset[1])
+            if l * l + m * m >= 1:
+                raise InputError(f"source {s.name or i + 1}: offset (l, m) = ({l:g}, {m:g}) is "
+                                 "beyond the horizon of the phase centre")
+            ra, dec = lm_to_radec(l, m, spec.ra, spec.dec)
         else:
             ra, dec = float(s.radec[0]), float(s.radec[1])
-            l, m = lm_from_radec(ra, dec, spec.ra, spec.dec)
+            l, m = radec_to_lm(ra, dec, spec.ra, spec.dec)
             if l * l + m * m >= 1:
                 raise InputError(f"source {s.name or i + 1} is below the horizon of the field")
         truth.append({
