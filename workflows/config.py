@@ -19,6 +19,19 @@ import yaml
 
 from htclean.imaging import units
 from htclean.imaging.errors import InputError
+from htclean.workflows.config_checks import (
+    boolean,
+    choice,
+    classad_expression,
+    image_size,
+    integer,
+    mapping_of,
+    number,
+    quantity,
+    scale_list,
+    sky_position,
+    text,
+)
 
 REQUIRED = object()  # default of a parameter the user must give
 
@@ -48,151 +61,6 @@ class ConfigError(InputError):
     def __init__(self, path: str, message: str):
         super().__init__(f"{path}: {message}")
         self.path = path
-
-
-# --- value checkers: each returns the parsed value or raises ValueError --------------------
-
-
-def _type_name(value: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "a mapping", type(None): "nothing (null)"}.get(
-        type(value), type(value).__name__)
-
-
-def integer(lo: int | None = None, hi: int | None = None, nullable: bool = False):
-    def check(v):
-        if v is None and nullable:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"must be an integer, got {_type_name(v)} {v!r}")
-        if lo is not None and v < lo:
-            raise ValueError(f"must be >= {lo}, got {v}")
-        if hi is not None and v > hi:
-            raise ValueError(f"must be <= {hi}, got {v}")
-        return v
-    return check
-
-
-def number(lo: float | None = None, hi: float | None = None, nullable: bool = False,
-           lo_open: bool = False):
-    def check(v):
-        if v is None and nullable:
-            return None
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ValueError(f"must be a number, got {_type_name(v)} {v!r}")
-        v = float(v)
-        if not math.isfinite(v):
-            raise ValueError(f"must be finite, got {v}")
-        if lo is not None and (v <= lo if lo_open else v < lo):
-            raise ValueError(f"must be {'>' if lo_open else '>='} {lo:g}, got {v:g}")
-        if hi is not None and v > hi:
-            raise ValueError(f"must be <= {hi:g}, got {v:g}")
-        return v
-    return check
-
-
-def boolean(v):
-    if not isinstance(v, bool):
-        raise ValueError(f"must be true or false, got {_type_name(v)} {v!r}")
-    return v
-
-
-def choice(*options: str, nullable: bool = False):
-    def check(v):
-        if v is None and nullable:
-            return None
-        if v not in options:
-            raise ValueError(f"must be one of {', '.join(options)}; got {v!r}")
-        return v
-    return check
-
-
-def text(nullable: bool = False, pattern: str | None = None):
-    import re
-
-    def check(v):
-        if v is None and nullable:
-            return None
-        if not isinstance(v, str) or not v:
-            raise ValueError(f"must be a non-empty string, got {_type_name(v)} {v!r}")
-        if pattern and not re.fullmatch(pattern, v):
-            raise ValueError(f"{v!r} may only contain letters, digits, '.', '_' and '-'")
-        return v
-    return check
-
-
-def quantity(parser: Callable[[Any], float], positive: bool = False, nullable: bool = False):
-    def check(v):
-        if v is None and nullable:
-            return None
-        q = parser(v)
-        if positive and q <= 0:
-            raise ValueError(f"must be positive, got {v!r}")
-        if q < 0:
-            raise ValueError(f"must not be negative, got {v!r}")
-        return q
-    return check
-
-
-def image_size(v):
-    if isinstance(v, int) and not isinstance(v, bool):
-        v = [v, v]
-    if (not isinstance(v, list) or len(v) != 2
-            or any(isinstance(n, bool) or not isinstance(n, int) for n in v)):
-        raise ValueError(f"must be an integer or a list [width, height], got {v!r}")
-    for n in v:
-        if n < 16:
-            raise ValueError(f"must be at least 16 pixels, got {n}")
-        if n % 2:
-            raise ValueError(f"must be even (the phase centre sits at pixel N/2), got {n}")
-        if n > 65536:
-            raise ValueError(f"must be at most 65536 pixels, got {n}")
-    return [int(v[0]), int(v[1])]
-
-
-def scale_list(v):
-    if (not isinstance(v, list) or not v
-            or any(isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0 for s in v)):
-        raise ValueError(f"must be a non-empty list of scales in pixels (>= 0), got {v!r}")
-    return sorted(float(s) for s in v)
-
-
-def mapping_of(value_check: Callable[[Any], Any]):
-    def check(v):
-        if v is None:
-            return {}
-        if not isinstance(v, dict):
-            raise ValueError(f"must be a mapping, got {_type_name(v)} {v!r}")
-        return {str(k): value_check(x) for k, x in v.items()}
-    return check
-
-
-def sky_position(v):
-    if v is None:
-        return None
-    from astropy.coordinates import SkyCoord
-
-    try:
-        c = SkyCoord(v, frame="icrs", unit=("hourangle", "deg"))
-    except Exception as exc:  # astropy raises several types for unparsable positions
-        raise ValueError(f"is not a sky position like '03h32m38.0s -27d47m00s': {exc}") from None
-    return [float(c.ra.rad), float(c.dec.rad)]
-
-
-def classad_expression(v):
-    if v is None:
-        return None
-    if not isinstance(v, str) or not v.strip():
-        raise ValueError(f"must be a ClassAd expression string, got {v!r}")
-    try:
-        import classad2
-    except ImportError:  # htcondor bindings absent: generators still validate the syntax later
-        return v
-    try:
-        classad2.ExprTree(v)
-    except Exception:
-        raise ValueError(f"is not a valid ClassAd expression: {v!r}") from None
-    return v
 
 
 # --- the parameters ------------------------------------------------------------------------
