@@ -5,9 +5,11 @@
                        [--model R-model-c(K-1).json --state R-deconvolve-c(K-1).json]
                        --output-model R-model-cKK.json --output-state R-deconvolve-cKK.json
 
-The threshold is ``max(deconvolution.threshold, auto_threshold x robust sigma)`` of the
-residual read (imaging.clean.CleanParams.cycle_threshold), so it equals the one the ``next``
-job decided with. The minor cycle (imaging.clean.minor_cycle) adds its components to the
+The PSF is ``image.psf_oversize`` x the image (R-psf.fits as the image tree's root gather
+writes it), so the minor cycle subtracts it exactly at every offset in the image. The
+threshold is ``max(deconvolution.threshold, auto_threshold x robust sigma)`` of the residual
+read (imaging.clean.CleanParams.cycle_threshold), so it equals the one the ``next`` job
+decided with. The minor cycle (imaging.clean.minor_cycle) adds its components to the
 previous model; the output model is the cumulative component list. The output state is what
 the loop decision (imaging.loop.LoopState) needs from the minor cycle, and its history:
 
@@ -25,10 +27,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from htclean.executables.record import Job, job_parser, run_job, write_bytes_atomic
 from htclean.imaging.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from htclean.imaging.geometry import ImageGeometry
 
 PROG = "htclean-deconvolve"
 STATE_FORMAT = "htclean-deconvolve-state"
@@ -81,6 +88,24 @@ def _read_image(job: Job, path: str, what: str):
     return image, geom
 
 
+def read_psf(job: Job, path: str, geom: ImageGeometry) -> tuple[np.ndarray, ImageGeometry]:
+    """The PSF of ``--psf`` (pny, pnx) float64 and its geometry: ``image.psf_oversize`` x the
+    configured image (imaging.geometry.psf_shape), on the grid of the image ``geom`` (same
+    cell and centre). InputError naming the file otherwise."""
+    from htclean.imaging.fits import read_fits
+    from htclean.imaging.geometry import psf_shape
+
+    psf, psf_geom, _ = read_fits(job.read(path, "--psf"))
+    image = job.settings["image"]
+    pnx, pny = psf_shape(image["nx"], image["ny"], image["psf_oversize"])
+    if psf.shape != (pny, pnx):
+        raise InputError(f"--psf: {path} is {psf.shape[1]}x{psf.shape[0]} pixels, "
+                         f"image.psf_oversize {image['psf_oversize']:g} needs {pnx}x{pny}")
+    if (psf_geom.cell, psf_geom.ra, psf_geom.dec) != (geom.cell, geom.ra, geom.dec):
+        raise InputError(f"--psf: {path} differs from the image in cell or centre")
+    return psf, psf_geom
+
+
 def work(args: argparse.Namespace, job: Job) -> None:
     from htclean.imaging.clean import CleanParams, minor_cycle
     from htclean.imaging.components import ComponentList
@@ -92,10 +117,8 @@ def work(args: argparse.Namespace, job: Job) -> None:
         raise InputError("--model and --state go together (the previous cycle's outputs)")
     if k > 1 and args.model is None:
         raise InputError(f"--model, --state: cycle {k} needs the outputs of cycle {k - 1}")
-    psf, psf_geom = _read_image(job, args.psf, "--psf")
     residual, geom = _read_image(job, args.residual, "--residual")
-    if (psf_geom.cell, psf_geom.ra, psf_geom.dec) != (geom.cell, geom.ra, geom.dec):
-        raise InputError(f"--psf: {args.psf} and {args.residual} differ in cell or centre")
+    psf, _ = read_psf(job, args.psf, geom)
     nx, ny = geom.nx, geom.ny
     history: list[dict[str, Any]] = []
     done = 0

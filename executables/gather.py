@@ -5,10 +5,12 @@
 
 The inputs are partials (imaging.parts.save_partial) of one kind: densities (the weights
 tree), PSF + dirty (the image tree) or residuals. They are summed in float64 and must agree on
-the pixel grid (size, cell, centre; the band is the union of theirs) and the kind.
+the pixel grid (size, cell, centre; the band is the union of theirs), the kind and the shape
+of every image; the PSF is ``image.psf_oversize`` x the image (imaging.geometry.psf_shape).
 An inner level writes the sum as a partial (``--output``). The root divides by the total
 weight sum and writes FITS (imaging.fits.write_fits): ``--image-fits`` gets the dirty or the
-residual image, ``--psf-fits`` the PSF (image tree only).
+residual image, ``--psf-fits`` the PSF at its own size (image tree only; same cell and
+centre, CRPIX = psf_n/2 + 1).
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ def sum_partials(job: Job, paths: list[str]):
         if set(p.images) != set(total.images):
             raise InputError(f"--inputs: {path} holds {sorted(p.images)}, {first} holds "
                              f"{sorted(total.images)}")
+        for name, image in p.images.items():
+            if image.shape != total.images[name].shape:
+                raise InputError(f"--inputs: {path} has a {name} image of shape "
+                                 f"{image.shape}, {first} of {total.images[name].shape}")
         grid = (p.geom.nx, p.geom.ny, p.geom.cell, p.geom.ra, p.geom.dec)
         grid0 = (total.geom.nx, total.geom.ny, total.geom.cell, total.geom.ra, total.geom.dec)
         if grid != grid0:
@@ -70,6 +76,14 @@ def _check_config(job: Job, total) -> None:
     if not math.isclose(total.geom.cell, image["cell"], rel_tol=1e-9):
         raise InputError(f"--inputs: the partials have a cell of {total.geom.cell!r} rad, the "
                          f"configuration says {image['cell']!r}")
+    if "psf" in total.images:
+        from htclean.imaging.geometry import psf_shape
+
+        pnx, pny = psf_shape(want[0], want[1], image["psf_oversize"])
+        got = total.images["psf"].shape
+        if got != (pny, pnx):
+            raise InputError(f"--inputs: the PSF partials are {got[1]}x{got[0]} pixels, "
+                             f"image.psf_oversize {image['psf_oversize']:g} needs {pnx}x{pny}")
 
 
 def work(args: argparse.Namespace, job: Job) -> None:
@@ -93,6 +107,7 @@ def write_root(job: Job, total, image_fits: str, psf_fits: str | None, ninputs: 
     """Normalise ``total`` by its weight sum and write the FITS images."""
     from htclean.imaging import parts
     from htclean.imaging.fits import write_fits
+    from htclean.imaging.geometry import psf_geometry
 
     names = set(total.images)
     if names == {"psf", "dirty"}:
@@ -109,8 +124,10 @@ def write_root(job: Job, total, image_fits: str, psf_fits: str | None, ninputs: 
     images = parts.normalise(total)
     history = [f"htclean-gather: {ninputs} inputs, {total.visibilities} visibilities",
                f"sum of weights {total.weight_sum!r}"]
+    oversize = job.settings["image"]["psf_oversize"]
     for name, path in targets:
-        write_fits(path, images[name], total.geom, history=[f"{name} image", *history])
+        geom = psf_geometry(total.geom, oversize) if name == "psf" else total.geom
+        write_fits(path, images[name], geom, history=[f"{name} image", *history])
         job.output(path)
 
 

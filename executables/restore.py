@@ -5,10 +5,12 @@
                     --residual (R-dirty.fits | R-residual-cKK.fits)
                     [--model R-model-cKK.json --state R-deconvolve-cKK.json] --name NAME
 
-Fits the clean beam to the PSF (imaging.beam.fit_clean_beam), restores the model
+Fits the clean beam to the PSF (imaging.beam.fit_clean_beam; R-psf.fits is
+``image.psf_oversize`` x the image, its main lobe is the same), restores the model
 (imaging.restore.restore: model convolved with the beam + residual) and writes, with WSClean's
 names and BMAJ/BMIN/BPA in every header: NAME-image.fits (Jy/beam), NAME-model.fits
-(Jy/pixel), NAME-residual.fits, NAME-psf.fits, NAME-dirty.fits; previews NAME-image.png,
+(Jy/pixel), NAME-residual.fits, NAME-psf.fits (the PSF cropped to the image size about its
+centre, as WSClean and CASA write it), NAME-dirty.fits; previews NAME-image.png,
 NAME-residual.png, NAME-psf.png; and NAME-summary.json (beam, peak, rms, components, cycles,
 iterations, stop reason). Without --model there was no deconvolution: the image is the
 residual (the dirty image). --state (the last cycle's; required with --model) gives the
@@ -21,11 +23,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from htclean.executables.deconvolve import read_state
+from htclean.executables.deconvolve import read_psf, read_state
 from htclean.executables.record import Job, job_parser, run_job
 from htclean.imaging.errors import InputError
 
@@ -77,18 +80,19 @@ def work(args: argparse.Namespace, job: Job) -> None:
     from htclean.imaging.beam import fit_clean_beam
     from htclean.imaging.components import ComponentList
     from htclean.imaging.fits import write_fits
+    from htclean.imaging.geometry import crop_centre
     from htclean.imaging.preview import write_preview
     from htclean.imaging.restore import restore
 
     name = args.name
     if not name or "/" in name:
         raise InputError(f"--name: {name!r} must be a plain file-name prefix")
-    psf, psf_geom = _read(job, args.psf, "--psf")
-    dirty, dirty_geom = _read(job, args.dirty, "--dirty")
     residual, geom = _read(job, args.residual, "--residual")
-    for what, g in (("--psf", psf_geom), ("--dirty", dirty_geom)):
-        if (g.nx, g.ny, g.cell, g.ra, g.dec) != (geom.nx, geom.ny, geom.cell, geom.ra, geom.dec):
-            raise InputError(f"{what}: its pixel grid differs from the residual's")
+    dirty, dirty_geom = _read(job, args.dirty, "--dirty")
+    g = dirty_geom
+    if (g.nx, g.ny, g.cell, g.ra, g.dec) != (geom.nx, geom.ny, geom.cell, geom.ra, geom.dec):
+        raise InputError("--dirty: its pixel grid differs from the residual's")
+    psf_full, psf_geom = read_psf(job, args.psf, geom)
     if args.model is not None:
         components = ComponentList.read(job.read(args.model, "--model"))
         if (components.nx, components.ny) != (geom.nx, geom.ny):
@@ -101,7 +105,9 @@ def work(args: argparse.Namespace, job: Job) -> None:
     state = read_state(job.read(args.state, "--state")) if args.state else None
     decision = loop_decision(job, args.residual, args.state)
 
-    beam = fit_clean_beam(psf, geom.cell)
+    beam = fit_clean_beam(psf_full, geom.cell)
+    psf = crop_centre(psf_full, geom.shape)
+    psf_geom = replace(psf_geom, nx=geom.nx, ny=geom.ny)
     image = restore(components, residual, beam, geom.cell)
     history = [f"htclean-restore: {len(components)} components, "
                f"{components.total_flux:.6g} Jy"]

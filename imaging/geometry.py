@@ -102,6 +102,43 @@ class ImageGeometry:
                        date_obs=min(dates) if dates else None)
 
 
+def psf_shape(nx: int, ny: int, oversize: float) -> tuple[int, int]:
+    """(psf_nx, psf_ny): the image size times ``oversize``, rounded up to even numbers (the
+    rule of ``workflows.config.psf_shape``, which sizes the jobs' memory and disk by it)."""
+    return 2 * math.ceil(nx * oversize / 2), 2 * math.ceil(ny * oversize / 2)
+
+
+def psf_geometry(geom: ImageGeometry, oversize: float) -> ImageGeometry:
+    """The PSF's pixel grid for an image ``geom``: ``psf_shape(nx, ny, oversize)`` pixels with
+    the same cell, centre, band and date, so its phase centre is pixel (pny // 2, pnx // 2).
+
+    A PSF of twice the image size holds every offset between two image pixels, which keeps
+    the minor cycle's PSF subtraction exact (docs/imaging-api.md). InputError when
+    ``oversize`` is below 1 or the PSF would reach beyond the sky hemisphere.
+    """
+    if isinstance(oversize, bool) or not isinstance(oversize, (int, float, np.floating)) \
+            or not (math.isfinite(oversize) and oversize >= 1.0):
+        raise InputError(f"image.psf_oversize must be a number >= 1, got {oversize!r}")
+    pnx, pny = psf_shape(geom.nx, geom.ny, float(oversize))
+    if max(pnx, pny) * geom.cell / 2 >= 1:
+        raise InputError(f"image.psf_oversize: a PSF of {oversize:g} x the image ({pnx}x{pny} "
+                         "pixels) reaches beyond the sky hemisphere at this cell; lower "
+                         "image.psf_oversize or the image size")
+    return replace(geom, nx=pnx, ny=pny)
+
+
+def crop_centre(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The ``shape`` (ny, nx) window of ``image`` (pny, pnx) about its centre: pixel
+    (ny // 2, nx // 2) of the window is pixel (pny // 2, pnx // 2) of ``image`` (a PSF cropped
+    to the image size, as CASA and WSClean write it). A contiguous copy, same dtype."""
+    ny, nx = shape
+    pny, pnx = np.shape(image)
+    if ny > pny or nx > pnx or min(ny, nx) < 1:
+        raise InputError(f"cannot crop a {pnx}x{pny} image to {nx}x{ny} pixels")
+    y0, x0 = pny // 2 - ny // 2, pnx // 2 - nx // 2
+    return np.ascontiguousarray(image[y0:y0 + ny, x0:x0 + nx])
+
+
 def radec_to_lm(ra: float, dec: float, ra0: float, dec0: float) -> tuple[float, float]:
     """Direction cosines (l, m) of (ra, dec) about (ra0, dec0); all in radians."""
     da = ra - ra0

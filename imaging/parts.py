@@ -22,7 +22,7 @@ import numpy as np
 
 from htclean.imaging import gridding, msread, weighting
 from htclean.imaging.errors import InputError
-from htclean.imaging.geometry import ImageGeometry
+from htclean.imaging.geometry import ImageGeometry, psf_geometry
 
 EXACT = frozenset({"density"})  # images kept in float64 when saved (they divide weights)
 
@@ -31,10 +31,12 @@ EXACT = frozenset({"density"})  # images kept in float64 when saved (they divide
 class Partial:
     """Unnormalised images of some visibilities and what normalises them.
 
-    images: name -> (ny, nx) array (``psf``, ``dirty``, ``residual`` or ``density``);
+    images: name -> array (``dirty``, ``residual`` or ``density`` (ny, nx); ``psf`` (pny, pnx),
+    ``image.psf_oversize`` x the image, on ``geometry.psf_geometry(geom, oversize)``);
     weight_sum: sum of the imaging weights gridded (float64); visibilities: Stokes I samples
-    with weight > 0; nbad: NaN/Inf samples treated as flagged; geom: the pixel grid, with the
-    band and date covered. ``a + b`` sums images and counts (float64).
+    with weight > 0; nbad: NaN/Inf samples treated as flagged; geom: the image's pixel grid,
+    with the band and date covered. ``a + b`` sums images (each keeps its own shape) and counts
+    (float64).
     """
 
     images: dict[str, np.ndarray]
@@ -114,19 +116,22 @@ def part_psf_dirty(ms: str | os.PathLike, settings: dict[str, Any],
                    density: Partial | np.ndarray | None = None, *,
                    rows: Sequence[int] | np.ndarray | None = None,
                    channels: tuple[int, int] | None = None) -> Partial:
-    """PSF and dirty image of a part from one read: images ``psf`` and ``dirty`` (ny, nx),
-    unnormalised. density: the global weight density (uniform/Briggs only)."""
+    """PSF and dirty image of a part from one read, unnormalised: ``dirty`` (ny, nx) and
+    ``psf`` (pny, pnx) = ``image.psf_oversize`` x the image (``geometry.psf_geometry``: same
+    cell and centre, the phase centre at pixel (pny // 2, pnx // 2)). The Partial's geom is
+    the image's. density: the global weight density (uniform/Briggs only)."""
     geom = ImageGeometry.from_settings(settings, ms)
+    pgeom = psf_geometry(geom, settings["image"]["psf_oversize"])
     params = gridding.GridParams.from_settings(settings)
     kind, robust = _weights(settings)
     grid = _density_of(density)
-    psf = np.zeros(geom.shape)
+    psf = np.zeros(pgeom.shape)
     img = np.zeros(geom.shape)
     wsum, nvis, nbad = 0.0, 0, 0
     for chunk in _chunks(ms, settings, geom, rows, channels):
         w = weighting.apply(chunk, kind, robust, grid, geom)
         psf += gridding.dirty(chunk.uvw, chunk.freq, np.ones(w.shape, params.complex), w,
-                              geom, params)
+                              pgeom, params)
         img += gridding.dirty(chunk.uvw, chunk.freq, chunk.vis, w, geom, params)
         wsum += float(w.sum())
         nvis += int(np.count_nonzero(w))

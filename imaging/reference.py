@@ -15,17 +15,20 @@ from typing import Any
 import numpy as np
 
 from htclean.imaging import loop, parts
-from htclean.imaging.geometry import ImageGeometry
+from htclean.imaging.geometry import ImageGeometry, crop_centre
 
 
 @dataclass
 class Products:
-    """Images (ny, nx) float64: psf (peak 1), dirty, residual (Jy/beam), model (Jy/pixel),
-    restored (Jy/beam); beam (clean beam), components (ComponentList), cycles (minor cycles
-    run), iterations (components subtracted), decisions (loop.Decision of every major cycle;
-    the last says why it stopped), geom, weight_sum and visibilities."""
+    """Images (ny, nx) float64: psf (peak 1; the central crop of psf_full, as NAME-psf.fits),
+    dirty, residual (Jy/beam), model (Jy/pixel), restored (Jy/beam); psf_full (pny, pnx): the
+    ``image.psf_oversize`` x image PSF the minor cycles and the beam fit use; beam (clean
+    beam), components (ComponentList), cycles (minor cycles run), iterations (components
+    subtracted), decisions (loop.Decision of every major cycle; the last says why it stopped),
+    geom, weight_sum and visibilities."""
 
     psf: np.ndarray
+    psf_full: np.ndarray
     dirty: np.ndarray
     residual: np.ndarray
     model: np.ndarray
@@ -66,7 +69,7 @@ def image_ms(ms: str | os.PathLike, settings: dict[str, Any],
         say(f"weight density of {density.visibilities} visibilities")
     first = parts.part_psf_dirty(ms, settings, density)
     images = parts.normalise(first)
-    psf, dirty = images["psf"], images["dirty"]
+    psf_full, dirty = images["psf"], images["dirty"]
     geom = first.geom
     say(f"PSF and dirty image from {first.visibilities} visibilities, peak {_peak(dirty):.4g}")
 
@@ -78,7 +81,7 @@ def image_ms(ms: str | os.PathLike, settings: dict[str, Any],
                            limits)
     decisions = [decision]
     while decision.go_on:
-        minor = minor_cycle(residual, psf, params, iterations_done=iterations,
+        minor = minor_cycle(residual, psf_full, params, iterations_done=iterations,
                             threshold=decision.threshold)
         components = components.merge(minor.components)
         iterations += minor.iterations
@@ -93,9 +96,10 @@ def image_ms(ms: str | os.PathLike, settings: dict[str, Any],
         say(f"cycle {cycle}: {minor.iterations} components ({minor.stop_reason}), "
             f"residual peak {_peak(residual):.4g}, {decision.reason}")
 
-    beam = fit_clean_beam(psf, geom.cell)
+    beam = fit_clean_beam(psf_full, geom.cell)
     restored = restore(components, residual, beam, geom.cell)
-    return Products(psf=psf, dirty=dirty, residual=residual, model=components.to_image(),
-                    restored=restored, beam=beam, components=components, cycles=cycle,
-                    iterations=iterations, geom=geom, weight_sum=first.weight_sum,
-                    visibilities=first.visibilities, decisions=decisions)
+    return Products(psf=crop_centre(psf_full, geom.shape), psf_full=psf_full, dirty=dirty,
+                    residual=residual, model=components.to_image(), restored=restored,
+                    beam=beam, components=components, cycles=cycle, iterations=iterations,
+                    geom=geom, weight_sum=first.weight_sum, visibilities=first.visibilities,
+                    decisions=decisions)

@@ -20,7 +20,7 @@ import tinyms
 from htclean.executables import deconvolve, gather, grid, msparts, partition, record, restore
 from htclean.executables.record import load_settings
 from htclean.imaging import fits, loop, parts
-from htclean.imaging.geometry import ImageGeometry
+from htclean.imaging.geometry import ImageGeometry, psf_geometry
 
 EXECUTABLES = ("partition", "grid", "gather", "deconvolve", "restore")
 MAINS = {"partition": partition.main, "grid": grid.main, "gather": gather.main,
@@ -71,7 +71,8 @@ def part_columns(tar: Path, scratch: Path) -> tuple[dict[str, np.ndarray], np.nd
 
 
 def random_partial(rng, geom: ImageGeometry, images=("psf", "dirty")) -> parts.Partial:
-    return parts.Partial({k: rng.normal(size=geom.shape) for k in images},
+    shapes = {"psf": psf_geometry(geom, 2.0).shape}  # image.psf_oversize 2, the default
+    return parts.Partial({k: rng.normal(size=shapes.get(k, geom.shape)) for k in images},
                          float(rng.uniform(1, 10)), int(rng.integers(1, 1000)), 0, geom)
 
 
@@ -279,7 +280,8 @@ def test_gather_of_four_is_the_sum(tiny, tmp_path, monkeypatch):
         image, geom, header = fits.read_fits(tmp_path / f"{name}.fits")
         exact = sum(p.images[name].astype(np.float32).astype(np.float64) for p in partials)
         np.testing.assert_allclose(image, exact / wsum, rtol=0, atol=1e-6)
-        assert geom.nx == 64 and geom.cell == pytest.approx(GEOM.cell, rel=1e-12)
+        assert geom.nx == {"psf": 128, "dirty": 64}[name]
+        assert geom.cell == pytest.approx(GEOM.cell, rel=1e-12)
         assert (geom.ra, geom.dec) == pytest.approx((1.2, 0.6), rel=1e-12)
     rec = json.loads((tmp_path / "g.json").read_text())
     assert rec["bytes_read"] == sum((tmp_path / f).stat().st_size

@@ -13,7 +13,7 @@ import tinyms
 from htclean.imaging import gridding, msread, parts
 from htclean.imaging.components import ComponentList
 from htclean.imaging.errors import InputError
-from htclean.imaging.geometry import ImageGeometry, lm_to_radec
+from htclean.imaging.geometry import ImageGeometry, lm_to_radec, psf_geometry
 
 ASEC = tinyms.ASEC
 EXACT = gridding.GridParams(wgridding=True, epsilon=1e-7, precision="double", threads=1,
@@ -66,10 +66,13 @@ def test_simulated_vla_dirty_and_psf_equal_direct_dft(clean_ms):
     rng = np.random.default_rng(5)
     xs = np.concatenate([[int(s["x"]) for s in truth["sources"]], rng.integers(0, size, 300)])
     ys = np.concatenate([[int(s["y"]) for s in truth["sources"]], rng.integers(0, size, 300)])
-    ll, mm = out.geom.pixel_to_lm(xs, ys)
-    for name, values in (("dirty", vis), ("psf", np.ones_like(vis))):
+    # the PSF is image.psf_oversize (2) x the image: its pixels (2 xs, 2 ys) sample it all
+    geoms = {"dirty": out.geom, "psf": psf_geometry(out.geom, 2.0)}
+    for name, values, k in (("dirty", vis, 1), ("psf", np.ones_like(vis), 2)):
+        ll, mm = geoms[name].pixel_to_lm(k * xs, k * ys)
         ref = tinyms.dft_at(uvw, chunks[0].freq, values, weight, ll, mm) / weight.sum()
-        assert np.abs(img[name][ys, xs] - ref).max() <= 1e-6 * np.abs(img[name]).max(), name
+        got = img[name][k * ys, k * xs]
+        assert np.abs(got - ref).max() <= 1e-6 * np.abs(img[name]).max(), name
     brightest = max(truth["sources"], key=lambda s: s["flux"])
     y, x = np.unravel_index(np.argmax(img["dirty"]), img["dirty"].shape)
     assert (x, y) == (brightest["x"], brightest["y"])

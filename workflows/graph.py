@@ -20,9 +20,27 @@ from Pegasus.api import File, Job, SubWorkflow, Workflow
 
 from htclean.catalogs import replicas
 from htclean.workflows import gather_tree, names, profiles
+from htclean.workflows.config import psf_shape
 from htclean.workflows.context import LOCAL, SMALL_FILE, RunContext
 
 CLEANUP = "inplace"  # with pegasus.file.cleanup.scope = deferred (see properties.py)
+
+
+def psf_pixels(ctx: RunContext) -> int:
+    """Pixels of the PSF: ``image.psf_oversize`` x the image in each axis."""
+    pnx, pny = psf_shape(*ctx.image_shape, ctx.settings["image"]["psf_oversize"])
+    return pnx * pny
+
+
+def image_partial_bytes(ctx: RunContext) -> int:
+    """An image-tree partial (R-image-*.npz): the dirty image and the larger PSF, float32."""
+    return ctx.partial_bytes(1) + 4 * psf_pixels(ctx)
+
+
+def psf_fits_bytes(ctx: RunContext) -> int:
+    """R-psf.fits: the PSF at its own size (as ``RunContext.fits_bytes`` for the image)."""
+    nx, ny = ctx.image_shape
+    return ctx.fits_bytes() + 8 * (psf_pixels(ctx) - nx * ny)
 
 
 def planner_args(ctx: RunContext) -> dict:
@@ -53,6 +71,10 @@ class Builder:
             return ctx.ms_bytes()
         if lfn.startswith(f"{r}-part-"):
             return ctx.size(lfn, ctx.part_bytes(0))
+        if lfn == names.psf_fits(r):
+            return ctx.size(lfn, psf_fits_bytes(ctx))
+        if lfn.startswith(f"{r}-image-"):
+            return ctx.size(lfn, image_partial_bytes(ctx))
         if lfn.endswith(".fits"):
             return ctx.size(lfn, ctx.fits_bytes())
         if lfn.endswith(".npz"):
@@ -110,7 +132,8 @@ class Builder:
             return leaves[0]
         root = names.weights_root(r, p)
         self.gather("weights", leaves, lambda lv, j: names.weights_node(r, lv, j),
-                    ["--output", root], [(root, self.ctx.partial_bytes(2))], images=2)
+                    ["--output", root], [(root, self.ctx.partial_bytes(2))],
+                    self.ctx.partial_bytes(2))
         return root
 
     def grid(self, i: int, part: str, weights: str | None) -> str:
@@ -119,7 +142,7 @@ class Builder:
         self.add("grid", names.grid_job(i, self.ctx.parts),
                  ["--mode", "psf-dirty", "--part", part, *w, "--output", out],
                  [part, *([weights] if weights else [])],
-                 [(out, self.ctx.partial_bytes(2))], keep=lambda _: False)
+                 [(out, image_partial_bytes(self.ctx))], keep=lambda _: False)
         return out
 
     def residual(self, k: int, i: int, weights: str | None) -> str:
@@ -133,9 +156,11 @@ class Builder:
         return out
 
     def gather(self, tree: str, leaves: list[str], node_lfn: Callable[[int, int], str],
-               root_args: list[str], root_outputs: list[tuple[str, int]], images: int) -> None:
+               root_args: list[str], root_outputs: list[tuple[str, int]],
+               node_bytes: int) -> None:
         """A gather tree of fan-in ``partition.fan_in`` over ``leaves``; the root gets
-        ``root_args`` and writes ``root_outputs`` (staged out), inner nodes stay on staging."""
+        ``root_args`` and writes ``root_outputs`` (staged out), inner nodes (``node_bytes``
+        each) stay on staging."""
         below = leaves
         tree_levels = gather_tree.levels(len(leaves), self.ctx.settings["partition"]["fan_in"])
         for depth, level in enumerate(tree_levels, start=1):
@@ -147,7 +172,7 @@ class Builder:
                     args, outputs = root_args, root_outputs
                 else:
                     out = node_lfn(node.level, node.index)
-                    args, outputs = ["--output", out], [(out, self.ctx.partial_bytes(images))]
+                    args, outputs = ["--output", out], [(out, node_bytes)]
                     current.append(out)
                 self.add("gather", names.gather_job(tree, node.level, node.index),
                          ["--inputs", *inputs, *args], inputs, outputs,
@@ -230,7 +255,7 @@ def top_workflow(ctx: RunContext) -> Workflow:
     psf, dirty = names.psf_fits(b.r), names.dirty_fits(b.r)
     b.gather(names.cycle(0), partials, lambda lv, j: names.image_node(b.r, lv, j),
              ["--psf-fits", psf, "--image-fits", dirty],
-             [(psf, ctx.fits_bytes()), (dirty, ctx.fits_bytes())], images=2)
+             [(psf, psf_fits_bytes(ctx)), (dirty, ctx.fits_bytes())], image_partial_bytes(ctx))
     b.next(0)
     b.subworkflow(1)
     b.bypass_remote({ctx.ms_lfn: ctx.settings["data"]["ms"]})
@@ -247,7 +272,7 @@ def cycle_workflow(ctx: RunContext, k: int) -> tuple[Workflow, list[str]]:
     partials = [b.residual(k, i, weights) for i in range(ctx.parts)]
     out = names.residual_fits(b.r, k)
     b.gather(names.cycle(k), partials, lambda lv, j: names.residual_node(b.r, k, lv, j),
-             ["--image-fits", out], [(out, ctx.fits_bytes())], images=1)
+             ["--image-fits", out], [(out, ctx.fits_bytes())], ctx.partial_bytes(1))
     b.next(k)
     b.subworkflow(k + 1)
     return b.wf, b.attach_inline_catalog()
