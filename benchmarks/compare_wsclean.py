@@ -65,7 +65,8 @@ def settings_for(ms: Path, size: int, cell: float, threads: int, rule: str) -> d
     from htclean.workflows import config
 
     raw = {"data": {"ms": str(ms), "polarization_rule": rule},
-           "image": {"size": size, "scale": f"{cell / ASEC!r}asec"},
+           "image": {"size": size, "scale": f"{cell / ASEC!r}asec",
+                     "psf_oversize": 1.0},  # WSClean's -make-psf is image-sized
            "gridder": {"threads": threads, "device": "cpu", "epsilon": 1e-7,
                        "precision": "double", "wgridding": True}}
     return config.parse(config.resolve(raw))

@@ -56,7 +56,8 @@ def settings_for(ms: Path, size: int, cell: float, threads: int, chunk_rows: int
     from htclean.workflows import config
 
     raw = {"data": {"ms": str(ms)},
-           "image": {"size": size, "scale": f"{cell * 206264.806:.6f}asec"},
+           "image": {"size": size, "scale": f"{cell * 206264.806:.6f}asec",
+                     "psf_oversize": 1.0},  # the image-sized PSF the ducc0 script grids
            "gridder": {"threads": threads, "chunk_rows": chunk_rows, "device": "cpu",
                        "epsilon": 1e-6, "precision": "double"},
            "execution": {"request_memory": "16GB"}}
