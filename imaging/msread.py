@@ -20,6 +20,10 @@ when it is not flagged (FLAG, FLAG_ROW), its value and weight are finite and its
 
 Non-finite values (NaN/Inf in the data or the weights) of an unflagged hand make it unusable
 and are counted in ``VisChunk.nbad``. Flagged samples get weight 0 and visibility 0.
+
+Autocorrelations (rows with ANTENNA1 == ANTENNA2, which CASA's simulator and many
+telescopes write) are treated as flagged: tclean and WSClean image cross-correlations only,
+and an unflagged autocorrelation would add its total power to every pixel.
 """
 
 from __future__ import annotations
@@ -295,7 +299,8 @@ def _channel_range(channels: tuple[int, int] | None, nchan: int, path: str,
 
 
 class _ChunkReader:
-    """Reads rows [start, start + n) of one (field, ddid) selection and forms Stokes I."""
+    """Reads rows [start, start + n) of one (field, ddid) selection and forms Stokes I
+    (autocorrelation rows flagged)."""
 
     def __init__(self, sel, column: str, hands: tuple[int, ...], ncorr: int, c0: int, c1: int,
                  rule: str):
@@ -313,7 +318,9 @@ class _ChunkReader:
     def read(self, start: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         uvw = self.sel.getcol("UVW", start, n).astype(np.float64)
         data = self._slice(self.column, start, n)
-        flag = self._slice("FLAG", start, n) | self.sel.getcol("FLAG_ROW", start, n)[:, None, None]
+        drop = self.sel.getcol("FLAG_ROW", start, n) | (
+            self.sel.getcol("ANTENNA1", start, n) == self.sel.getcol("ANTENNA2", start, n))
+        flag = self._slice("FLAG", start, n) | drop[:, None, None]
         if self.spectrum:
             weight = self._slice("WEIGHT_SPECTRUM", start, n)
         else:
