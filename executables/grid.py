@@ -5,7 +5,8 @@
 
 Modes:
   weights    the part's weight density (uniform/Briggs), ``density`` float64
-  psf-dirty  PSF and dirty image from one read (``psf``, ``dirty`` float32)
+  psf-dirty  PSF and dirty image from one read (``psf``, ``dirty`` float32; the PSF is
+             image.psf_oversize x the image, same cell and centre)
   residual   the residual of the model component list (``residual`` float32)
 
 The output is a partial (imaging.parts.save_partial): unnormalised images, their weight sum
