@@ -103,8 +103,8 @@ class ImageGeometry:
 
 
 def psf_shape(nx: int, ny: int, oversize: float) -> tuple[int, int]:
-    """(psf_nx, psf_ny): the image size times ``oversize``, rounded up to even numbers (the
-    rule of ``workflows.config.psf_shape``, which sizes the jobs' memory and disk by it)."""
+    """(psf_nx, psf_ny): the image size times ``oversize``, rounded up to even numbers; the
+    configuration sizes the jobs' memory and disk by the same rule."""
     return 2 * math.ceil(nx * oversize / 2), 2 * math.ceil(ny * oversize / 2)
 
 

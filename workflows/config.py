@@ -19,6 +19,7 @@ import yaml
 
 from htclean.imaging import units
 from htclean.imaging.errors import InputError
+from htclean.imaging.geometry import psf_shape
 from htclean.workflows.config_checks import (
     boolean,
     choice,
@@ -272,11 +273,6 @@ def validate(raw: dict, base_dir: str | os.PathLike = ".",
     return errors
 
 
-def psf_shape(nx: int, ny: int, oversize: float) -> tuple[int, int]:
-    """(psf_nx, psf_ny): the image size times ``oversize``, rounded up to even numbers."""
-    return 2 * math.ceil(nx * oversize / 2), 2 * math.ceil(ny * oversize / 2)
-
-
 def image_memory_bytes(nx: int, ny: int, precision: str, psf_oversize: float = 1.0) -> float:
     """Rough peak memory of a grid job: the 2x padded complex grid of the largest product (the
     PSF), plus the PSF, dirty and model images."""
@@ -306,6 +302,10 @@ def _consistency(flat: dict, parsed: dict, base: Path, check_files: bool) -> Ite
         yield ConfigError("image.size", f"a {nx}x{ny} image (PSF x{oversize:g}) "
                           f"needs about {units.format_bytes(need)} to grid, more than "
                           f"execution.request_memory ({units.format_bytes(have)})")
+    pnx, pny = psf_shape(nx, ny, parsed["image.psf_oversize"])
+    if max(pnx, pny) * parsed["image.scale"] / 2 >= 1:
+        yield ConfigError("image.psf_oversize", f"a PSF of {pnx}x{pny} pixels reaches beyond the "
+                          "sky hemisphere at this image.scale; lower it or the image size")
     fov = max(nx, ny) * parsed["image.scale"]
     if fov >= math.pi / 2:
         yield ConfigError("image.scale", f"the field of view ({units.format_angle(fov)}) "
