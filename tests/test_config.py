@@ -64,7 +64,7 @@ BAD = [
     (lambda c: c.update(gridder={"precision": "single"}), "gridder.epsilon"),
     (lambda c: c.update(image="big"), "image"),
     (lambda c: c["image"].update(psf_oversize=0.5), "image.psf_oversize"),
-    (lambda c: c["image"].update(size=4096, scale="2amin"), "image.psf_oversize"),
+    (lambda c: c["image"].update(size=512, scale="8amin"), "image.psf_oversize"),
 ]
 
 
