@@ -169,12 +169,27 @@ def _size(p: Path) -> int:
         return 0
 
 
+def _own_peak_kib(own: resource.struct_rusage) -> float:
+    """This process's peak resident set in KiB: VmHWM of /proc/self/status, the high-water
+    mark of its own address space. ru_maxrss is the fallback where /proc is absent: on Linux
+    it carries the parent's high-water mark across fork+exec (a job started by a 200 MB
+    engine would report 200 MB)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1])  # "VmHWM:   12345 kB"
+    except (OSError, IndexError, ValueError):
+        pass
+    return float(own.ru_maxrss)  # KiB on Linux
+
+
 def _usage() -> tuple[float, float]:
     """(CPU seconds, peak RSS in MB) of this process and its waited-for children."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-    return cpu, max(own.ru_maxrss, kids.ru_maxrss) / 1024.0  # ru_maxrss is in KiB on Linux
+    return cpu, max(_own_peak_kib(own), float(kids.ru_maxrss)) / 1024.0
 
 
 def job_name(record_path: str | None, executable: str, run_id: str | None = None) -> str:

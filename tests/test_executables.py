@@ -165,6 +165,29 @@ def test_sigterm_removes_outputs_and_is_recorded(tiny, tmp_path, monkeypatch, ca
     assert rec["exit_status"] == 143 and rec["job"] == "test" and rec["wall_s"] < 5
 
 
+PARENT_OF_A_JOB = """
+import json, resource, subprocess, sys
+import numpy as np
+held = np.ones(300 * 2**20 // 8)  # 300 MiB, touched: the parent's high-water mark
+job = ("from htclean.executables.gather import main; raise SystemExit(main())")
+subprocess.run([sys.executable, "-c", job, *sys.argv[1:]], check=True)
+print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
+"""
+
+
+def test_record_peak_memory_is_the_jobs_own(tiny, tmp_path):
+    """Linux carries a parent's ru_maxrss across fork+exec: the record must not report it."""
+    write_config(tmp_path, tiny)
+    parts.save_partial(tmp_path / "a.npz", random_partial(np.random.default_rng(5), GEOM))
+    out = subprocess.run([sys.executable, "-c", PARENT_OF_A_JOB, "--config", "R-config.yml",
+                          "--inputs", "a.npz", "--output", "g.npz", "--record", "g.json"],
+                         cwd=tmp_path, capture_output=True, text=True, check=True)
+    parent_peak = json.loads(out.stdout)
+    rec = json.loads((tmp_path / "g.json").read_text())
+    assert rec["exit_status"] == 0 and parent_peak > 300
+    assert 10 < rec["max_rss_mb"] < parent_peak - 150, (rec["max_rss_mb"], parent_peak)
+
+
 # --- partition -----------------------------------------------------------------------------
 
 
