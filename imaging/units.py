@@ -68,9 +68,16 @@ def flux(value: object) -> float:
     return _parse(value, FLUX_UNITS, "a flux density", "Jy")
 
 
-def size_bytes(value: object, default_unit: str = "B") -> float:
-    """A data size in bytes from ``'2GB'``, ``'512MiB'`` or a plain number (of default_unit)."""
-    return _parse(value, SIZE_UNITS, "a size", default_unit)
+BINARY_SIZE_UNITS = {**SIZE_UNITS, "kB": 2**10, "KB": 2**10, "MB": 2**20, "GB": 2**30,
+                     "TB": 2**40}
+
+
+def size_bytes(value: object, default_unit: str = "B", binary: bool = False) -> float:
+    """A data size in bytes from ``'2GB'``, ``'512MiB'`` or a plain number (of default_unit).
+
+    ``binary``: KB, MB, GB, TB are powers of 1024, as in HTCondor's request_memory/request_disk.
+    """
+    return _parse(value, BINARY_SIZE_UNITS if binary else SIZE_UNITS, "a size", default_unit)
 
 
 def frequency(value: object) -> float:

@@ -63,6 +63,9 @@ BAD = [
     (lambda c: c.update(gridder={"epsilon": 0.5}), "gridder.epsilon"),
     (lambda c: c.update(gridder={"precision": "single"}), "gridder.epsilon"),
     (lambda c: c.update(image="big"), "image"),
+    (lambda c: c.update(execution={"site": "ospool", "staging": "osdf://ospool/ap40/data/u/x"}),
+     "execution.staging"),
+    (lambda c: c["data"].update(ms=__file__), "data.ms"),
     (lambda c: c["image"].update(psf_oversize=0.5), "image.psf_oversize"),
     (lambda c: c["image"].update(size=512, scale="8amin"), "image.psf_oversize"),
 ]
@@ -125,6 +128,22 @@ def test_unknown_key_suggests_the_right_one(tmp_path, fake_ms, capsys):
     assert "did you mean 'deconvolution.niter'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("section,hint", [("deconvolutoin", "deconvolution"),
+                                          ("weigthing", "weighting")])
+def test_misspelt_section_suggests_the_section(tmp_path, fake_ms, capsys, section, hint):
+    raw = good(fake_ms)
+    raw[section] = {}
+    cli.main(["validate", str(write(tmp_path, raw))])
+    assert f"unknown section (did you mean '{hint}'?)" in capsys.readouterr().err
+
+
+def test_explicit_null_is_kept(tmp_path, fake_ms):
+    raw = good(fake_ms)
+    raw["execution"] = {"container": None}
+    _, parsed = config.load(write(tmp_path, raw))
+    assert parsed["execution"]["container"] is None
+
+
 def test_template_has_every_key_commented_and_validates_once_filled(tmp_path, fake_ms, capsys):
     path = tmp_path / "htclean.yml"
     assert cli.main(["init-config", str(path), "--ms", str(fake_ms)]) == 0
@@ -151,7 +170,7 @@ def test_resolve_and_parse(tmp_path, fake_ms):
     assert parsed["image"]["nx"] == 512 and parsed["image"]["ny"] == 256
     assert math.isclose(parsed["image"]["cell"], 2 / 3600 * math.pi / 180)
     assert math.isclose(parsed["deconvolution"]["threshold"], 1e-4)
-    assert parsed["execution"]["request_memory"] == 8e9
+    assert parsed["execution"]["request_memory"] == 8 * 2**30  # HTCondor units
     # the resolved file round-trips to the same settings
     config.dump(resolved, tmp_path / "resolved.yml")
     again_resolved, again = config.load(tmp_path / "resolved.yml")

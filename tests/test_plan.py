@@ -289,3 +289,23 @@ def test_bad_configuration_or_occupied_directory_writes_nothing(tmp_path, tiny_m
     too_many = write_config(tmp_path, str(tiny_ms), "local", 300)
     assert cli.main(["plan", str(too_many), "-o", str(tmp_path / "o2")]) == 2
     assert "252 rows" in capsys.readouterr().err
+
+
+def test_a_tar_without_a_measurement_set_is_refused_before_anything_is_written(tmp_path):
+    import tarfile
+
+    junk = tmp_path / "junk.ms.tar"
+    (tmp_path / "notes.txt").write_text("not a table")
+    with tarfile.open(junk, "w") as tar:
+        tar.add(tmp_path / "notes.txt", arcname="junk.ms/notes.txt")
+    cfg = write_config(tmp_path, str(junk), "local", 2)
+    out = tmp_path / "plan"
+    assert cli.main(["plan", str(cfg), "-o", str(out)]) == 2
+    assert not out.exists()
+
+
+def test_the_container_can_be_switched_off(tmp_path, tiny_ms):
+    _, _, docs = make_plan(tmp_path, tiny_ms, "condor", 1, execution={"container": None})
+    tc = docs["transformations.yml"]
+    assert "containers" not in tc
+    assert all("container" not in site for t in tc["transformations"] for site in t["sites"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import tarfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,10 +162,11 @@ PARAMETERS: tuple[Param, ...] = (
     Param("execution.retries", 3, "retries of a failed compute job (dagman.retry)",
           integer(0, 100)),
     Param("execution.request_cpus", 2, "CPU cores per compute job", integer(1, 256)),
-    Param("execution.request_memory", "8GB", "memory per compute job",
-          quantity(lambda v: units.size_bytes(v, "MB"), positive=True)),
+    Param("execution.request_memory", "8GB",
+          "memory per compute job (HTCondor units: 1GB = 1024MB; a plain number is MB)",
+          quantity(lambda v: units.size_bytes(v, "MB", binary=True), positive=True)),
     Param("execution.disk_margin", "1GB", "added to 2 x the inputs' size for request_disk",
-          quantity(lambda v: units.size_bytes(v, "MB"))),
+          quantity(lambda v: units.size_bytes(v, "MB", binary=True))),
     Param("execution.gpu.capability", 8.0, "minimum CUDA compute capability (require_gpus)",
           number(1.0)),
     Param("execution.gpu.memory_mb", 24000, "minimum GPU memory in MB (require_gpus)",
@@ -219,9 +221,16 @@ def _flatten(raw: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def _unknown(path: str) -> str:
-    close = difflib.get_close_matches(path, list(BY_PATH), n=1)
+    """'unknown key', with the closest declared name as a hint: a section for a section, a key
+    of the same section for a key."""
+    if "." not in path:
+        candidates = list(SECTIONS)
+    else:
+        section = path.split(".", 1)[0]
+        candidates = [p for p in BY_PATH if p.startswith(section + ".")] or list(BY_PATH)
+    close = difflib.get_close_matches(path, candidates, n=1, cutoff=0.6)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"unknown key{hint}"
+    return f"unknown {'section' if '.' not in path else 'key'}{hint}"
 
 
 def read_yaml(path: str | os.PathLike) -> dict:
@@ -327,11 +336,33 @@ def _consistency(flat: dict, parsed: dict, base: Path, check_files: bool) -> Ite
             yield ConfigError("data.ms", f"no such Measurement Set: {path}")
         elif path.is_dir() and not (path / "table.dat").exists():
             yield ConfigError("data.ms", f"{path} is a directory but not a casacore table")
+        elif path.is_file() and not tarfile.is_tarfile(path):
+            yield ConfigError("data.ms", f"{path} is neither a Measurement Set nor a tar of one")
+    staging = parsed["execution.staging"]
+    if staging:
+        yield from _check_url("execution.staging", staging)
     data_conf = parsed["execution.data_configuration"]
     if site in ("ospool", "path") and data_conf in ("auto", "nonsharedfs") \
             and not parsed["execution.staging"]:
         yield ConfigError("execution.staging", f"is required on site {site} with nonsharedfs "
                           "(an osdf:// directory under your /ospool/<ap>/data/<user>)")
+
+
+def _check_url(path: str, url: str) -> Iterable[ConfigError]:
+    """A staging URL: a scheme Pegasus transfers, and for osdf/file a path after three slashes."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    schemes = ("osdf", "pelican", "file", "http", "https", "gsiftp", "s3", "scp")
+    if parts.scheme not in schemes:
+        yield ConfigError(path, f"{url!r} is not a URL with one of the schemes "
+                          f"{', '.join(s + '://' for s in schemes)}")
+    elif parts.scheme in ("osdf", "file") and parts.netloc:
+        yield ConfigError(path, f"{url!r} names host {parts.netloc!r}; {parts.scheme} URLs give "
+                          f"the path after three slashes: {parts.scheme}:///{parts.netloc}"
+                          f"{parts.path}")
+    elif not parts.path.startswith("/"):
+        yield ConfigError(path, f"{url!r} has no absolute path")
 
 
 def resolve(raw: dict, base_dir: str | os.PathLike = ".") -> dict:
@@ -365,13 +396,21 @@ def parse(resolved: dict) -> dict:
     flat = _flatten(resolved)
     out: dict[str, dict] = {}
     for p in PARAMETERS:
-        value = p.check(flat.get(p.path)) if flat.get(p.path) is not None or p.default is None \
-            else p.check(p.default)
+        if p.path in flat:
+            value = flat[p.path]  # an explicit null stays null (e.g. execution.container)
+        elif p.default is REQUIRED:
+            raise ConfigError(p.path, "is required")
+        else:
+            value = p.default
+        try:
+            parsed = p.check(value)
+        except ValueError as exc:
+            raise ConfigError(p.path, str(exc)) from None
         node = out
         *parents, leaf = p.path.split(".")
         for name in parents:
             node = node.setdefault(name, {})
-        node[leaf] = value
+        node[leaf] = parsed
     out["image"]["nx"], out["image"]["ny"] = out["image"]["size"]
     out["image"]["cell"] = out["image"]["scale"]
     return out
