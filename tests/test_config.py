@@ -197,3 +197,14 @@ def test_version_and_help(capsys):
             cli.main([name, "--help"])
         assert exc.value.code == 0
         assert "usage: htclean" in capsys.readouterr().out
+
+
+def test_init_config_fills_the_suggested_geometry(tmp_path, small_ms):
+    from htclean.imaging import msinfo
+
+    info = msinfo.describe(small_ms.path)
+    path = tmp_path / "run.yml"
+    assert cli.main(["init-config", str(path), "--ms", str(small_ms.path)]) == 0
+    resolved, parsed = config.load(path)
+    assert parsed["image"]["nx"] == info.suggested_size
+    assert math.isclose(parsed["image"]["cell"], info.suggested_cell, rel_tol=2e-3)

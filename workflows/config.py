@@ -438,8 +438,10 @@ def dump(resolved: dict, path: str | os.PathLike) -> None:
     os.replace(tmp, p)
 
 
-def template(ms: str | None = None) -> str:
-    """A configuration with every key and a comment on each, ready to edit."""
+def template(values: dict[str, Any] | None = None) -> str:
+    """A configuration with every key and a comment on each, ready to edit; ``values`` (dotted
+    key -> value) replace the defaults, e.g. ``{"data.ms": "obs.ms", "image.size": 180}``."""
+    values = values or {}
     lines = ["# htclean configuration. Every key is optional except data.ms and image.scale.",
              "# Check it with: htclean validate THIS_FILE", ""]
     for section in SECTIONS:
@@ -455,8 +457,7 @@ def template(ms: str | None = None) -> str:
                     current_sub = parts[0]
                 indent = "    "
             value = p.example if p.default is REQUIRED else p.default
-            if p.path == "data.ms" and ms:
-                value = ms
+            value = values.get(p.path, value)
             dumped = yaml.safe_dump(value, default_flow_style=True).strip()
             dumped = dumped.removesuffix("\n...").removesuffix("...").strip()
             lines.append(f"{indent}# {p.info}")

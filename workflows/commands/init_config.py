@@ -18,14 +18,33 @@ HELP = "write a commented configuration to start from"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", default="htclean.yml",
                         help="where to write it (default htclean.yml; '-' for standard output)")
-    parser.add_argument("--ms", help="fill in data.ms with this Measurement Set")
+    parser.add_argument("--ms", help="fill in data.ms with this Measurement Set, and the image "
+                        "size and cell that `htclean inspect` suggests for it")
     parser.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+
+def suggested_geometry(ms: Path) -> dict:
+    """image.size and image.scale that `htclean inspect` suggests for ``ms`` (none if the MS
+    is not readable here: validate then says why)."""
+    from htclean.imaging import msinfo, units
+
+    if not ms.exists():
+        return {}
+    try:
+        info = msinfo.describe(ms)
+    except InputError:
+        return {}
+    cell = info.suggested_cell / units.ANGLE_UNITS["asec"]
+    return {"image.size": int(info.suggested_size), "image.scale": f"{cell:.3g}asec"}
 
 
 def run(args: argparse.Namespace) -> int:
     from htclean.workflows import config
 
-    text = config.template(ms=args.ms)
+    values = {}
+    if args.ms:
+        values = {"data.ms": args.ms, **suggested_geometry(Path(args.ms))}
+    text = config.template(values)
     if args.file == "-":
         sys.stdout.write(text)
         return 0
