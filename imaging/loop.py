@@ -5,9 +5,14 @@ one-process reference imager and by the distributed ``next`` job, so both stop i
 Checked in this order:
 
 1. ``niter``: the component budget is spent (or niter is 0: no deconvolution at all);
-2. ``threshold``: the last minor cycle stopped at its threshold (or found no peak), or the new
-   residual's peak is at or below the threshold
-   ``max(deconvolution.threshold, auto_threshold x robust sigma of the residual)``;
+2. ``threshold``: the new residual's peak is at or below the threshold
+   ``max(deconvolution.threshold, auto_threshold x robust sigma of the residual)``, or the last
+   minor cycle found no peak. As CASA tclean, the test is on the residual re-made from the
+   visibilities, not on the minor cycle's own estimate: when a minor cycle reached its
+   threshold on its PSF-approximated residual but the new residual's peak is still more than
+   ``THRESHOLD_TOLERANCE`` above the threshold (the PSF is not exactly shift-invariant: w-term,
+   bandwidth), another minor cycle runs. The tolerance keeps an auto-threshold, which falls a
+   little every cycle as the noise estimate cleans up, from being chased cycle after cycle;
 3. ``diverged``: the new residual's peak grew by more than ``deconvolution.divergence`` times the
    peak the last minor cycle started from;
 4. ``max_cycles``: ``deconvolution.max_cycles`` minor cycles are done;
@@ -19,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
+
+THRESHOLD_TOLERANCE = 0.25  # fraction of the threshold; see the module docstring
 
 REASONS = ("niter", "threshold", "diverged", "max_cycles", "no-progress", "continue")
 
@@ -80,7 +87,10 @@ def decide(state: LoopState, limits: LoopLimits) -> Decision:
 
     if limits.niter == 0 or state.iterations >= limits.niter:
         return stop("niter")
-    if state.minor_stop in ("threshold", "no-peak") or state.peak <= state.threshold:
+    reached = state.peak <= state.threshold or (
+        state.minor_stop == "threshold"
+        and state.peak <= (1 + THRESHOLD_TOLERANCE) * state.threshold)
+    if state.minor_stop == "no-peak" or reached:
         return stop("threshold")
     if state.previous_peak is not None and state.peak > limits.divergence * state.previous_peak:
         return stop("diverged")

@@ -301,9 +301,13 @@ def test_deep_clean_with_twice_the_image_psf_reaches_the_threshold(small_ms, alg
     assert max(out["errors"]) <= 1e-3 * peaks[0]
 
 
-def test_deep_clean_with_the_image_sized_psf_stops_far_above_the_threshold(small_ms):
-    """The truncated PSF's residual drifts from the true one (here 1e-2 of the peak), so the
-    minor cycle believes it reached the threshold while the true residual is 20x above it."""
+def test_deep_clean_with_the_image_sized_psf_drifts_and_the_loop_is_not_fooled(small_ms):
+    """The truncated PSF's residual drifts from the true one (here 1e-2 of the peak), so its
+    minor cycles believe they reached the threshold while the true residual is far above it;
+    the loop tests the re-made residual, so it does not stop there on 'threshold'."""
     out = deep_clean(small_ms.path, small_ms.truth, "hogbom", 1.0)
     assert max(out["errors"]) > 5e-3 * out["peaks"][0]
-    assert out["decision"].reason == "threshold" and out["peaks"][-1] > 10 * 3e-5
+    if out["decision"].reason == "threshold":
+        assert out["peaks"][-1] <= (1 + loop.THRESHOLD_TOLERANCE) * out["decision"].threshold
+    else:
+        assert out["decision"].reason in ("max_cycles", "diverged", "no-progress")

@@ -18,7 +18,11 @@ LIMITS = loop.LoopLimits(niter=100, max_cycles=5, divergence=1.5)
     (loop.LoopState(0, 0, 1.0, 0.1), loop.LoopLimits(0, 5, 1.5), False, "niter"),
     (loop.LoopState(0, 0, 0.05, 0.1), LIMITS, False, "threshold"),
     (loop.LoopState(2, 100, 0.5, 0.1, 0.6, "niter", 40), LIMITS, False, "niter"),
+    # the minor cycle reached its threshold and the re-made residual is within the tolerance
     (loop.LoopState(2, 60, 0.12, 0.1, 0.6, "threshold", 40), LIMITS, False, "threshold"),
+    # ... or well above it (the minor cycle's PSF approximation missed flux): go on
+    (loop.LoopState(2, 60, 0.3, 0.1, 0.6, "threshold", 40), LIMITS, True, "continue"),
+    (loop.LoopState(2, 60, 0.12, 0.1, 0.6, "mgain", 40), LIMITS, True, "continue"),
     (loop.LoopState(2, 60, 0.5, 0.1, 0.6, "no-peak", 0), LIMITS, False, "threshold"),
     (loop.LoopState(2, 60, 0.95, 0.1, 0.6, "mgain", 40), LIMITS, False, "diverged"),
     (loop.LoopState(2, 60, 0.85, 0.1, 0.6, "mgain", 40), LIMITS, True, "continue"),
