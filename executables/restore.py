@@ -121,10 +121,12 @@ def work(args: argparse.Namespace, job: Job) -> None:
         path = out / f"{name}-{kind}.fits"
         write_fits(path, data, g, beam=beam, bunit=bunit, history=history)
         job.output(path)
-    for kind, data, title in (("image", image, "restored image"),
-                              ("residual", residual, "residual"), ("psf", psf, "PSF")):
+    for kind, data, title, unit in (("image", image, "restored image", "Jy/beam"),
+                                    ("residual", residual, "residual", "Jy/beam"),
+                                    ("psf", psf, "PSF", "")):  # the PSF has peak 1, no unit
         path = out / f"{name}-{kind}.png"
-        write_preview(path, data, geom, title=f"{name}: {title}")
+        write_preview(path, data, geom, title=f"{name}: {title}", bunit=unit, beam=beam,
+                      label="PSF (peak 1)" if kind == "psf" else None, noise=kind != "psf")
         job.output(path)
     summary = {
         "name": name,

@@ -19,7 +19,7 @@ import tinyms
 
 from htclean.executables import deconvolve, gather, grid, msparts, partition, record, restore
 from htclean.executables.record import load_settings
-from htclean.imaging import fits, loop, parts
+from htclean.imaging import fits, loop, parts, preview
 from htclean.imaging.geometry import ImageGeometry, psf_geometry
 
 EXECUTABLES = ("partition", "grid", "gather", "deconvolve", "restore")
@@ -406,6 +406,14 @@ def test_deconvolve_cycles_state_and_restore(tiny, tmp_path, monkeypatch, capsys
                         "R-model-c02.json", "--output", "r.npz"], tmp_path, monkeypatch) == 0
     assert run("gather", ["--inputs", "r.npz", "--image-fits", "R-residual-c02.fits"],
                tmp_path, monkeypatch) == 0
+    previews = {}
+    write_preview = preview.write_preview
+
+    def recorded(path, image, geom, **kwargs):
+        previews[Path(path).name] = kwargs
+        write_preview(path, image, geom, **kwargs)
+
+    monkeypatch.setattr(preview, "write_preview", recorded)
     assert run("restore", ["--psf", "R-psf.fits", "--dirty", "R-dirty.fits", "--residual",
                            "R-residual-c02.fits", "--model", "R-model-c02.json", "--state",
                            "R-deconvolve-c02.json",
@@ -416,6 +424,11 @@ def test_deconvolve_cycles_state_and_restore(tiny, tmp_path, monkeypatch, capsys
         assert header["BMAJ"] > header["BMIN"] > 0 and "BPA" in header
     for kind in ("image", "residual", "psf"):
         assert (tmp_path / f"tiny-{kind}.png").read_bytes()[:4] == b"\x89PNG"
+        drawn = previews[f"tiny-{kind}.png"]  # with the restoring beam, in the right unit
+        assert drawn["beam"].bpa == pytest.approx(header["BPA"])
+        assert drawn["bunit"] == ("" if kind == "psf" else "Jy/beam")
+    assert previews["tiny-psf.png"]["label"] == "PSF (peak 1)"
+    assert not previews["tiny-psf.png"]["noise"]
     summary = json.loads((tmp_path / "tiny-summary.json").read_text())
     assert summary["cycles"] == 2 and summary["iterations"] == s2["iterations_total"]
     assert summary["stop_reason"] in loop.REASONS and summary["components"] == m2["count"]

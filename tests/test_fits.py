@@ -11,8 +11,10 @@ from astropy.io import fits as afits
 from astropy.wcs import WCS
 
 from htclean.imaging import fits, parts, preview
+from htclean.imaging.beam import Beam
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry, lm_to_radec
+from htclean.imaging.noise import robust_sigma
 
 ASEC = tinyms.ASEC
 
@@ -104,3 +106,97 @@ def test_geometry_rejects_bad_sizes():
         ImageGeometry(33, 32, ASEC, 0.0, 0.0, 1e9)
     with pytest.raises(InputError, match="cell"):
         ImageGeometry(32, 32, -ASEC, 0.0, 0.0, 1e9)
+
+
+# --- previews as a radio astronomer reads them ---------------------------------------------
+
+PREVIEW_GEOM = ImageGeometry(128, 128, 10 * ASEC, 2.6, 0.7, 1.4e9)
+
+
+def _point(geom: ImageGeometry, x: int, y: int, flux: float, fwhm_pix: float = 3.8):
+    """A point source of ``flux`` Jy restored with a round beam, at pixel (x, y)."""
+    yy, xx = np.mgrid[:geom.ny, :geom.nx]
+    return flux * np.exp(-4 * math.log(2) * ((xx - x) ** 2 + (yy - y) ** 2) / fwhm_pix ** 2)
+
+
+def _rgb(path) -> np.ndarray:
+    from matplotlib.image import imread
+
+    return imread(path)[..., :3]
+
+
+def test_preview_shows_a_faint_source_next_to_a_bright_one(tmp_path):
+    """The demo's case: a 1 Jy peak and a 5 mJy source at S/N 40. The transposed image has
+    the same pixels (so the same title and colour scale) with only the faint source moved, so
+    the two PNGs differ only where the faint source is drawn: they must differ clearly."""
+    g = PREVIEW_GEOM
+    m = np.random.default_rng(7).normal(size=g.shape)
+    noise = 127e-6 * (m + m.T) / math.sqrt(2)  # symmetric: unchanged by the transpose
+    image = noise + _point(g, 64, 64, 1.0) + _point(g, 94, 74, 0.005)
+    preview.write_preview(tmp_path / "a.png", image, g, title="faint")
+    preview.write_preview(tmp_path / "b.png", image.T, g, title="faint")
+    a, b = _rgb(tmp_path / "a.png"), _rgb(tmp_path / "b.png")
+    assert a.shape == b.shape
+    assert np.abs(a - b).max() > 0.3  # a linear 0..1 Jy scale moves 5 mJy by 1 colour of 256
+
+
+def _drawn(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    return fig
+
+
+def test_preview_stretch_title_and_units():
+    g = PREVIEW_GEOM
+    noise = np.random.default_rng(8).normal(scale=127e-6, size=g.shape)
+    image = noise + _point(g, 64, 64, 1.0) + _point(g, 30, 90, 0.005)
+    fig = _drawn(preview.figure(image, g, title="demo"))
+    ax, bar = fig.axes
+    norm = ax.images[0].norm
+    sigma = robust_sigma(image)
+    assert norm.vmax == pytest.approx(image.max()) and norm.vmin == pytest.approx(image.min())
+    assert norm(0.005) - norm(0.0) > 0.25  # S/N 40 is a third of the way up, not 0.5 %
+    assert norm(sigma) - norm(0.0) > 0.03  # the noise is visible
+    assert norm(0.25) < 0.97  # a quarter of the peak is not saturated
+    title = ax.get_title()
+    assert "peak 1 Jy/beam" in title or "peak 0.99" in title
+    assert f"noise (MAD) {sigma * 1e6:.4g} µJy/beam" in title and "rms" not in title
+    assert bar.get_ylabel().startswith("Jy/beam")
+    ticks = [t for t in bar.get_yticks() if norm.vmin <= t <= norm.vmax]
+    assert 0.0 in ticks and 0.1 in ticks and 0.01 in ticks
+    psf = _point(g, 64, 64, 1.0) - 0.05 * _point(g, 70, 64, 1.0)
+    fig = _drawn(preview.figure(psf, g, bunit="", label="PSF (peak 1)", noise=False))
+    assert fig.axes[1].get_ylabel().startswith("PSF (peak 1)")
+    assert "noise" not in fig.axes[0].get_title() and "Jy" not in fig.axes[0].get_title()
+    model = np.zeros(g.shape)
+    model[64, 64], model[20, 100] = 0.9, 0.004
+    fig = _drawn(preview.figure(model, g, bunit="Jy/pixel"))
+    assert fig.axes[1].get_ylabel().startswith("Jy/pixel")
+    assert "peak 0.9 Jy/pixel" in fig.axes[0].get_title()
+    assert preview.format_value(126.8e-6, "Jy/beam") == "126.8 µJy/beam"
+    assert preview.format_value(0.0123, "Jy/beam") == "12.3 mJy/beam"
+    with pytest.raises(InputError, match="stretch"):
+        preview.figure(image, g, stretch="log")
+
+
+@pytest.mark.parametrize("bpa", [30.0, -60.0])
+def test_preview_beam_ellipse_orientation(bpa):
+    """BPA is East of North and East is on the left: +30 deg leans to the upper left."""
+    g = PREVIEW_GEOM
+    bmaj, bmin = 120 * ASEC, 40 * ASEC
+    image = np.random.default_rng(9).normal(size=g.shape)
+    fig = _drawn(preview.figure(image, g, beam=Beam(bmaj, bmin, bpa)))
+    ax = fig.axes[0]
+    (ellipse,) = ax.patches
+    verts = ellipse.get_verts()  # display pixels, y up
+    centre = verts.mean(axis=0)
+    far = verts[np.argmax(np.hypot(*(verts - centre).T))] - centre
+    far = far if far[1] > 0 else -far  # the major axis's northern end
+    # the angle from up (North) towards the left (East) is the BPA, in (-90, 90]
+    assert math.degrees(math.atan2(-far[0], far[1])) == pytest.approx(bpa, abs=3)
+    x0, y0 = ax.transData.transform((0.0, 0.0))  # the image centre
+    per_asec = abs(ax.transData.transform((0.0, 1.0))[1] - y0)
+    assert 2 * np.hypot(*far) == pytest.approx(120 * per_asec, rel=0.05)  # true size
+    assert centre[0] < x0 and centre[1] < y0  # bottom left
+    assert 'beam 120" x 40", PA' in ax.get_title()
