@@ -2,9 +2,11 @@
 
 A Measurement Set is a directory; between jobs it travels as an uncompressed tar
 (``part-NNN.ms.tar``) holding one top-level ``*.ms`` directory. ``unpacked`` opens either form
-in a scratch directory that is removed afterwards. The splitters give, for each part, the
-range of keys (time, baseline) or of channels it holds; every row or channel belongs to
-exactly one part. ``copy_rows`` and ``copy_channels`` write a part as a valid MS
+in a scratch directory that is removed afterwards. ``imaged_rows`` picks the rows the imaging
+reads (the configured field and spectral window, cross-correlations): a CASA MS often holds
+calibrators and other targets, which no part needs to carry. The splitters give, for each part,
+the range of keys (time, baseline) or of channels it holds; every selected row or channel
+belongs to exactly one part. ``copy_rows`` and ``copy_channels`` write a part as a valid MS
 with all its subtables, ``block_rows`` rows at a time so memory stays bounded.
 """
 
@@ -145,16 +147,58 @@ def _row_keys(t, axis: str, start: int, n: int) -> np.ndarray:
     return (a1 << 32) | a2
 
 
-def key_ranges(ms: str | os.PathLike, axis: str, nparts: int,
-               block_rows: int = 1000000) -> list[tuple[float, float]]:
+def imaged_rows(ms: str | os.PathLike, field: int, ddid: int | None,
+                block_rows: int = 1000000) -> np.ndarray | None:
+    """Ascending row numbers (int64) of the rows the imaging reads: FIELD_ID ``field``,
+    DATA_DESC_ID ``ddid`` (None = any) and ANTENNA1 != ANTENNA2; None when that is every row.
+    InputError when no row is selected."""
+    t = _table(ms)
+    try:
+        found = []
+        for start in range(0, t.nrows(), block_rows):
+            n = min(block_rows, t.nrows() - start)
+            keep = (t.getcol("FIELD_ID", start, n) == field) & (
+                t.getcol("ANTENNA1", start, n) != t.getcol("ANTENNA2", start, n))
+            if ddid is not None:
+                keep &= t.getcol("DATA_DESC_ID", start, n) == ddid
+            found.append(start + np.flatnonzero(keep))
+        nrow = t.nrows()
+    finally:
+        t.close()
+    rows = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+    if len(rows) == 0:
+        spw = "" if ddid is None else f" and spectral window (DATA_DESC_ID) {ddid}"
+        raise InputError(f"{ms}: no cross-correlation rows of field {field}{spw}")
+    return None if len(rows) == nrow else rows.astype(np.int64)
+
+
+@contextlib.contextmanager
+def _rows_of(ms: str | os.PathLike, rows: np.ndarray | None) -> Iterator:
+    """The table of ``ms``, restricted to ``rows`` (ascending row numbers) when given."""
+    t = _table(ms)
+    try:
+        if rows is None:
+            yield t
+        else:
+            sel = t.selectrows(np.asarray(rows, dtype=np.int64))
+            try:
+                yield sel
+            finally:
+                sel.close()
+    finally:
+        t.close()
+
+
+def key_ranges(ms: str | os.PathLike, axis: str, nparts: int, block_rows: int = 1000000,
+               rows: np.ndarray | None = None) -> list[tuple[float, float]]:
     """For ``axis`` time or baseline: the inclusive key range ``(lo, hi)`` of each part.
 
     Time parts are contiguous time ranges, baseline parts groups of whole baselines (ordered
     by antenna pair), each of about equal rows; rows of one timestamp or baseline stay
-    together. The key columns are read ``block_rows`` at a time.
+    together. The key columns are read ``block_rows`` at a time. rows: only these rows
+    (ascending row numbers; None = all) are counted.
     """
-    t = _table(ms)
-    try:
+    with _rows_of(ms, rows) as t:
         keys: np.ndarray = np.zeros(0)
         counts = np.zeros(0, dtype=np.int64)
         for start in range(0, t.nrows(), block_rows):
@@ -163,25 +207,22 @@ def key_ranges(ms: str | os.PathLike, axis: str, nparts: int,
             keys, inv = np.unique(np.concatenate([keys, k]), return_inverse=True)
             counts = np.bincount(inv.ravel(), np.concatenate([counts, c]),
                                  minlength=len(keys)).astype(np.int64)
-    finally:
-        t.close()
     unit = "timestamp" if axis == "time" else "baseline"
     cuts = balanced_cuts(counts, nparts, unit)
     return [(keys[cuts[k]], keys[cuts[k + 1] - 1]) for k in range(nparts)]
 
 
 def rows_in_range(ms: str | os.PathLike, axis: str, lo: float, hi: float,
-                  block_rows: int = 1000000) -> np.ndarray:
-    """Ascending row numbers (int64) of ``ms`` whose ``axis`` key lies in ``[lo, hi]``."""
-    t = _table(ms)
-    try:
+                  block_rows: int = 1000000, rows: np.ndarray | None = None) -> np.ndarray:
+    """Ascending row numbers (int64) of ``ms`` whose ``axis`` key lies in ``[lo, hi]``, among
+    ``rows`` (ascending row numbers; None = all)."""
+    with _rows_of(ms, rows) as t:
         found = []
         for start in range(0, t.nrows(), block_rows):
             key = _row_keys(t, axis, start, min(block_rows, t.nrows() - start))
             found.append(start + np.flatnonzero((key >= lo) & (key <= hi)))
-    finally:
-        t.close()
-    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+    picked = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+    return picked if rows is None else np.asarray(rows, dtype=np.int64)[picked]
 
 
 def time_range(ms: str | os.PathLike, block_rows: int = 1000000) -> tuple[float, float]:
@@ -256,14 +297,14 @@ def _channel_desc(t, nchan: int):
 
 
 def copy_channels(ms: str | os.PathLike, c0: int, c1: int, out: str | os.PathLike,
-                  block_rows: int = 100000) -> None:
-    """Write all rows of ``ms`` with channels ``c0:c1`` as a new MS at ``out``: channel
-    columns sliced, SPECTRAL_WINDOW rows cut to those channels (REF_FREQUENCY kept: the band's
-    reference, so every part images at the same frequency), all other subtables copied."""
+                  block_rows: int = 100000, rows: np.ndarray | None = None) -> None:
+    """Write the rows ``rows`` (ascending row numbers; None = all) of ``ms`` with channels
+    ``c0:c1`` as a new MS at ``out``: channel columns sliced, SPECTRAL_WINDOW rows cut to those
+    channels (REF_FREQUENCY kept: the band's reference, so every part images at the same
+    frequency), all other subtables copied."""
     from casacore.tables import table
 
-    src = _table(ms)
-    try:
+    with _rows_of(ms, rows) as src:
         nchan = c1 - c0
         desc, dminfo = _channel_desc(src, nchan)
         keywords = desc.pop("_keywords_", {})
@@ -296,8 +337,6 @@ def copy_channels(ms: str | os.PathLike, c0: int, c1: int, out: str | os.PathLik
                     dst.putcol(col, values, startrow=start, nrow=n)
         finally:
             dst.close()
-    finally:
-        src.close()
     _slice_spectral_windows(Path(out) / "SPECTRAL_WINDOW", c0, c1)
 
 

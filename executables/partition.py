@@ -4,11 +4,13 @@
                       --ms OBS.ms.tar --axis time|baseline|channel
                       --outputs R-part-000.ms.tar R-part-001.ms.tar ... --manifest R-partitions.json
 
-time: contiguous time ranges of about equal rows (a timestamp is never split); baseline:
-groups of whole baselines of about equal rows; channel: contiguous channel ranges, every part
-keeping all rows. Each part is a valid MS with all subtables, written ``gridder.chunk_rows``
-rows at a time. The manifest lists, per part: file, rows, channels, channel range, time range
-(MJD s) and bytes. Every row and channel of the input is in exactly one part.
+Only the rows the imaging reads go into the parts: those of ``data.field`` (and of
+``data.spw`` when set), cross-correlations only (msparts.imaged_rows). time: contiguous time
+ranges of about equal rows (a timestamp is never split); baseline: groups of whole baselines of
+about equal rows; channel: contiguous channel ranges, every part keeping all those rows. Each
+part is a valid MS with all subtables, written ``gridder.chunk_rows`` rows at a time. The
+manifest lists the rows selected and, per part: file, rows, channels, channel range, time
+range (MJD s) and bytes. Every selected row and every channel is in exactly one part.
 """
 
 from __future__ import annotations
@@ -73,20 +75,24 @@ def work(args: argparse.Namespace, job: Job) -> None:
         nrow, nchan = _table_shape(ms)
         if nrow == 0:
             raise InputError(f"--ms: {src} has no rows")
+        data = job.settings["data"]
+        wanted = msparts.imaged_rows(ms, data["field"], data["spw"], block)
+        if wanted is not None:
+            nrow = len(wanted)
         if axis == "channel":
             nchan = msparts.channel_count(ms)
             selections = msparts.split_channel(nchan, nparts)
         else:
-            selections = msparts.key_ranges(ms, axis, nparts, block)
+            selections = msparts.key_ranges(ms, axis, nparts, block, wanted)
         scratch = Path(tempfile.mkdtemp(prefix=".partition.", dir=outputs[0].parent))
         try:
             for out, sel in zip(outputs, selections, strict=True):
                 part = scratch / out.name.removesuffix(".tar")
                 if axis == "channel":
-                    msparts.copy_channels(ms, sel[0], sel[1], part, block)
+                    msparts.copy_channels(ms, sel[0], sel[1], part, block, wanted)
                     rows, chans = nrow, sel
                 else:
-                    picked = msparts.rows_in_range(ms, axis, sel[0], sel[1], block)
+                    picked = msparts.rows_in_range(ms, axis, sel[0], sel[1], block, wanted)
                     msparts.copy_rows(ms, picked, part)
                     rows, chans = len(picked), (0, nchan)
                 t0, t1 = msparts.time_range(part, block)
