@@ -49,9 +49,10 @@ class VisChunk:
     """Stokes I of up to ``chunk_rows`` rows of one spectral window.
 
     uvw (nrow, 3) float64 metres (rotated to the requested phase centre); freq (nchan,)
-    float64 Hz; vis (nrow, nchan) complex128 Jy; weight (nrow, nchan) float64, 0 where
-    flagged or not finite; nbad: NaN/Inf samples of unflagged hands that were treated as
-    flagged; ddid: the DATA_DESC_ID.
+    float64 Hz, ascending (a window stored with descending frequencies, as lower-sideband
+    windows often are, is read in reverse channel order); vis (nrow, nchan) complex128 Jy;
+    weight (nrow, nchan) float64, 0 where flagged or not finite; nbad: NaN/Inf samples of
+    unflagged hands that were treated as flagged; ddid: the DATA_DESC_ID.
     """
 
     uvw: np.ndarray
@@ -277,10 +278,15 @@ def _read_selection(sel, ddid: int, dd, sw, pt, path: str, column: str, rule: st
     freq = np.asarray(sw.getcell("CHAN_FREQ", spw_id), np.float64)
     corr = np.asarray(pt.getcell("CORR_TYPE", pol_id)).ravel()
     c0, c1 = _channel_range(channels, len(freq), path, spw_id)
-    freq = freq[c0:c1].copy()
+    freq = freq[c0:c1]
+    order = np.argsort(freq, kind="stable")  # the gridders need ascending frequencies
+    ascending = bool(np.all(order == np.arange(len(freq))))
+    freq = freq[order]
     reader = _ChunkReader(sel, column, _hands(corr, path, pol_id), len(corr), c0, c1, rule)
     for start in range(0, sel.nrows(), chunk_rows):
         uvw, vis, weight, nbad = reader.read(start, min(chunk_rows, sel.nrows() - start))
+        if not ascending:
+            vis, weight = vis[:, order], weight[:, order]
         if rotate is not None:
             uvw, vis = geometry.rephase(uvw, freq, vis, *rotate)
         yield VisChunk(uvw, freq, vis, weight, nbad, ddid)
