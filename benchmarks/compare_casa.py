@@ -55,8 +55,8 @@ Measured (casatools/casatasks 6.7.0.31, WSClean 3.1.0, 2 shared cores), max |dif
   ~1.5 % at b's offsets): htclean 0.9998 / 0.7857 / 0.2960 / 0.7000, tclean 0.9998 / 0.7855 /
   0.2960 / 0.7000, WSClean 1.0000 / 0.7872 / 0.2968 / 0.7002 (natural). Residual rms within 1 %
   of tclean's and WSClean's (MS a natural: 5.61e-5, 5.61e-5, 5.42e-5 Jy/beam) but on MS b
-  natural (8 % and 12 % below: the others stop their last minor cycle elsewhere above the
-  threshold) and MS c Briggs (tclean's other weights).
+  natural (htclean's 8 % and 12 % lower; not investigated) and MS c Briggs (tclean's other
+  weights).
 - CLEAN wall time (one process, 256^2): htclean / tclean 0.13-0.33 (0.16-0.55 against
   tclean's own time without CASA's start-up), htclean / WSClean 0.58-1.0.
 - htclean run, 3 parts, Briggs 0, vs the reference: along time PSF, dirty and restored image
