@@ -18,6 +18,7 @@ returns the new components and the updated residual. Conventions shared by all a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,6 +263,34 @@ class Convolver:
         return [self.apply(hat, i) for i in range(len(self._hats))]
 
 
+def sum_by_pixel(ys: np.ndarray, xs: np.ndarray, amps: np.ndarray,
+                 nx: int) -> tuple[np.ndarray, np.ndarray]:
+    """Components summed per pixel: (flat indices y*nx + x, ascending; their summed amplitudes),
+    pixels whose amplitudes cancel exactly left out."""
+    flat, inverse = np.unique(np.asarray(ys) * nx + np.asarray(xs), return_inverse=True)
+    total = np.bincount(inverse.ravel(), weights=amps, minlength=flat.size)
+    keep = total != 0.0
+    return flat[keep], total[keep]
+
+
+def pick_scale(scales: list, residual: Any, smoothed: Iterator[Any], peak: Callable,
+               ny: int, nx: int) -> tuple:
+    """Multiscale's choice of the next scale: the largest bias-weighted peak over the scales'
+    images (``residual`` for scale 0, else the next of ``smoothed``), inside each scale's border.
+
+    ``peak(image) -> (y, x, value)``; returns (score, scale, image, flat index, value).
+    """
+    best = None
+    for sc in scales:
+        image = residual if sc.scale == 0 else next(smoothed)
+        r = sc.radius
+        py, px, pv = peak(image[r:ny - r, r:nx - r])
+        score = abs(pv) * sc.bias
+        if best is None or score > best[0]:
+            best = (score, sc, image, (py + r) * nx + px + r, pv)
+    return best
+
+
 class PSFSubtractor:
     """``residual -= (model increment) ⊛ psf`` for a batch of components of one scale.
 
@@ -300,10 +329,7 @@ class PSFSubtractor:
                  scale: float = 0.0) -> None:
         """Subtract components ``amps`` (Jy) at pixels ``(ys, xs)`` of ``scale`` in place."""
         ny, nx = self.shape
-        flat, inverse = np.unique(np.asarray(ys) * nx + np.asarray(xs), return_inverse=True)
-        total = np.bincount(inverse.ravel(), weights=amps, minlength=flat.size)
-        keep = total != 0.0
-        flat, total = flat[keep], total[keep]
+        flat, total = sum_by_pixel(ys, xs, amps, nx)
         if flat.size <= self.direct_limit:
             kp = self.kernel_psf(scale)
             k = scale_kernel(scale)

@@ -27,9 +27,11 @@ from htclean.imaging.clean import (
     MinorCycleResult,
     PSFSubtractor,
     StopRule,
+    pick_scale,
     prepare,
     result,
     subtract_shifted,
+    sum_by_pixel,
 )
 from htclean.imaging.components import ComponentList, add_stamps, scale_kernel
 from htclean.imaging.cpus import resolve_threads
@@ -147,10 +149,7 @@ class Subtractor:
                  scale: float = 0.0) -> None:
         """Subtract components ``amps`` (Jy) at host pixels ``(ys, xs)`` of ``scale``."""
         ny, nx = self.shape
-        flat, inverse = np.unique(np.asarray(ys) * nx + np.asarray(xs), return_inverse=True)
-        total = np.bincount(inverse.ravel(), weights=amps, minlength=flat.size)
-        keep = total != 0.0
-        flat, total = flat[keep], total[keep]
+        flat, total = sum_by_pixel(ys, xs, amps, nx)
         if flat.size <= self.direct_limit:
             kp = self.kernel_psf(scale)
             k = scale_kernel(scale)
@@ -248,15 +247,8 @@ def multiscale(xp: ModuleType, residual: Any, psf: np.ndarray, params: CleanPara
     done = 0
     while (reason := stop.reason(abs(v), done)) is None:
         smoothed = iter(conv.convolve_all(residual) if conv else [])
-        best = None
-        for sc in scales:
-            image = residual if sc.scale == 0 else next(smoothed)
-            r = sc.radius
-            py, px, pv = find_peak(xp, image[r:ny - r, r:nx - r])
-            score = abs(pv) * sc.bias
-            if best is None or score > best[0]:
-                best = (score, sc, image, (py + r) * nx + px + r, pv)
-        score, sc, image, at, pv = best
+        score, sc, image, at, pv = pick_scale(scales, residual, smoothed,
+                                              lambda im: find_peak(xp, im), ny, nx)
         if score == 0.0:
             reason = "no-peak"
             break

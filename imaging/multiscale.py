@@ -35,6 +35,7 @@ from htclean.imaging.clean import (
     StopRule,
     fftconvolve,
     find_peak,
+    pick_scale,
     result,
 )
 from htclean.imaging.components import ComponentList, scale_kernel
@@ -100,15 +101,7 @@ def run(residual: np.ndarray, psf: np.ndarray, params: CleanParams, *, iteration
     done = 0
     while (reason := stop.reason(abs(v), done)) is None:
         smoothed = iter(conv.convolve_all(residual) if conv else [])
-        best = None
-        for sc in scales:
-            image = residual if sc.scale == 0 else next(smoothed)
-            r = sc.radius
-            py, px, pv = find_peak(image[r:ny - r, r:nx - r])
-            score = abs(pv) * sc.bias
-            if best is None or score > best[0]:
-                best = (score, sc, image, (py + r) * nx + px + r, pv)
-        score, sc, image, at, pv = best
+        score, sc, image, at, pv = pick_scale(scales, residual, smoothed, find_peak, ny, nx)
         if score == 0.0:
             reason = "no-peak"
             break
