@@ -27,9 +27,9 @@ import sys
 import time
 from pathlib import Path
 
+from htclean.engine.state import read_attempts
 from htclean.workflows import cli
 from htclean.workflows.commands import demo
-from htclean.workflows.engine_state import read_attempts
 
 
 def timed_run(config: Path, out: Path, jobs: int) -> float:

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import enginetoys  # noqa: E402
 
-from htclean.workflows.engine import run_workflow  # noqa: E402
+from htclean.engine.runner import run_workflow  # noqa: E402
 
 
 def bare_processes(n: int, tmp: Path) -> float:

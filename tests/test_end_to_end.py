@@ -23,9 +23,9 @@ import pytest
 import tinyms
 import yaml
 
+from htclean.engine.state import read_attempts
 from htclean.imaging import fits, reference
 from htclean.workflows import cli, config, names
-from htclean.workflows.engine_state import read_attempts
 
 NAME = "e2e"
 KINDS = ("image", "model", "residual", "psf", "dirty")

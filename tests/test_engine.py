@@ -16,11 +16,11 @@ import enginetoys as toys
 import pytest
 from Pegasus.api import File, Job, Workflow
 
+from htclean.engine.catalogs import ReplicaCatalog, read_properties
+from htclean.engine.progress import PeakTracker, ProgressDisplay, Snapshot, format_line
+from htclean.engine.runner import run_workflow
+from htclean.engine.state import read_attempts
 from htclean.imaging.errors import InputError
-from htclean.workflows.engine import run_workflow
-from htclean.workflows.engine_catalogs import ReplicaCatalog, read_properties
-from htclean.workflows.engine_state import read_attempts
-from htclean.workflows.progress import PeakTracker, ProgressDisplay, Snapshot, format_line
 
 SEED = {"seed.txt": "the seed\n"}
 
@@ -147,7 +147,7 @@ def test_interrupt_then_resume(tmp_path):
     markers = tmp_path / "markers"
     markers.mkdir()
     toys.write_plan(tmp_path, toys.diamond(sleep=1.5, markers=str(markers), width=2), SEED)
-    code = ("import sys; from htclean.workflows.engine import run_workflow; "
+    code = ("import sys; from htclean.engine.runner import run_workflow; "
             f"sys.exit(run_workflow({str(tmp_path)!r}, jobs=2).exit_code)")
     proc = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.time() + 30

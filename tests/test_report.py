@@ -9,10 +9,10 @@ from pathlib import Path
 import enginetoys as toys
 import pytest
 
+from htclean.engine.runner import run_workflow
+from htclean.engine.state import read_attempts
 from htclean.imaging.errors import InputError
 from htclean.workflows.cli import main
-from htclean.workflows.engine import run_workflow
-from htclean.workflows.engine_state import read_attempts
 from htclean.workflows.report import Attempt, build_report, concurrency, find_source
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -19,8 +19,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from htclean.engine.state import read_attempts, write_json
 from htclean.imaging.errors import InputError
-from htclean.workflows.engine_state import read_attempts, write_json
 
 NON_COMPUTE = ("dax", "dag")  # sub-workflow jobs: neither counted nor plotted
 

@@ -92,10 +92,10 @@ def _print_products(result, image_name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from htclean.engine.progress import ProgressDisplay
+    from htclean.engine.runner import run_workflow
+    from htclean.engine.state import has_record
     from htclean.workflows import config
-    from htclean.workflows.engine import run_workflow
-    from htclean.workflows.engine_state import has_record
-    from htclean.workflows.progress import ProgressDisplay
 
     _, settings = config.load(args.config)
     out = Path(args.output or settings["output"]["dir"]).absolute()

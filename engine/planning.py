@@ -13,15 +13,15 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from htclean.imaging.errors import InputError
-from htclean.workflows.engine_catalogs import (
+from htclean.engine.catalogs import (
     Catalogs,
     local_replica,
     merge_profiles,
     profile,
     url_to_path,
 )
-from htclean.workflows.engine_workflow import JobSpec, WorkflowSpec
+from htclean.engine.workflow_spec import JobSpec, WorkflowSpec
+from htclean.imaging.errors import InputError
 
 # Variables of the engine's own that a job must not inherit.
 PRIVATE_ENV = ("HTCLEAN_FAIL_ONCE", "HTCLEAN_INJECT_FAILURE")

@@ -14,14 +14,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from htclean.imaging.errors import InputError
-from htclean.workflows.engine_catalogs import (
+from htclean.engine.catalogs import (
     Profiles,
     ReplicaCatalog,
     TransformationCatalog,
     parse_profiles,
     read_yaml,
 )
+from htclean.imaging.errors import InputError
 
 SUBWORKFLOW_TYPES = ("pegasusWorkflow", "condorWorkflow")
 

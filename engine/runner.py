@@ -9,7 +9,7 @@
   sub-workflow job runs when it is reached: its YAML (written by a ``next`` job) is planned
   then and run with the same catalogs, its inline replica catalog first. Sub-workflow jobs
   have no retries unless their own profile sets some.
-- Every attempt is recorded (``engine_state``); ``resume=True`` skips jobs recorded as
+- Every attempt is recorded (``state``); ``resume=True`` skips jobs recorded as
   succeeded whose outputs still exist, at every level, as a rescue DAG would.
 - A job failing beyond its retries stops the run: nothing new starts, jobs already running
   finish, the result names the job, its exit status, its stderr's last lines and its logs.
@@ -32,18 +32,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from htclean.imaging.errors import InputError
-from htclean.workflows import engine_exec
-from htclean.workflows.engine_catalogs import (
+from htclean.engine import execute
+from htclean.engine.catalogs import (
     Catalogs,
     ReplicaCatalog,
     load_catalogs,
     local_replica,
 )
-from htclean.workflows.engine_plan import PlannedJob, plan_workflow
-from htclean.workflows.engine_state import RunRecord, has_record
-from htclean.workflows.engine_workflow import WorkflowSpec, load_workflow
-from htclean.workflows.progress import PeakTracker, Snapshot
+from htclean.engine.planning import PlannedJob, plan_workflow
+from htclean.engine.progress import PeakTracker, Snapshot
+from htclean.engine.state import RunRecord, has_record
+from htclean.engine.workflow_spec import WorkflowSpec, load_workflow
+from htclean.imaging.errors import InputError
 
 FAIL_ONCE_ENV = "HTCLEAN_FAIL_ONCE"
 INJECT_ENV = "HTCLEAN_INJECT_FAILURE"
@@ -116,7 +116,7 @@ class _Engine:
         self.running: dict[int, tuple[_Job, int, bool]] = {}
         self.events: queue.Queue = queue.Queue()
         self.pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="htclean-job")
-        self.table = engine_exec.ProcessTable()
+        self.table = execute.ProcessTable()
         self.tokens = itertools.count(1)
         self.owners: dict[str, tuple[str | None, str | None]] = {}
         self.runs: list[_Run] = []
@@ -312,7 +312,7 @@ class _Engine:
         if inject:
             env[INJECT_ENV] = "1"
         log = self.logs / run.key / f"{job.id}.{attempt}"
-        task = engine_exec.Task(
+        task = execute.Task(
             token=next(self.tokens), argv=[str(job.plan.pfn), *spec.arguments],
             work_dir=self.work / run.key / job.id, env=env, links=links, outputs=spec.outputs,
             storage_dir=self.catalogs.storage_dir, stdout_path=Path(f"{log}.out"),
@@ -323,31 +323,31 @@ class _Engine:
         self.started += 1
         if missing:
             now = time.time()
-            self._conclude(job, attempt, inject, task, engine_exec.Outcome(
+            self._conclude(job, attempt, inject, task, execute.Outcome(
                 now, now, None, False, "input(s) missing: " + ", ".join(missing)))
             return
         job.state = "running"
         run.active += 1
         self.category_running[job.plan.category] += 1
         self.running[task.token] = (job, attempt, inject)
-        future = self.pool.submit(engine_exec.execute, task, self.table)
+        future = self.pool.submit(execute.execute, task, self.table)
         future.add_done_callback(lambda f, t=task: self.events.put((t, f)))
 
     # --- finished attempts --------------------------------------------------------------
 
-    def finished(self, task: engine_exec.Task, future: Future) -> None:
+    def finished(self, task: execute.Task, future: Future) -> None:
         job, attempt, inject = self.running.pop(task.token)
         job.run.active -= 1
         self.category_running[job.plan.category] -= 1
         try:
             outcome = future.result()
         except Exception as exc:  # a bug in the engine itself: keep it visible, as a failure
-            outcome = engine_exec.Outcome(time.time(), time.time(), None, False,
+            outcome = execute.Outcome(time.time(), time.time(), None, False,
                                           f"engine error: {exc!r}")
         self._conclude(job, attempt, inject, task, outcome)
 
-    def _conclude(self, job: _Job, attempt: int, inject: bool, task: engine_exec.Task,
-                  outcome: engine_exec.Outcome) -> None:
+    def _conclude(self, job: _Job, attempt: int, inject: bool, task: execute.Task,
+                  outcome: execute.Outcome) -> None:
         run = job.run
         status = "succeeded" if outcome.ok else "interrupted" if self.interrupted else "failed"
         record_json = next((p for lfn, p in outcome.outputs.items()

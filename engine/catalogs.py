@@ -1,5 +1,5 @@
 """Read the catalogs ``htclean plan`` writes, for the local engine: the site, transformation
-and replica catalogs and ``pegasus.properties`` (the workflow itself: ``engine_workflow``).
+and replica catalogs and ``pegasus.properties`` (the workflow itself: ``workflow_spec``).
 
 Only what the engine needs is kept, in plain dataclasses; the formats are those of the Pegasus
 5 schemas (``sc-5.0.yml``, ``tc-5.0.yml``, ``rc-5.0.yml``) as the Pegasus.api writes them.

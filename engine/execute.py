@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from htclean.workflows.engine_workflow import Use
+from htclean.engine.workflow_spec import Use
 
 
 @dataclass
