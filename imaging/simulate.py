@@ -1,8 +1,10 @@
 """Simulate a VLA observation of known sources: a real MeasurementSet plus the truth.
 
-Visibilities follow the MS convention of DESIGN.md,
-``V = sum S (f/f_ref)^alpha exp(+2 pi i (u l + v m + w (n - 1)))`` with (u, v, w) = UVW f / c,
-times each Gaussian's visibility-plane taper; fluxes are apparent (no primary-beam attenuation).
+Visibilities follow the MS convention of DESIGN.md (sky.py computes them),
+``V = sum S (f/f_ref)^alpha P exp(+2 pi i (u l + v m + w (n - 1)))`` with (u, v, w) = UVW f / c,
+times each Gaussian's visibility-plane taper. ``P`` is 1 unless ``SimulationSpec.primary_beam``
+is on: then it is the VLA primary beam (primary_beam.py) at the source in each channel, the
+source fluxes are intrinsic and the truth records the apparent ones too.
 DATA = model + complex Gaussian noise of ``noise`` Jy rms in each of the real and imaginary parts
 of every correlation; WEIGHT = 1/noise^2 and SIGMA = noise (1 and 1 when noise is 0). Parallel
 hands carry Stokes I (RR = LL = I, XX = YY = I), cross hands 0 + noise.
@@ -30,11 +32,15 @@ import numpy as np
 
 from htclean.imaging import msinfo, mswrite, vla
 from htclean.imaging.errors import InputError
-from htclean.imaging.geometry import lm_to_radec, radec_to_lm
+from htclean.imaging.sky import (  # noqa: F401  (re-exported: callers import them from here)
+    C_LIGHT,
+    format_position,
+    model_visibilities,
+    parse_position,
+    resolve_sources,
+)
 
-C_LIGHT = 299792458.0  # m/s
 SIDEREAL_RATE = 1.002737909350795  # sidereal seconds per UT1 second
-_GAUSS = math.pi**2 / (4.0 * math.log(2.0))  # FWHM^2 -> visibility taper exponent factor
 _ASEC = math.pi / 180.0 / 3600.0
 
 
@@ -95,7 +101,8 @@ class SimulationSpec:
     angles in hours; noise: Jy rms per real/imaginary part of each visibility; flag_fraction:
     fraction of samples (row, channel, correlation) flagged at random; ref_freq: the sources'
     reference frequency (Hz; None = band centre); image_size, cell (rad): truth geometry
-    (None = the suggested size and cell); block_visibilities: samples per write block.
+    (None = the suggested size and cell); primary_beam: attenuate the sources by the VLA
+    primary beam (off: the demo's apparent fluxes); block_visibilities: samples per write block.
     """
 
     configuration: str = "D"
@@ -116,6 +123,7 @@ class SimulationSpec:
     image_size: int | None = None
     cell: float | None = None
     field_name: str = "HTCLEAN_SIM"
+    primary_beam: bool = False
     block_visibilities: int = field(default=4_000_000, compare=False)
 
     @classmethod
@@ -158,61 +166,6 @@ class SimulationSpec:
     def reference_frequency(self) -> float:
         freq = self.frequencies()
         return float(self.ref_freq) if self.ref_freq else float(0.5 * (freq[0] + freq[-1]))
-
-
-# --- sky geometry -------------------------------------------------------------------------
-
-
-def parse_position(text: str) -> tuple[float, float]:
-    """J2000 (ra, dec) in rad from '10h00m00s +40d00m00s', '10:00:00 +40:00:00' or degrees."""
-    from astropy.coordinates import SkyCoord
-
-    try:
-        c = SkyCoord(str(text), frame="icrs", unit=("hourangle", "deg"))
-    except Exception:  # astropy raises several types for an unparsable position
-        raise InputError(f"{text!r} is not a sky position like '10h00m00s +40d00m00s'") from None
-    return float(c.ra.rad), float(c.dec.rad)
-
-
-def format_position(ra: float, dec: float) -> str:
-    """'hh:mm:ss.sss +dd:mm:ss.ss' of a J2000 position in rad."""
-    from astropy.coordinates import Angle
-
-    return (Angle(ra, "rad").wrap_at("360d").to_string("hourangle", sep=":", precision=3,
-                                                       pad=True) + " "
-            + Angle(dec, "rad").to_string("deg", sep=":", precision=2, alwayssign=True,
-                                          pad=True))
-
-
-def resolve_sources(spec: SimulationSpec, size: int, cell: float) -> list[dict]:
-    """The truth of every source: name, shape, flux (Jy at the reference frequency), spectral
-    index, ra/dec (rad) and position text, l/m, FITS pixel x/y in the (size, cell) geometry,
-    major/minor (rad FWHM), pa (deg)."""
-    centre = size / 2.0
-    truth = []
-    for i, s in enumerate(spec.sources):
-        if s.pixel_offset is not None or s.offset is not None:
-            if s.pixel_offset is not None:
-                l, m = -s.pixel_offset[0] * cell, s.pixel_offset[1] * cell
-            else:
-                l, m = float(s.offset[0]), float(s.offset[1])
-            if l * l + m * m >= 1:
-                raise InputError(f"source {s.name or i + 1}: offset (l, m) = ({l:g}, {m:g}) is "
-                                 "beyond the horizon of the phase centre")
-            ra, dec = lm_to_radec(l, m, spec.ra, spec.dec)
-        else:
-            ra, dec = float(s.radec[0]), float(s.radec[1])
-            l, m = radec_to_lm(ra, dec, spec.ra, spec.dec)
-            if l * l + m * m >= 1:
-                raise InputError(f"source {s.name or i + 1} is below the horizon of the field")
-        truth.append({
-            "name": s.name or f"S{i + 1}", "shape": s.shape, "flux": float(s.flux),
-            "spectral_index": float(s.spectral_index), "ra": ra, "dec": dec,
-            "position": format_position(ra, dec), "l": l, "m": m,
-            "x": round(centre - l / cell, 9), "y": round(centre + m / cell, 9),
-            "major": float(s.major), "minor": float(s.minor), "pa": math.degrees(s.pa),
-        })
-    return truth
 
 
 # --- time and geometry --------------------------------------------------------------------
@@ -275,45 +228,6 @@ def suggested_geometry(spec: SimulationSpec, hour_angle: np.ndarray) -> tuple[fl
     return cell, msinfo.suggest_size(cell, float(freq[0]), vla.DISH_DIAMETER)
 
 
-# --- visibilities -------------------------------------------------------------------------
-
-
-def _phasor(tau: np.ndarray, freq: np.ndarray) -> np.ndarray:
-    """exp(2 pi i tau f / c) as (n, nchan) complex128 for delays tau (n,) in metres; uniform
-    channels use a running product along frequency (2 exponentials per row)."""
-    k = 2.0 * math.pi / C_LIGHT
-    step = np.diff(freq)
-    if len(freq) > 2 and np.allclose(step, step[0], rtol=1e-12, atol=0):
-        out = np.empty((len(tau), len(freq)), np.complex128)
-        out[:, 0] = np.exp(1j * k * freq[0] * tau)
-        out[:, 1:] = np.exp(1j * k * step[0] * tau)[:, None]
-        return np.cumprod(out, axis=1, out=out)
-    return np.exp(1j * k * np.outer(tau, freq))
-
-
-def model_visibilities(uvw: np.ndarray, freq: np.ndarray, truth: Sequence[dict],
-                       ref_freq: float) -> np.ndarray:
-    """Noise-free Stokes I visibilities (nrow, nchan) complex128 of the truth sources.
-
-    uvw: (nrow, 3) metres; freq: (nchan,) Hz; truth: entries of ``resolve_sources``.
-    """
-    vis = np.zeros((len(uvw), len(freq)), np.complex128)
-    u, v, w = uvw[:, 0], uvw[:, 1], uvw[:, 2]
-    for s in truth:
-        l, m = s["l"], s["m"]
-        n = math.sqrt(1.0 - l * l - m * m)
-        term = _phasor(u * l + v * m + w * (n - 1.0), freq)
-        term *= s["flux"] * (freq / ref_freq) ** s["spectral_index"]
-        if s["shape"] == "gaussian":
-            pa = math.radians(s["pa"])
-            u_major = u * math.sin(pa) + v * math.cos(pa)
-            u_minor = u * math.cos(pa) - v * math.sin(pa)
-            q = _GAUSS * (s["major"] ** 2 * u_major**2 + s["minor"] ** 2 * u_minor**2)
-            term *= np.exp(-np.outer(q, (freq / C_LIGHT) ** 2))
-        vis += term
-    return vis
-
-
 # --- the simulator ------------------------------------------------------------------------
 
 
@@ -333,11 +247,15 @@ def _truth_document(spec: SimulationSpec, path: str, times: np.ndarray, size: in
     }
     return {
         "ms": os.path.basename(os.path.normpath(path)),
-        "units": "angles rad (pa deg), flux Jy at reference_frequency, frequencies Hz, "
+        "units": "angles rad (pa deg), flux (intrinsic) and apparent_flux Jy at "
+                 "reference_frequency, frequencies Hz, "
                  "times MJD seconds UTC",
         "phase_centre": {"ra": spec.ra, "dec": spec.dec,
                          "position": format_position(spec.ra, spec.dec)},
         "reference_frequency": spec.reference_frequency(),
+        "primary_beam": {"applied": bool(spec.primary_beam),
+                         "model": "VLA, EVLA Memo 195 (Perley 2016) polynomial per band",
+                         "pointing": "the phase centre"},
         "image": {"size": size, "cell": cell, "cell_asec": cell / _ASEC,
                   "convention": "FITS 0-based pixel (x, y): x grows to the west, y to the "
                                 "north, phase centre at (size/2, size/2), SIN projection"},
@@ -416,7 +334,8 @@ def _write_ms(tmp: str, spec: SimulationSpec, times: np.ndarray, hour_angle: np.
             t = slice(t0, min(t0 + step, len(times)))
             n = (t.stop - t.start) * nbl
             uvw = vla.uvw(positions, a1, a2, hour_angle[t], spec.dec)
-            model = model_visibilities(uvw, freq, sources, truth["reference_frequency"])
+            model = model_visibilities(uvw, freq, sources, truth["reference_frequency"],
+                                       primary_beam=spec.primary_beam)
             data = np.zeros((n, spec.nchan, ncorr), np.complex128)
             data[:, :, parallel] = model[:, :, None]
             if spec.noise > 0:
@@ -442,4 +361,3 @@ def _write_ms(tmp: str, spec: SimulationSpec, times: np.ndarray, hour_angle: np.
                f"noise {spec.noise:g} Jy, seed {spec.seed}")
     mswrite.write_observation(tmp, vla.TELESCOPE_NAME, (obs["time_start"], obs["time_end"]),
                               "htclean-simulation", message, command)
-
