@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from htclean.imaging.beam import Beam
-from htclean.imaging.clean import CleanParams, StopRule, overlap
+from htclean.imaging.clean import CleanParams, StopRule, Window, overlap
 from htclean.imaging.components import ComponentList
 from htclean.imaging.errors import InputError
 from htclean.imaging.noise import robust_sigma
@@ -37,27 +37,36 @@ from htclean.imaging.taylor import check_nterms, hessian
 
 @dataclass(frozen=True, eq=False)
 class TaylorComponents:
-    """Point components with Taylor coefficients: ``x``, ``y`` (int64 pixels) and ``flux``
-    (ncomp, nterms) float64 (Jy at the reference frequency, then the tt1, tt2 ... coefficients),
-    on an ``(ny, nx)`` image; one entry per pixel, sorted by (y, x)."""
+    """Components with Taylor coefficients: ``x``, ``y`` (int64 pixels), ``scale`` (float64
+    pixels, 0 = point, components.scale_kernel otherwise) and ``flux`` (ncomp, nterms) float64
+    (Jy at the reference frequency, then the tt1, tt2 ... coefficients), on an ``(ny, nx)``
+    image; one entry per (x, y, scale), sorted by (scale, y, x)."""
 
     x: np.ndarray
     y: np.ndarray
+    scale: np.ndarray
     flux: np.ndarray
     nx: int
     ny: int
 
     @classmethod
-    def from_arrays(cls, x: Any, y: Any, flux: Any, nx: int, ny: int) -> TaylorComponents:
-        """Merge components per pixel (coefficients summed), sorted by (y, x)."""
+    def from_arrays(cls, x: Any, y: Any, flux: Any, nx: int, ny: int,
+                    scale: Any = None) -> TaylorComponents:
+        """Merge components per (x, y, scale) (coefficients summed); scale None: points."""
         x, y = np.asarray(x, np.int64).reshape(-1), np.asarray(y, np.int64).reshape(-1)
-        f = np.asarray(flux, np.float64).reshape(len(x), -1)
-        if ((x < 0) | (x >= nx) | (y < 0) | (y >= ny)).any():
-            raise InputError(f"a Taylor component lies outside the {nx}x{ny} image")
-        flat, inverse = np.unique(y * nx + x, return_inverse=True)
+        f = np.asarray(flux, np.float64)
+        f = f.reshape(len(x), -1) if f.size else f.reshape(0, f.shape[-1] if f.ndim > 1 else 1)
+        sc = np.zeros(len(x)) if scale is None else np.asarray(scale, np.float64).reshape(-1)
+        if ((x < 0) | (x >= nx) | (y < 0) | (y >= ny)).any() or sc.shape != x.shape:
+            raise InputError(f"Taylor components must lie inside the {nx}x{ny} image, one "
+                             "scale each")
+        scales, sidx = np.unique(sc, return_inverse=True)
+        key = (sidx.ravel() * ny + y) * nx + x
+        flat, where = np.unique(key, return_inverse=True)
         total = np.zeros((flat.size, f.shape[1]))
-        np.add.at(total, inverse.ravel(), f)
-        return cls(flat % nx, flat // nx, total, int(nx), int(ny))
+        np.add.at(total, where.ravel(), f)
+        return cls(flat % nx, (flat // nx) % ny, scales[flat // (nx * ny)], total, int(nx),
+                   int(ny))
 
     @property
     def nterms(self) -> int:
@@ -67,22 +76,20 @@ class TaylorComponents:
         return len(self.x)
 
     def merge(self, other: TaylorComponents) -> TaylorComponents:
-        """Both lists as one (coefficients of a shared pixel summed)."""
-        return TaylorComponents.from_arrays(np.concatenate([self.x, other.x]),
-                                            np.concatenate([self.y, other.y]),
-                                            np.concatenate([self.flux, other.flux]),
-                                            self.nx, self.ny)
+        """Both lists as one (coefficients of a shared (x, y, scale) summed)."""
+        return TaylorComponents.from_arrays(
+            np.concatenate([self.x, other.x]), np.concatenate([self.y, other.y]),
+            np.concatenate([self.flux, other.flux]), self.nx, self.ny,
+            np.concatenate([self.scale, other.scale]))
 
     def term(self, t: int) -> ComponentList:
         """The components of Taylor term ``t`` as a ComponentList (for restore, FITS)."""
-        return ComponentList.from_arrays(self.x, self.y, self.flux[:, t], np.zeros(len(self)),
-                                         self.nx, self.ny)
+        return ComponentList.from_arrays(self.x, self.y, self.flux[:, t], self.scale, self.nx,
+                                         self.ny)
 
     def images(self) -> np.ndarray:
         """(nterms, ny, nx) float64 model images in Jy/pixel."""
-        out = np.zeros((self.nterms, self.ny, self.nx))
-        out[:, self.y, self.x] = self.flux.T
-        return out
+        return np.stack([self.term(t).to_image() for t in range(self.nterms)])
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,7 +124,8 @@ def prepare(residuals: Any, psfs: Any) -> tuple[np.ndarray, np.ndarray]:
     return r, p / centre
 
 
-def _inverse(h: np.ndarray) -> np.ndarray:
+def inverse(h: np.ndarray) -> np.ndarray:
+    """H^-1, or InputError when H is not positive definite."""
     if np.linalg.eigvalsh(h).min() <= 1e-12 * abs(h[0, 0]):
         raise InputError("the Taylor Hessian is singular: the band is too narrow (or the "
                          "reference frequency too far from it) for this many terms")
@@ -129,43 +137,67 @@ def coefficients(residuals: np.ndarray, h_inv: np.ndarray) -> np.ndarray:
     return np.tensordot(h_inv, residuals, axes=1)
 
 
+def score(h_inv: np.ndarray, residuals: np.ndarray) -> np.ndarray:
+    """The chi-square reduction ``a . R`` with ``a = H^-1 R`` at every pixel of ``residuals``
+    (nterms, ...): the peak criterion (>= 0; for nterms 1, R_0^2 / H_00)."""
+    return np.einsum("ij,i...,j...->...", h_inv, residuals, residuals)
+
+
+def subtract(residuals: np.ndarray, psfs: np.ndarray, y: int, x: int, a: np.ndarray) -> Window:
+    """``R_i -= sum_j a_j B_{i+j}`` shifted to (y, x), in place; returns the image window
+    touched."""
+    nterms, ny, nx = residuals.shape
+    (iy, ix), (py, px) = overlap((ny, nx), psfs.shape[1:], y, x)
+    for i in range(nterms):
+        for j in range(nterms):
+            residuals[i, iy, ix] -= a[j] * psfs[i + j, py, px]
+    return iy, ix
+
+
 def minor_cycle(residuals: Any, psfs: Any, params: CleanParams, *, iterations_done: int,
                 threshold: float) -> MTResult:
-    """One Högbom MT-MFS minor cycle (module docstring); the inputs are not modified.
+    """One MT-MFS minor cycle of ``params.algorithm`` (hogbom: the module docstring;
+    multiscale: mtmfs_multiscale.py); the inputs are not modified.
 
-    ``params``: gain, niter, mgain (its algorithm must be hogbom); ``iterations_done``:
+    ``params``: gain, niter, mgain (and the multiscale settings); ``iterations_done``:
     components of earlier cycles; ``threshold``: absolute stop level (Jy) on max |R_0|.
     """
-    if params.algorithm != "hogbom":
-        raise InputError(f"multi-term deconvolution supports the hogbom algorithm, not "
-                         f"{params.algorithm!r}")
+    if params.algorithm not in ("hogbom", "multiscale"):
+        raise InputError(f"multi-term deconvolution supports the hogbom and multiscale "
+                         f"algorithms, not {params.algorithm!r}")
     if not (math.isfinite(threshold) and threshold >= 0):
         raise InputError(f"threshold must be a finite flux >= 0 Jy, got {threshold!r}")
     res, psf = prepare(residuals, psfs)
-    nterms, ny, nx = res.shape
-    h_inv = _inverse(hessian(psf))
-    pairs = [(i, j) for i in range(nterms) for j in range(nterms)]
-    score = np.einsum("ij,iyx,jyx->yx", h_inv, res, res)
     peak_start = float(np.abs(res[0]).max())
     stop = StopRule(params, peak_start, int(iterations_done), float(threshold))
+    if params.algorithm == "multiscale":
+        from htclean.imaging import mtmfs_multiscale
+
+        comps, done, reason = mtmfs_multiscale.run(res, psf, params, stop)
+    else:
+        comps, done, reason = _hogbom(res, psf, params, stop)
+    return MTResult(comps, res, done, peak_start, float(np.abs(res[0]).max()), reason)
+
+
+def _hogbom(res: np.ndarray, psf: np.ndarray, params: CleanParams,
+            stop: StopRule) -> tuple[TaylorComponents, int, str]:
+    """The Högbom MT-MFS loop on ``res`` (in place): (components, count, stop reason)."""
+    nterms, ny, nx = res.shape
+    h_inv = inverse(hessian(psf))
+    scores = score(h_inv, res)
     xs: list[int] = []
     ys: list[int] = []
     amps: list[np.ndarray] = []
-    peak = peak_start
-    while (reason := stop.reason(peak, len(amps))) is None:
-        y, x = divmod(int(score.argmax()), nx)
+    while (reason := stop.reason(float(np.abs(res[0]).max()), len(amps))) is None:
+        y, x = divmod(int(scores.argmax()), nx)
         a = params.gain * (h_inv @ res[:, y, x])
-        (iy, ix), (py, px) = overlap((ny, nx), psf.shape[1:], y, x)
-        for i, j in pairs:
-            res[i, iy, ix] -= a[j] * psf[i + j, py, px]
-        window = res[:, iy, ix]
-        score[iy, ix] = np.einsum("ij,iyx,jyx->yx", h_inv, window, window)
+        iy, ix = subtract(res, psf, y, x, a)
+        scores[iy, ix] = score(h_inv, res[:, iy, ix])
         xs.append(x)
         ys.append(y)
         amps.append(a)
-        peak = float(np.abs(res[0]).max())
     comps = TaylorComponents.from_arrays(xs, ys, np.array(amps).reshape(-1, nterms), nx, ny)
-    return MTResult(comps, res, len(amps), peak_start, peak, reason)
+    return comps, len(amps), reason
 
 
 def restore_terms(components: TaylorComponents, residuals: Any, psfs: Any, beam: Beam,
@@ -174,7 +206,7 @@ def restore_terms(components: TaylorComponents, residuals: Any, psfs: Any, beam:
     res, psf = prepare(residuals, psfs)
     if res.shape[0] != components.nterms:
         raise InputError(f"{res.shape[0]} residual terms for {components.nterms}-term components")
-    coeff = coefficients(res, _inverse(hessian(psf)))
+    coeff = coefficients(res, inverse(hessian(psf)))
     return np.stack([restore(components.term(t), coeff[t], beam, cell, threads=threads)
                      for t in range(res.shape[0])])
 
@@ -182,7 +214,7 @@ def restore_terms(components: TaylorComponents, residuals: Any, psfs: Any, beam:
 def residual_sigma(residuals: Any, psfs: Any) -> np.ndarray:
     """Robust noise (nterms,) of the residuals in coefficient units, ``(H^-1 R)_t``."""
     res, psf = prepare(residuals, psfs)
-    coeff = coefficients(res, _inverse(hessian(psf)))
+    coeff = coefficients(res, inverse(hessian(psf)))
     return np.array([robust_sigma(c) for c in coeff])
 
 

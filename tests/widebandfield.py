@@ -43,8 +43,10 @@ SOURCES = (
 
 def make(*, noise: float = 0.5, size: int = 128, primary_beam: bool = False,
          sources=SOURCES, nchan: int = 16, seed: int = 7, hours: float = 4.0,
-         cell: float | None = None) -> Field:
-    """The field's visibilities (module docstring); ``noise`` Jy rms per real/imaginary part."""
+         cell: float | None = None, gaussians=()) -> Field:
+    """The field's visibilities (module docstring); ``noise`` Jy rms per real/imaginary part;
+    ``gaussians``: circular Gaussians (dx, dy, flux, alpha, FWHM in pixels) added to the
+    point ``sources``."""
     _, _, positions = vla.antennas("D")
     a1, a2 = vla.baseline_pairs(len(positions))
     hour_angle = np.radians(np.linspace(-hours / 2, hours / 2, 13) * 15.0)
@@ -54,10 +56,13 @@ def make(*, noise: float = 0.5, size: int = 128, primary_beam: bool = False,
     if cell is None:
         cell = msinfo.suggest_cell(float(np.hypot(uvw[:, 0], uvw[:, 1]).max()) * freq[-1] / C)
     truth = []
-    for dx, dy, flux, alpha in sources:
+    for dx, dy, flux, alpha, *fwhm in [*sources, *gaussians]:
         ell, m = -dx * cell, dy * cell
         truth.append({"l": ell, "m": m, "x": size // 2 + dx, "y": size // 2 + dy,
                       "flux": flux, "spectral_index": alpha, "shape": "point"})
+        if fwhm:
+            truth[-1].update(shape="gaussian", major=fwhm[0] * cell, minor=fwhm[0] * cell,
+                             pa=0.0)
     vis = model_visibilities(uvw, freq, truth, REF, primary_beam=primary_beam)
     rng = np.random.default_rng(seed)
     vis = vis + noise * (rng.standard_normal(vis.shape) + 1j * rng.standard_normal(vis.shape))
