@@ -20,8 +20,11 @@ Taylor coefficients (``TaylorComponents``); restored images are ``tt_t = model_t
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +36,8 @@ from htclean.imaging.errors import InputError
 from htclean.imaging.noise import robust_sigma
 from htclean.imaging.restore import restore
 from htclean.imaging.taylor import check_nterms, hessian
+
+TAYLOR_FORMAT = "htclean-taylor-components"
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +95,54 @@ class TaylorComponents:
     def images(self) -> np.ndarray:
         """(nterms, ny, nx) float64 model images in Jy/pixel."""
         return np.stack([self.term(t).to_image() for t in range(self.nterms)])
+
+    def to_dict(self, ref_freq: float) -> dict:
+        """JSON-ready form; ``terms[t]`` lists the tt``t`` coefficients, about ``ref_freq`` Hz."""
+        return {"format": TAYLOR_FORMAT, "version": 1, "nx": self.nx, "ny": self.ny,
+                "nterms": self.nterms, "ref_freq": float(ref_freq), "count": len(self),
+                "x": self.x.tolist(), "y": self.y.tolist(), "scale": self.scale.tolist(),
+                "terms": self.flux.T.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "Taylor components"
+                  ) -> tuple[TaylorComponents, float]:
+        """(components, ref_freq) of a ``to_dict`` document; InputError naming ``source``."""
+        if not isinstance(data, dict) or data.get("format") != TAYLOR_FORMAT \
+                or data.get("version") != 1:
+            raise InputError(f"{source}: not an htclean Taylor component list "
+                             f"({TAYLOR_FORMAT!r} version 1)")
+        try:
+            terms = np.array(data["terms"], dtype=np.float64).reshape(int(data["nterms"]), -1)
+            comps = cls.from_arrays(np.array(data["x"], dtype=np.int64),
+                                    np.array(data["y"], dtype=np.int64), terms.T,
+                                    int(data["nx"]), int(data["ny"]),
+                                    np.array(data["scale"], dtype=np.float64))
+            ref = float(data["ref_freq"])
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise InputError(f"{source}: malformed Taylor component list ({exc})") from None
+        except InputError as exc:
+            raise InputError(f"{source}: {exc}") from None
+        if data.get("count") != len(comps) or not (math.isfinite(ref) and ref > 0) \
+                or not np.isfinite(comps.flux).all():
+            raise InputError(f"{source}: count, ref_freq or coefficients are wrong "
+                             "(truncated or edited file?)")
+        return comps, ref
+
+    def write(self, path: str | os.PathLike, ref_freq: float) -> None:
+        """Write the JSON file atomically (temporary name, then rename)."""
+        p = Path(path)
+        tmp = p.with_name(f".{p.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(ref_freq), separators=(",", ":")) + "\n")
+        os.replace(tmp, p)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> tuple[TaylorComponents, float]:
+        """(components, ref_freq) of a file written by ``write``; InputError naming it."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path}: cannot read Taylor components: {exc}") from None
+        return cls.from_dict(data, str(path))
 
 
 @dataclass(frozen=True, eq=False)

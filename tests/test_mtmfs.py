@@ -247,3 +247,28 @@ def test_bad_inputs_are_input_errors():
                           iterations_done=0, threshold=0.0)
     assert math.isnan(mtmfs.spectral_index(np.ones((2, 2, 2)) * [[[0.0]], [[1.0]]],
                                            cut=0.5)[0][0, 0])
+
+
+def test_taylor_components_merge_and_round_trip(tmp_path):
+    a = mtmfs.TaylorComponents.from_arrays([3, 5, 3], [2, 2, 2], [[1.0, -0.5], [0.2, 0.1],
+                                                                  [0.5, 0.25]], 8, 6,
+                                           scale=[0.0, 4.0, 0.0])
+    assert len(a) == 2 and a.nterms == 2
+    np.testing.assert_allclose(a.flux[a.x == 3], [[1.5, -0.25]])
+    both = a.merge(a)
+    np.testing.assert_allclose(both.flux, 2 * a.flux)
+    images = a.images()
+    assert images.shape == (2, 6, 8)
+    np.testing.assert_allclose(images.sum(axis=(1, 2)), a.flux.sum(axis=0))
+    path = tmp_path / "model-tt.json"
+    a.write(path, 1.5e9)
+    back, ref = mtmfs.TaylorComponents.read(path)
+    assert ref == 1.5e9
+    for k in ("x", "y", "scale", "flux"):
+        np.testing.assert_array_equal(getattr(back, k), getattr(a, k))
+    path.write_text(path.read_text().replace('"count":2', '"count":3'))
+    with pytest.raises(InputError, match="count"):
+        mtmfs.TaylorComponents.read(path)
+    path.write_text("{")
+    with pytest.raises(InputError, match="cannot read"):
+        mtmfs.TaylorComponents.read(path)
