@@ -114,9 +114,11 @@ def _field_centre(ft, field: int, path: str) -> tuple[float, float]:
     return float(d[0]), float(d[1])
 
 
-def describe(ms: str | os.PathLike, field: int = 0, spw: int | None = None) -> MsInfo:
+def describe(ms: str | os.PathLike, field: int = 0, spw: int | None = None,
+             channels: tuple[int, int] | None = None) -> MsInfo:
     """What the geometry and the FITS header need from ``ms`` for one field and spw
-    (a DATA_DESC_ID; None = every one in DATA_DESCRIPTION)."""
+    (a DATA_DESC_ID; None = every one in DATA_DESCRIPTION); channels: only the channels
+    ``[c0, c1)`` of each window count in the band (a channel part)."""
     path = _check_ms(ms)
     with ExitStack() as stack:
         main = stack.enter_context(_open(path))
@@ -133,6 +135,8 @@ def describe(ms: str | os.PathLike, field: int = 0, spw: int | None = None) -> M
             f = np.asarray(sw.getcell("CHAN_FREQ", s), float)
             width = np.abs(np.asarray(sw.getcell("CHAN_WIDTH", s), float)) \
                 if "CHAN_WIDTH" in sw.colnames() else np.zeros_like(f)
+            if channels is not None:
+                f, width = f[channels[0]:channels[1]], width[channels[0]:channels[1]]
             lo, hi = min(lo, float(np.min(f - width / 2))), max(hi, float(np.max(f + width / 2)))
         date, telescope = _observation(main)
         return MsInfo(centre, frame, lo, hi, date, telescope, main.nrows())

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from htclean.imaging import gridding, msread, weighting
+from htclean.imaging import gridding, msread, partfile, weighting
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry, psf_geometry
 
@@ -72,14 +72,48 @@ def normalise(partial: Partial) -> dict[str, np.ndarray]:
             for name, img in partial.images.items()}
 
 
-def _chunks(ms: str | os.PathLike, settings: dict[str, Any], geom: ImageGeometry,
-            rows: Sequence[int] | np.ndarray | None,
-            channels: tuple[int, int] | None) -> Iterator[msread.VisChunk]:
+def _geometry(settings: dict[str, Any], info: msread.MsInfo) -> ImageGeometry:
+    """ImageGeometry.from_settings, from a part file's stored MsInfo."""
+    image = settings["image"]
+    centre = image.get("phase_centre")
+    ra, dec = centre if centre is not None else info.phase_centre
+    return ImageGeometry(nx=int(image["nx"]), ny=int(image["ny"]), cell=float(image["cell"]),
+                         ra=float(ra), dec=float(dec), freq=(info.freq_min + info.freq_max) / 2,
+                         bandwidth=info.freq_max - info.freq_min, date_obs=info.date_obs,
+                         telescope=info.telescope, frame=info.frame)
+
+
+def _source(ms: str | os.PathLike, settings: dict[str, Any],
+            rows: Sequence[int] | np.ndarray | None, channels: tuple[int, int] | None,
+            ) -> tuple[ImageGeometry, Iterator[msread.VisChunk]]:
+    """The image geometry and the Stokes I chunks of ``ms``: a part file (partfile.py, read
+    as written) or a Measurement Set (read ``gridder.chunk_rows`` rows at a time)."""
     data = settings["data"]
-    return msread.read_chunks(ms, column=data["column"], field=data["field"], spw=data["spw"],
-                              polarization_rule=data["polarization_rule"],
-                              chunk_rows=settings["gridder"]["chunk_rows"],
-                              phase_centre=(geom.ra, geom.dec), rows=rows, channels=channels)
+    if partfile.is_part_file(ms):
+        if rows is not None or channels is not None:
+            raise InputError(f"{ms}: a part file is read whole (no rows or channels selection)")
+        header = partfile.read_header(ms)
+        geom = _geometry(settings, partfile.info(header))
+        partfile.check(header, data, (geom.ra, geom.dec), ms)
+        return geom, partfile.read_chunks(ms, header)
+    geom = ImageGeometry.from_settings(settings, ms)
+    return geom, msread.read_chunks(ms, column=data["column"], field=data["field"],
+                                    spw=data["spw"], polarization_rule=data["polarization_rule"],
+                                    chunk_rows=settings["gridder"]["chunk_rows"],
+                                    phase_centre=(geom.ra, geom.dec), rows=rows,
+                                    channels=channels)
+
+
+def write_part(ms: str | os.PathLike, settings: dict[str, Any], out: str | os.PathLike, *,
+               rows: Sequence[int] | np.ndarray | None = None,
+               channels: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Write the rows ``rows`` (None = all) and channels ``channels`` of ``ms`` as a part
+    file (partfile.py) at ``out``: Stokes I by ``data.polarization_rule``, phased to the
+    image centre, ``gridder.chunk_rows`` rows at a time. Returns the part's header."""
+    data = settings["data"]
+    geom, chunks = _source(ms, settings, rows, channels)
+    info = msread.describe(ms, field=data["field"], spw=data["spw"], channels=channels)
+    return partfile.write(out, chunks, info, data, (geom.ra, geom.dec))
 
 
 def _weights(settings: dict[str, Any]) -> tuple[str, float | None]:
@@ -96,12 +130,12 @@ def part_density(ms: str | os.PathLike, settings: dict[str, Any], *,
                  channels: tuple[int, int] | None = None) -> Partial:
     """The part's weight density: a Partial with image ``density`` (ny, nx) float64, the sum
     of the data weights gridded and the count of samples (see weighting.py)."""
-    geom = ImageGeometry.from_settings(settings, ms)
+    geom, chunks = _source(ms, settings, rows, channels)
     grid = np.zeros(geom.shape, np.float64)
     wsum, nvis, nbad = 0.0, 0, 0
-    for chunk in _chunks(ms, settings, geom, rows, channels):
+    for chunk in chunks:
         weighting.add_density(grid, chunk, geom)
-        wsum += float(chunk.weight.sum())
+        wsum += float(chunk.weight.sum(dtype=np.float64))
         nvis += int(np.count_nonzero(chunk.weight))
         nbad += chunk.nbad
         del chunk
@@ -120,7 +154,7 @@ def part_psf_dirty(ms: str | os.PathLike, settings: dict[str, Any],
     ``psf`` (pny, pnx) = ``image.psf_oversize`` x the image (``geometry.psf_geometry``: same
     cell and centre, the phase centre at pixel (pny // 2, pnx // 2)). The Partial's geom is
     the image's. density: the global weight density (uniform/Briggs only)."""
-    geom = ImageGeometry.from_settings(settings, ms)
+    geom, chunks = _source(ms, settings, rows, channels)
     pgeom = psf_geometry(geom, settings["image"]["psf_oversize"])
     params = gridding.GridParams.from_settings(settings)
     kind, robust = _weights(settings)
@@ -128,12 +162,12 @@ def part_psf_dirty(ms: str | os.PathLike, settings: dict[str, Any],
     psf = np.zeros(pgeom.shape)
     img = np.zeros(geom.shape)
     wsum, nvis, nbad = 0.0, 0, 0
-    for chunk in _chunks(ms, settings, geom, rows, channels):
+    for chunk in chunks:
         w = weighting.apply(chunk, kind, robust, grid, geom)
         psf += gridding.dirty(chunk.uvw, chunk.freq, np.ones(w.shape, params.complex), w,
                               pgeom, params)
         img += gridding.dirty(chunk.uvw, chunk.freq, chunk.vis, w, geom, params)
-        wsum += float(w.sum())
+        wsum += float(w.sum(dtype=np.float64))
         nvis += int(np.count_nonzero(w))
         nbad += chunk.nbad
         del chunk, w
@@ -155,7 +189,7 @@ def part_residual(ms: str | os.PathLike, settings: dict[str, Any], components: A
                   channels: tuple[int, int] | None = None) -> Partial:
     """Residual image of a part from one read: image ``residual`` (ny, nx), unnormalised
     ``dirty(V - predict(model))``. components: a ComponentList (or a model image, Jy/pixel)."""
-    geom = ImageGeometry.from_settings(settings, ms)
+    geom, chunks = _source(ms, settings, rows, channels)
     params = gridding.GridParams.from_settings(settings)
     kind, robust = _weights(settings)
     grid = _density_of(density)
@@ -163,12 +197,12 @@ def part_residual(ms: str | os.PathLike, settings: dict[str, Any], components: A
     empty = not np.any(model)
     img = np.zeros(geom.shape)
     wsum, nvis, nbad = 0.0, 0, 0
-    for chunk in _chunks(ms, settings, geom, rows, channels):
+    for chunk in chunks:
         w = weighting.apply(chunk, kind, robust, grid, geom)
         vis = chunk.vis if empty else \
             chunk.vis - gridding.predict(model, chunk.uvw, chunk.freq, geom, params)
         img += gridding.dirty(chunk.uvw, chunk.freq, vis, w, geom, params)
-        wsum += float(w.sum())
+        wsum += float(w.sum(dtype=np.float64))
         nvis += int(np.count_nonzero(w))
         nbad += chunk.nbad
         del chunk, w

@@ -1,0 +1,158 @@
+"""The part file: a part's Stokes I visibilities, written once and read by every cycle.
+
+A part is ONE file, ``R-part-NNN.vis.npz``: numpy's own ``.npz`` (a zip archive of ``.npy``
+arrays, NEP 1), written uncompressed (ZIP_STORED, zip64). Why this format: it is numpy's,
+so it needs no library beyond numpy, anyone can open it (``np.load``), each member is a plain
+C-ordered array that ducc0 takes without a copy, members are read one at a time (a job holds
+one chunk), the zip's CRC-32 checks every member as it is read (a truncated transfer is an
+error, not a wrong image), and it is a file, as Pegasus and HTCondor want.
+
+What it holds (what the imaging needs, nothing else): for each chunk ``cNNNNN`` of at most
+``gridder.chunk_rows`` rows of one spectral window, ``cNNNNN-uvw`` (nrow, 3) float64 metres,
+already rotated to the image's phase centre; ``cNNNNN-freq`` (nchan,) float64 Hz ascending;
+``cNNNNN-vis`` (nrow, nchan) complex64 Stokes I; ``cNNNNN-weight`` (nrow, nchan) float32, the
+data weight of that Stokes I with the flags folded in (0 = flagged). Stokes I and its weight
+are formed once, by msread's ``polarization_rule``, when the part is written. ``header`` is a
+JSON document (uint8): the format and version, the data settings it was made with
+(``column``, ``field``, ``spw``, ``polarization_rule``, the phase centre), the band, date,
+telescope and frame the image header needs, the chunk list and the count of non-finite samples.
+A job given settings other than those the part was made with gets an InputError, never a
+silently different image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from htclean.imaging.errors import InputError
+from htclean.imaging.msread import MsInfo, VisChunk
+
+FORMAT = "htclean-part"
+VERSION = 1
+SUFFIX = ".vis.npz"
+DATA_KEYS = ("column", "field", "spw", "polarization_rule")
+
+
+def is_part_file(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a regular file holding a zip archive (a part file or not)."""
+    p = Path(path)
+    return p.is_file() and zipfile.is_zipfile(p)
+
+
+def _member(zf: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
+    with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+        np.lib.format.write_array(f, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def write(path: str | os.PathLike, chunks: Iterable[VisChunk], info: MsInfo,
+          data: dict[str, Any], centre: tuple[float, float]) -> dict[str, Any]:
+    """Write ``chunks`` as a part file at ``path``, atomically; returns its header.
+
+    info: the band, date, telescope and frame of the part (msread.describe); data: the
+    ``data`` settings used to read it; centre: (ra, dec) radians the visibilities are phased to.
+    """
+    header: dict[str, Any] = {
+        "format": FORMAT, "version": VERSION,
+        "data": {k: data[k] for k in DATA_KEYS}, "centre": [float(c) for c in centre],
+        "info": {"phase_centre": list(info.phase_centre), "frame": info.frame,
+                 "freq_min": info.freq_min, "freq_max": info.freq_max,
+                 "date_obs": info.date_obs, "telescope": info.telescope},
+        "chunks": [], "nbad": 0, "rows": 0}
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        _write_members(tmp, chunks, header)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return header
+
+
+def _write_members(tmp: Path, chunks: Iterable[VisChunk], header: dict[str, Any]) -> None:
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for i, chunk in enumerate(chunks):
+            name = f"c{i:05d}"
+            _member(zf, f"{name}-uvw", np.asarray(chunk.uvw, np.float64))
+            _member(zf, f"{name}-freq", np.asarray(chunk.freq, np.float64))
+            _member(zf, f"{name}-vis", np.asarray(chunk.vis, np.complex64))
+            _member(zf, f"{name}-weight", np.asarray(chunk.weight, np.float32))
+            header["chunks"].append({"name": name, "ddid": int(chunk.ddid),
+                                     "rows": int(chunk.uvw.shape[0]),
+                                     "channels": int(chunk.freq.shape[0])})
+            header["nbad"] += int(chunk.nbad)
+            header["rows"] += int(chunk.uvw.shape[0])
+            del chunk
+        _member(zf, "header", np.frombuffer(json.dumps(header).encode(), np.uint8))
+
+
+def _read_member(zf: zipfile.ZipFile, name: str, path: Path) -> np.ndarray:
+    try:
+        with zf.open(f"{name}.npy") as f:
+            return np.lib.format.read_array(f, allow_pickle=False)
+    except KeyError:
+        raise InputError(f"{path}: part file has no member {name}") from None
+
+
+def read_header(path: str | os.PathLike) -> dict[str, Any]:
+    """The header of a part file; InputError when ``path`` is not one."""
+    p = Path(path)
+    try:
+        with zipfile.ZipFile(p) as zf:
+            header = json.loads(bytes(_read_member(zf, "header", p)).decode())
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{p} is not a part file: {exc}") from None
+    if header.get("format") != FORMAT or header.get("version") != VERSION:
+        raise InputError(f"{p} is not an {FORMAT} file of version {VERSION}")
+    return header
+
+
+def info(header: dict[str, Any], nrows: int | None = None) -> MsInfo:
+    """The MsInfo the part was written with (for the image geometry and FITS header)."""
+    i = header["info"]
+    return MsInfo(tuple(i["phase_centre"]), i["frame"], float(i["freq_min"]),
+                  float(i["freq_max"]), i["date_obs"], i["telescope"],
+                  int(header["rows"] if nrows is None else nrows))
+
+
+def check(header: dict[str, Any], data: dict[str, Any], centre: tuple[float, float],
+          path: str | os.PathLike) -> None:
+    """InputError unless the part was written with these data settings and phase centre."""
+    for key in DATA_KEYS:
+        if header["data"][key] != data[key]:
+            raise InputError(f"{path}: the part was written with data.{key} = "
+                             f"{header['data'][key]!r}, the configuration says {data[key]!r}; "
+                             "partition the MS again")
+    if not np.allclose(header["centre"], centre, rtol=0, atol=1e-12):
+        raise InputError(f"{path}: the part is phased to {header['centre']} (radians), the "
+                         f"image centre is {list(centre)}; partition the MS again")
+
+
+def read_chunks(path: str | os.PathLike,
+                header: dict[str, Any] | None = None) -> Iterator[VisChunk]:
+    """The part's chunks, one at a time (complex64 vis, float32 weight); the first carries
+    the part's count of non-finite samples in ``nbad``."""
+    p = Path(path)
+    header = read_header(p) if header is None else header
+    try:
+        with zipfile.ZipFile(p) as zf:
+            for i, c in enumerate(header["chunks"]):
+                name = c["name"]
+                chunk = VisChunk(_read_member(zf, f"{name}-uvw", p),
+                                 _read_member(zf, f"{name}-freq", p),
+                                 _read_member(zf, f"{name}-vis", p),
+                                 _read_member(zf, f"{name}-weight", p),
+                                 int(header["nbad"]) if i == 0 else 0, int(c["ddid"]))
+                if chunk.vis.shape != (c["rows"], c["channels"]) or \
+                        chunk.weight.shape != chunk.vis.shape:
+                    raise InputError(f"{p}: chunk {name} has the wrong shape")
+                yield chunk
+                del chunk
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{p}: unreadable part file ({exc})") from None
