@@ -25,13 +25,16 @@ from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry
 
 DEVICES = ("auto", "cpu", "gpu")
+SINGLE_EPSILON = 1e-5  # the finest epsilon float32 gridding is asked for (as WSClean's)
 _FLIPS = {"flip_u": False, "flip_v": True, "flip_w": False, "divide_by_n": False}
 
 
 @dataclass(frozen=True)
 class GridParams:
     """How to grid: w-gridding on/off, accuracy epsilon, precision ``single`` (float32 /
-    complex64; epsilon >= 1e-5) or ``double``, CPU threads (>= 1), device auto|cpu|gpu."""
+    complex64; epsilon >= 1e-5) or ``double``, CPU threads (>= 1), device auto|cpu|gpu.
+    ``from_settings`` resolves precision ``auto``: single where epsilon >= 1e-5 (as WSClean
+    and ducc0 users grid), double below."""
 
     wgridding: bool = True
     epsilon: float = 1e-6
@@ -46,10 +49,11 @@ class GridParams:
         if self.device not in DEVICES:
             raise InputError(f"gridder.device must be one of {', '.join(DEVICES)}, "
                              f"not {self.device!r}")
-        low = 1e-5 if self.precision == "single" else 2e-13
-        if not low < self.epsilon < 0.1:
-            raise InputError(f"gridder.epsilon must lie in ({low:g}, 0.1) with gridder.precision "
-                             f"{self.precision}, got {self.epsilon:g}")
+        single = self.precision == "single"
+        low = SINGLE_EPSILON if single else 2e-13
+        if not (low <= self.epsilon if single else low < self.epsilon) or self.epsilon >= 0.1:
+            raise InputError(f"gridder.epsilon must lie in {'[' if single else '('}{low:g}, 0.1) "
+                             f"with gridder.precision {self.precision}, got {self.epsilon:g}")
         if self.threads < 1:
             raise InputError(f"gridder.threads must be >= 1, got {self.threads}")
 
@@ -59,8 +63,12 @@ class GridParams:
         CPUs this process may use."""
         g = settings["gridder"]
         threads = resolve_threads(int(g["threads"]), settings["execution"]["request_cpus"])
-        return cls(wgridding=bool(g["wgridding"]), epsilon=float(g["epsilon"]),
-                   precision=g["precision"], threads=threads, device=g["device"])
+        epsilon = float(g["epsilon"])
+        precision = g["precision"]
+        if precision == "auto":
+            precision = "single" if epsilon >= SINGLE_EPSILON else "double"
+        return cls(wgridding=bool(g["wgridding"]), epsilon=epsilon, precision=precision,
+                   threads=threads, device=g["device"])
 
     @property
     def real(self) -> type:
@@ -127,7 +135,8 @@ def predict(image: np.ndarray, uvw: np.ndarray, freq: np.ndarray, geom: ImageGeo
     """Model visibilities ``sum_pixels image exp(+2 pi i (u l + v m + w (n - 1)))``.
 
     image (ny, nx) in Jy/pixel (FITS orientation); uvw (nrow, 3) metres; freq (nchan,) Hz.
-    Returns (nrow, nchan) complex128. The adjoint of ``dirty`` with unit weights.
+    Returns (nrow, nchan) complex in the gridder's precision (complex64 single, complex128
+    double). The adjoint of ``dirty`` with unit weights.
     """
     if resolve_device(params.device) == "gpu":
         from htclean.imaging import gpu_gridding
@@ -137,7 +146,7 @@ def predict(image: np.ndarray, uvw: np.ndarray, freq: np.ndarray, geom: ImageGeo
         raise InputError(f"model image has shape {image.shape}, expected (ny, nx) = {geom.shape}")
     _check(uvw, freq, (uvw.shape[0] if uvw.ndim == 2 else -1, freq.shape[0]), "uvw")
     if uvw.shape[0] == 0 or freq.shape[0] == 0:
-        return np.zeros((uvw.shape[0], freq.shape[0]), np.complex128)
+        return np.zeros((uvw.shape[0], freq.shape[0]), params.complex)
     from ducc0.wgridder.experimental import dirty2vis
 
     vis = dirty2vis(uvw=np.ascontiguousarray(uvw, dtype=np.float64),
@@ -145,4 +154,4 @@ def predict(image: np.ndarray, uvw: np.ndarray, freq: np.ndarray, geom: ImageGeo
                     dirty=np.ascontiguousarray(image.T, dtype=params.real),
                     pixsize_x=geom.cell, pixsize_y=geom.cell, epsilon=params.epsilon,
                     do_wgridding=params.wgridding, nthreads=params.threads, **_FLIPS)
-    return vis.astype(np.complex128, copy=False)
+    return vis.astype(params.complex, copy=False)

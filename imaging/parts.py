@@ -200,7 +200,8 @@ def part_residual(ms: str | os.PathLike, settings: dict[str, Any], components: A
     for chunk in chunks:
         w = weighting.apply(chunk, kind, robust, grid, geom)
         vis = chunk.vis if empty else \
-            chunk.vis - gridding.predict(model, chunk.uvw, chunk.freq, geom, params)
+            np.subtract(chunk.vis, gridding.predict(model, chunk.uvw, chunk.freq, geom, params),
+                        dtype=params.complex)
         img += gridding.dirty(chunk.uvw, chunk.freq, vis, w, geom, params)
         wsum += float(w.sum(dtype=np.float64))
         nvis += int(np.count_nonzero(w))
