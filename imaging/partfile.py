@@ -11,7 +11,10 @@ What it holds (what the imaging needs, nothing else): for each chunk ``cNNNNN`` 
 ``gridder.chunk_rows`` rows of one spectral window, ``cNNNNN-uvw`` (nrow, 3) float64 metres,
 already rotated to the image's phase centre; ``cNNNNN-freq`` (nchan,) float64 Hz ascending;
 ``cNNNNN-vis`` (nrow, nchan) complex64 Stokes I; ``cNNNNN-weight`` (nrow, nchan) float32, the
-data weight of that Stokes I with the flags folded in (0 = flagged). Stokes I and its weight
+data weight of that Stokes I with the flags folded in (0 = flagged), or, when every sample of
+a row has the row's weight or 0 (an MS without WEIGHT_SPECTRUM), the same as
+``cNNNNN-rowweight`` (nrow,) float32 and ``cNNNNN-flags`` (nrow, ceil(nchan / 8)) uint8, one
+bit per sample (``np.packbits`` along the channels; 1 = weight 0). Stokes I and its weight
 are formed once, by msread's ``polarization_rule``, when the part is written. ``header`` is a
 JSON document (uint8): the format and version, the data settings it was made with
 (``column``, ``field``, ``spw``, ``polarization_rule``, the phase centre), the band, date,
@@ -82,7 +85,7 @@ def _write_members(tmp: Path, chunks: Iterable[VisChunk], header: dict[str, Any]
             _member(zf, f"{name}-uvw", np.asarray(chunk.uvw, np.float64))
             _member(zf, f"{name}-freq", np.asarray(chunk.freq, np.float64))
             _member(zf, f"{name}-vis", np.asarray(chunk.vis, np.complex64))
-            _member(zf, f"{name}-weight", np.asarray(chunk.weight, np.float32))
+            _write_weight(zf, name, np.asarray(chunk.weight, np.float32))
             header["chunks"].append({"name": name, "ddid": int(chunk.ddid),
                                      "rows": int(chunk.uvw.shape[0]),
                                      "channels": int(chunk.freq.shape[0])})
@@ -90,6 +93,27 @@ def _write_members(tmp: Path, chunks: Iterable[VisChunk], header: dict[str, Any]
             header["rows"] += int(chunk.uvw.shape[0])
             del chunk
         _member(zf, "header", np.frombuffer(json.dumps(header).encode(), np.uint8))
+
+
+def _write_weight(zf: zipfile.ZipFile, name: str, weight: np.ndarray) -> None:
+    """The weights of a chunk: as a row weight and a flag bit per sample when every sample
+    of a row has the row's weight or 0 (the common case: no WEIGHT_SPECTRUM), else in full."""
+    row = weight.max(axis=1, initial=0.0)
+    flagged = weight == 0
+    if np.all(flagged | (weight == row[:, None])):
+        _member(zf, f"{name}-rowweight", row)
+        _member(zf, f"{name}-flags", np.packbits(flagged, axis=1))
+    else:
+        _member(zf, f"{name}-weight", weight)
+
+
+def _read_weight(zf: zipfile.ZipFile, name: str, nchan: int, path: Path) -> np.ndarray:
+    if f"{name}-rowweight.npy" in zf.NameToInfo:
+        row = _read_member(zf, f"{name}-rowweight", path)
+        flagged = np.unpackbits(_read_member(zf, f"{name}-flags", path), axis=1,
+                                count=nchan).view(bool)
+        return np.where(flagged, np.float32(0), row[:, None])
+    return _read_member(zf, f"{name}-weight", path)
 
 
 def _read_member(zf: zipfile.ZipFile, name: str, path: Path) -> np.ndarray:
@@ -147,7 +171,7 @@ def read_chunks(path: str | os.PathLike,
                 chunk = VisChunk(_read_member(zf, f"{name}-uvw", p),
                                  _read_member(zf, f"{name}-freq", p),
                                  _read_member(zf, f"{name}-vis", p),
-                                 _read_member(zf, f"{name}-weight", p),
+                                 _read_weight(zf, name, int(c["channels"]), p),
                                  int(header["nbad"]) if i == 0 else 0, int(c["ddid"]))
                 if chunk.vis.shape != (c["rows"], c["channels"]) or \
                         chunk.weight.shape != chunk.vis.shape:

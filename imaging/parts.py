@@ -214,8 +214,8 @@ def part_residual(ms: str | os.PathLike, settings: dict[str, Any], components: A
 
 
 def save_partial(path: str | os.PathLike, partial: Partial) -> None:
-    """Write a partial atomically as .npz: images as float32 (``density`` float64), the
-    weight sum (float64), counts, and the geometry and meta as JSON."""
+    """Write a partial atomically as .npz: images as float32 (``density`` float64, the file
+    then zip-compressed), the weight sum (float64), counts, and the geometry and meta as JSON."""
     arrays: dict[str, np.ndarray] = {
         f"image_{name}": np.asarray(img, np.float64 if name in EXACT else np.float32)
         for name, img in partial.images.items()}
@@ -224,7 +224,9 @@ def save_partial(path: str | os.PathLike, partial: Partial) -> None:
               "geom": asdict(partial.geom) if partial.geom is not None else None}
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    # a density is mostly empty (the uv cells no baseline reaches): compressed, a fraction of
+    # its float64 size for every weights, grid and residual job that reads it
+    (np.savez_compressed if "density" in partial.images else np.savez)(buf, **arrays)
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
