@@ -100,34 +100,41 @@ def _check(uvw: np.ndarray, freq: np.ndarray, shape: tuple[int, int], what: str)
                          f"{(uvw.shape[0], freq.shape[0])}")
 
 
-def dirty(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray | None,
-          geom: ImageGeometry, params: GridParams) -> np.ndarray:
+def dirty(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray | None,
+          weight: np.ndarray | None, geom: ImageGeometry, params: GridParams) -> np.ndarray:
     """Unnormalised dirty image ``Re sum w V exp(-2 pi i (u l + v m + w (n - 1)))``.
 
-    uvw (nrow, 3) float64 metres; freq (nchan,) Hz; vis (nrow, nchan) complex; weight
-    (nrow, nchan) float or None (all 1); ducc0 skips samples of weight 0. Returns
-    ``image[y, x]`` (ny, nx) float64, not divided by the weight sum.
+    uvw (nrow, 3) float64 metres; freq (nchan,) Hz; vis (nrow, nchan) complex, or None for
+    the PSF (V = 1); weight (nrow, nchan) float or None (all 1); ducc0 skips samples of weight
+    0. Returns ``image[y, x]`` (ny, nx) in the gridder's float type (float32 single, float64
+    double; the CPU's is a transposed view), not divided by the weight sum.
     """
+    shape = (uvw.shape[0] if uvw.ndim == 2 else -1, freq.shape[0] if freq.ndim == 1 else -1)
     if resolve_device(params.device) == "gpu":
         from htclean.imaging import gpu_gridding
 
+        if vis is None:
+            vis = np.ones(shape, params.complex)
         return gpu_gridding.dirty(uvw, freq, vis, weight, geom, params)
-    _check(uvw, freq, vis.shape, "vis")
+    if vis is not None:
+        _check(uvw, freq, vis.shape, "vis")
     if weight is not None:
         _check(uvw, freq, weight.shape, "weight")
-    if vis.size == 0:
-        return np.zeros(geom.shape)
+    if shape[0] == 0 or shape[1] == 0:
+        return np.zeros(geom.shape, params.real)
     from ducc0.wgridder.experimental import vis2dirty
 
     if weight is not None:
         weight = np.ascontiguousarray(weight, dtype=params.real)
+    # the PSF's unit visibilities: one value broadcast (no nrow x nchan array)
+    vis = np.broadcast_to(params.complex(1), shape) if vis is None else \
+        np.ascontiguousarray(vis, dtype=params.complex)
     out = vis2dirty(uvw=np.ascontiguousarray(uvw, dtype=np.float64),
-                    freq=np.ascontiguousarray(freq, dtype=np.float64),
-                    vis=np.ascontiguousarray(vis, dtype=params.complex), wgt=weight,
+                    freq=np.ascontiguousarray(freq, dtype=np.float64), vis=vis, wgt=weight,
                     npix_x=geom.nx, npix_y=geom.ny, pixsize_x=geom.cell, pixsize_y=geom.cell,
                     epsilon=params.epsilon, do_wgridding=params.wgridding,
                     nthreads=params.threads, **_FLIPS)
-    return np.ascontiguousarray(out.T, dtype=np.float64)
+    return out.T  # a view: (ny, nx) in the gridder's float type
 
 
 def predict(image: np.ndarray, uvw: np.ndarray, freq: np.ndarray, geom: ImageGeometry,

@@ -134,12 +134,36 @@ def part_density(ms: str | os.PathLike, settings: dict[str, Any], *,
     grid = np.zeros(geom.shape, np.float64)
     wsum, nvis, nbad = 0.0, 0, 0
     for chunk in chunks:
-        weighting.add_density(grid, chunk, geom)
+        for piece in _slices(chunk):
+            weighting.add_density(grid, piece, geom)
         wsum += float(chunk.weight.sum(dtype=np.float64))
         nvis += int(np.count_nonzero(chunk.weight))
         nbad += chunk.nbad
         del chunk
     return Partial({"density": grid}, wsum, nvis, nbad, geom)
+
+
+SLICE_ROWS = 32768  # rows weighted at a time: bounds the weighting's int64/float64 temporaries
+
+
+def _slices(chunk: msread.VisChunk, rows: int = SLICE_ROWS) -> Iterator[msread.VisChunk]:
+    """Row slices of a chunk (views)."""
+    for r in range(0, max(len(chunk.uvw), 1), rows):
+        yield msread.VisChunk(chunk.uvw[r:r + rows], chunk.freq, chunk.vis[r:r + rows],
+                              chunk.weight[r:r + rows], 0, chunk.ddid)
+
+
+def _imaging_weights(chunk: msread.VisChunk, kind: str, robust: float | None,
+                     density: np.ndarray | None, geom: ImageGeometry,
+                     params: gridding.GridParams) -> np.ndarray:
+    """weighting.apply of a chunk in the gridder's float type, computed SLICE_ROWS rows at a
+    time (the same values; a fraction of the temporaries)."""
+    if kind == "natural":
+        return chunk.weight.astype(params.real, copy=False)
+    out = np.empty(chunk.weight.shape, params.real)
+    for r, piece in zip(range(0, len(out), SLICE_ROWS), _slices(chunk), strict=False):
+        out[r:r + SLICE_ROWS] = weighting.apply(piece, kind, robust, density, geom)
+    return out
 
 
 def _density_of(density: Partial | np.ndarray | None) -> np.ndarray | None:
@@ -159,13 +183,12 @@ def part_psf_dirty(ms: str | os.PathLike, settings: dict[str, Any],
     params = gridding.GridParams.from_settings(settings)
     kind, robust = _weights(settings)
     grid = _density_of(density)
-    psf = np.zeros(pgeom.shape)
-    img = np.zeros(geom.shape)
+    psf = np.zeros(pgeom.shape, params.real)
+    img = np.zeros(geom.shape, params.real)
     wsum, nvis, nbad = 0.0, 0, 0
     for chunk in chunks:
-        w = weighting.apply(chunk, kind, robust, grid, geom)
-        psf += gridding.dirty(chunk.uvw, chunk.freq, np.ones(w.shape, params.complex), w,
-                              pgeom, params)
+        w = _imaging_weights(chunk, kind, robust, grid, geom, params)
+        psf += gridding.dirty(chunk.uvw, chunk.freq, None, w, pgeom, params)
         img += gridding.dirty(chunk.uvw, chunk.freq, chunk.vis, w, geom, params)
         wsum += float(w.sum(dtype=np.float64))
         nvis += int(np.count_nonzero(w))
@@ -195,14 +218,16 @@ def part_residual(ms: str | os.PathLike, settings: dict[str, Any], components: A
     grid = _density_of(density)
     model = model_image(components, geom)
     empty = not np.any(model)
-    img = np.zeros(geom.shape)
+    img = np.zeros(geom.shape, params.real)
     wsum, nvis, nbad = 0.0, 0, 0
     for chunk in chunks:
-        w = weighting.apply(chunk, kind, robust, grid, geom)
-        vis = chunk.vis if empty else \
-            np.subtract(chunk.vis, gridding.predict(model, chunk.uvw, chunk.freq, geom, params),
-                        dtype=params.complex)
+        w = _imaging_weights(chunk, kind, robust, grid, geom, params)
+        vis = chunk.vis.astype(params.complex, copy=False)  # the chunk's own: changed in place
+        if not empty:
+            np.subtract(vis, gridding.predict(model, chunk.uvw, chunk.freq, geom, params),
+                        out=vis)
         img += gridding.dirty(chunk.uvw, chunk.freq, vis, w, geom, params)
+        del vis
         wsum += float(w.sum(dtype=np.float64))
         nvis += int(np.count_nonzero(w))
         nbad += chunk.nbad
