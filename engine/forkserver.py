@@ -202,6 +202,8 @@ def _child(request: dict, fds: list[int], entry: str, keep: list, ready: int) ->
         os.environ.update(request["env"])
         with contextlib.suppress(OSError):  # the peak memory mark: this job's own from here
             Path("/proc/self/clear_refs").write_text("5")
+        with contextlib.suppress(OSError):  # top and ps -o comm name the job, not the server
+            Path("/proc/self/comm").write_text(Path(request["argv"][0]).name[:15])
         sys.argv = [request["argv"][0], *request["argv"][1:]]
         module, _, func = entry.partition(":")
         main = getattr(importlib.import_module(module), func)

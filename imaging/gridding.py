@@ -101,13 +101,17 @@ def _check(uvw: np.ndarray, freq: np.ndarray, shape: tuple[int, int], what: str)
 
 
 def dirty(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray | None,
-          weight: np.ndarray | None, geom: ImageGeometry, params: GridParams) -> np.ndarray:
+          weight: np.ndarray | None, geom: ImageGeometry, params: GridParams,
+          tile: tuple[int, int] | None = None) -> np.ndarray:
     """Unnormalised dirty image ``Re sum w V exp(-2 pi i (u l + v m + w (n - 1)))``.
 
     uvw (nrow, 3) float64 metres; freq (nchan,) Hz; vis (nrow, nchan) complex, or None for
     the PSF (V = 1); weight (nrow, nchan) float or None (all 1); ducc0 skips samples of weight
     0. Returns ``image[y, x]`` (ny, nx) in the gridder's float type (float32 single, float64
-    double; the CPU's is a transposed view), not divided by the weight sum.
+    double; the CPU's may be a transposed view), not divided by the weight sum. tile (ny, nx):
+    on the CPU, grid an image larger than that as tiles of at most that size (ducc0 shifted
+    to each tile's centre; the same image, a tile's grid in memory at a time: a 2x PSF costs
+    the memory of the image's).
     """
     shape = (uvw.shape[0] if uvw.ndim == 2 else -1, freq.shape[0] if freq.ndim == 1 else -1)
     if resolve_device(params.device) == "gpu":
@@ -122,19 +126,38 @@ def dirty(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray | None,
         _check(uvw, freq, weight.shape, "weight")
     if shape[0] == 0 or shape[1] == 0:
         return np.zeros(geom.shape, params.real)
+    args = {"uvw": np.ascontiguousarray(uvw, dtype=np.float64),
+            "freq": np.ascontiguousarray(freq, dtype=np.float64),
+            # the PSF's unit visibilities: one value broadcast (no nrow x nchan array)
+            "vis": np.broadcast_to(params.complex(1), shape) if vis is None else
+            np.ascontiguousarray(vis, dtype=params.complex),
+            "wgt": None if weight is None else np.ascontiguousarray(weight, dtype=params.real)}
+    if tile is None or (geom.ny <= tile[0] and geom.nx <= tile[1]):
+        return _vis2dirty(args, geom.nx, geom.ny, geom.cell, params).T
+    out = np.empty(geom.shape, params.real)
+    for y0, m in _tiles(geom.ny, tile[0]):
+        for x0, n in _tiles(geom.nx, tile[1]):
+            # ducc0's image centre, relative to the phase centre (pixel (nx // 2, ny // 2))
+            shift = ((x0 + n // 2 - geom.nx // 2) * geom.cell,
+                     -(y0 + m // 2 - geom.ny // 2) * geom.cell)
+            out[y0:y0 + m, x0:x0 + n] = _vis2dirty(args, n, m, geom.cell, params, shift).T
+    return out
+
+
+def _tiles(size: int, most: int) -> list[tuple[int, int]]:
+    """(start, length) of about equal even tiles of at most ``most`` covering ``size``."""
+    count = -(-size // most)
+    cuts = [2 * round(size * k / count / 2) for k in range(count + 1)]
+    return [(a, b - a) for a, b in zip(cuts, cuts[1:], strict=False)]
+
+
+def _vis2dirty(args: dict, nx: int, ny: int, cell: float, params: GridParams,
+               shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     from ducc0.wgridder.experimental import vis2dirty
 
-    if weight is not None:
-        weight = np.ascontiguousarray(weight, dtype=params.real)
-    # the PSF's unit visibilities: one value broadcast (no nrow x nchan array)
-    vis = np.broadcast_to(params.complex(1), shape) if vis is None else \
-        np.ascontiguousarray(vis, dtype=params.complex)
-    out = vis2dirty(uvw=np.ascontiguousarray(uvw, dtype=np.float64),
-                    freq=np.ascontiguousarray(freq, dtype=np.float64), vis=vis, wgt=weight,
-                    npix_x=geom.nx, npix_y=geom.ny, pixsize_x=geom.cell, pixsize_y=geom.cell,
-                    epsilon=params.epsilon, do_wgridding=params.wgridding,
-                    nthreads=params.threads, **_FLIPS)
-    return out.T  # a view: (ny, nx) in the gridder's float type
+    return vis2dirty(**args, npix_x=nx, npix_y=ny, pixsize_x=cell, pixsize_y=cell,
+                     epsilon=params.epsilon, do_wgridding=params.wgridding,
+                     nthreads=params.threads, center_x=shift[0], center_y=shift[1], **_FLIPS)
 
 
 def predict(image: np.ndarray, uvw: np.ndarray, freq: np.ndarray, geom: ImageGeometry,

@@ -183,17 +183,28 @@ def part_psf_dirty(ms: str | os.PathLike, settings: dict[str, Any],
     params = gridding.GridParams.from_settings(settings)
     kind, robust = _weights(settings)
     grid = _density_of(density)
-    psf = np.zeros(pgeom.shape, params.real)
     img = np.zeros(geom.shape, params.real)
     wsum, nvis, nbad = 0.0, 0, 0
+    bands: dict[bytes, tuple[np.ndarray, list, list]] = {}  # freq -> (freq, uvws, weights)
     for chunk in chunks:
         w = _imaging_weights(chunk, kind, robust, grid, geom, params)
-        psf += gridding.dirty(chunk.uvw, chunk.freq, None, w, pgeom, params)
         img += gridding.dirty(chunk.uvw, chunk.freq, chunk.vis, w, geom, params)
+        band = bands.setdefault(chunk.freq.tobytes(), (chunk.freq, [], []))
+        band[1].append(chunk.uvw)
+        band[2].append(w)
         wsum += float(w.sum(dtype=np.float64))
         nvis += int(np.count_nonzero(w))
         nbad += chunk.nbad
         del chunk, w
+    # the PSF needs no visibilities: all rows of a band in one gridder call (one set of FFTs
+    # for the part, not one per chunk), in tiles of the image's size (its memory)
+    psf = np.zeros(pgeom.shape, params.real)
+    for freq, uvws, weights in bands.values():
+        uvw, w = np.concatenate(uvws), np.concatenate(weights)
+        uvws.clear()
+        weights.clear()
+        psf += gridding.dirty(uvw, freq, None, w, pgeom, params, tile=geom.shape)
+        del uvw, w
     return Partial({"psf": psf, "dirty": img}, wsum, nvis, nbad, geom)
 
 
