@@ -64,12 +64,22 @@ class Partial:
 
 
 def normalise(partial: Partial) -> dict[str, np.ndarray]:
-    """Images divided by the weight sum (float64; the PSF then peaks at 1). The density, if
-    present, is returned unchanged."""
+    """Images divided by the weight sum (the PSF then peaks at 1), each in its own float type
+    (float32 partials stay float32: a 2x PSF is not doubled in memory), divided in float64 a
+    block of rows at a time. The density, if present, is returned unchanged."""
     if not partial.weight_sum > 0:
         raise InputError("no unflagged visibilities: the weight sum is zero")
-    return {name: img if name in EXACT else np.asarray(img, np.float64) / partial.weight_sum
-            for name, img in partial.images.items()}
+    out = {}
+    for name, img in partial.images.items():
+        if name in EXACT:
+            out[name] = img
+            continue
+        img = np.asarray(img)
+        res = np.empty(img.shape, np.result_type(img.dtype, np.float32))
+        for r in range(0, max(len(img), 1), 512):
+            res[r:r + 512] = img[r:r + 512] / np.float64(partial.weight_sum)
+        out[name] = res
+    return out
 
 
 def _geometry(settings: dict[str, Any], info: msread.MsInfo) -> ImageGeometry:
