@@ -91,6 +91,8 @@ def work(args: argparse.Namespace, job: Job) -> None:
             stack.enter_context(msparts.unpacked(part))
         if args.mode == "weights":
             partial = parts.part_density(ms, settings)
+            if ms == part:  # a part file: its visibilities were not read
+                job.partly_read[part] = partfile.bytes_read(part, vis=False)
         elif args.mode == "psf-dirty":
             partial = parts.part_psf_dirty(ms, settings, density)
         else:

@@ -95,9 +95,10 @@ def _geometry(settings: dict[str, Any], info: msread.MsInfo) -> ImageGeometry:
 
 def _source(ms: str | os.PathLike, settings: dict[str, Any],
             rows: Sequence[int] | np.ndarray | None, channels: tuple[int, int] | None,
-            ) -> tuple[ImageGeometry, Iterator[msread.VisChunk]]:
+            vis: bool = True) -> tuple[ImageGeometry, Iterator[msread.VisChunk]]:
     """The image geometry and the Stokes I chunks of ``ms``: a part file (partfile.py, read
-    as written) or a Measurement Set (read ``gridder.chunk_rows`` rows at a time)."""
+    as written; vis False: without its visibilities) or a Measurement Set (read
+    ``gridder.chunk_rows`` rows at a time)."""
     data = settings["data"]
     if partfile.is_part_file(ms):
         if rows is not None or channels is not None:
@@ -105,7 +106,7 @@ def _source(ms: str | os.PathLike, settings: dict[str, Any],
         header = partfile.read_header(ms)
         geom = _geometry(settings, partfile.info(header))
         partfile.check(header, data, (geom.ra, geom.dec), ms)
-        return geom, partfile.read_chunks(ms, header)
+        return geom, partfile.read_chunks(ms, header, vis)
     geom = ImageGeometry.from_settings(settings, ms)
     return geom, msread.read_chunks(ms, column=data["column"], field=data["field"],
                                     spw=data["spw"], polarization_rule=data["polarization_rule"],
@@ -140,7 +141,7 @@ def part_density(ms: str | os.PathLike, settings: dict[str, Any], *,
                  channels: tuple[int, int] | None = None) -> Partial:
     """The part's weight density: a Partial with image ``density`` (ny, nx) float64, the sum
     of the data weights gridded and the count of samples (see weighting.py)."""
-    geom, chunks = _source(ms, settings, rows, channels)
+    geom, chunks = _source(ms, settings, rows, channels, vis=False)
     grid = np.zeros(geom.shape, np.float64)
     wsum, nvis, nbad = 0.0, 0, 0
     for chunk in chunks:

@@ -71,3 +71,12 @@ def test_settings_and_bad_files_are_refused(tmp_path):
     cut.write_bytes(path.read_bytes()[:-200])  # truncated in transfer
     with pytest.raises(InputError):
         list(partfile.read_chunks(cut, header))
+
+
+def test_bytes_read_counts_what_is_read(tmp_path):
+    rng = np.random.default_rng(4)
+    path = tmp_path / "p.vis.npz"
+    partfile.write(path, [chunk(rng, 400, 32, True)], INFO, DATA, (1.0, 0.5))
+    size = path.stat().st_size
+    assert size - 2000 < partfile.bytes_read(path) <= size
+    assert partfile.bytes_read(path, vis=False) < 0.3 * size  # the weight density's read
