@@ -167,27 +167,73 @@ def check(header: dict[str, Any], data: dict[str, Any], centre: tuple[float, flo
                          f"image centre is {list(centre)}; partition the MS again")
 
 
+def _groups(chunks: list[dict], max_vis: int | None) -> list[list[dict]]:
+    """Consecutive chunks of one spectral window, joined while their samples stay within
+    ``max_vis`` (None: every chunk alone)."""
+    groups: list[list[dict]] = []
+    size = 0
+    for c in chunks:
+        n = c["rows"] * c["channels"]
+        last = groups[-1][-1] if groups else None
+        if last is None or max_vis is None or size + n > max_vis or \
+                (c["ddid"], c["channels"]) != (last["ddid"], last["channels"]):
+            groups.append([])
+            size = 0
+        groups[-1].append(c)
+        size += n
+    return groups
+
+
+def _read_into(zf: zipfile.ZipFile, name: str, out: np.ndarray, path: Path) -> None:
+    """Read the .npy member ``name`` straight into ``out`` (C-contiguous, same shape/dtype)."""
+    with zf.open(f"{name}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(f)
+        if tuple(shape) != out.shape or fortran or np.dtype(dtype) != out.dtype:
+            raise InputError(f"{path}: member {name} is {dtype}{shape}, not {out.dtype}"
+                             f"{out.shape}")
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        done = 0
+        while done < len(view):
+            got = f.readinto(view[done:])
+            if not got:
+                raise InputError(f"{path}: member {name} is truncated")
+            done += got
+
+
+def _read_group(zf: zipfile.ZipFile, group: list[dict], vis: bool, path: Path) -> VisChunk:
+    nrow, nchan = sum(c["rows"] for c in group), group[0]["channels"]
+    chunk = VisChunk(np.empty((nrow, 3)), _read_member(zf, f"{group[0]['name']}-freq", path),
+                     np.empty((nrow, nchan), np.complex64) if vis else
+                     np.broadcast_to(np.complex64(0), (nrow, nchan)),
+                     np.empty((nrow, nchan), np.float32), 0, int(group[0]["ddid"]))
+    r = 0
+    for c in group:
+        rows = slice(r, r + c["rows"])
+        _read_into(zf, f"{c['name']}-uvw", chunk.uvw[rows], path)
+        if vis:
+            _read_into(zf, f"{c['name']}-vis", chunk.vis[rows], path)
+        chunk.weight[rows] = _read_weight(zf, c["name"], nchan, path)
+        r += c["rows"]
+    return chunk
+
+
 def read_chunks(path: str | os.PathLike, header: dict[str, Any] | None = None,
-                vis: bool = True) -> Iterator[VisChunk]:
+                vis: bool = True, max_vis: int | None = None) -> Iterator[VisChunk]:
     """The part's chunks, one at a time (complex64 vis, float32 weight); the first carries
     the part's count of non-finite samples in ``nbad``. vis False: the visibilities are not
-    read (a read-only zero stands in for them; for the weight density, two thirds less I/O)."""
+    read (a read-only zero stands in for them; for the weight density, two thirds less I/O).
+    max_vis: consecutive chunks of a spectral window are joined (read straight into one
+    array) up to this many samples: fewer, larger gridder calls."""
     p = Path(path)
     header = read_header(p) if header is None else header
     try:
         with zipfile.ZipFile(p) as zf:
-            for i, c in enumerate(header["chunks"]):
-                name = c["name"]
-                shape = (c["rows"], c["channels"])
-                chunk = VisChunk(_read_member(zf, f"{name}-uvw", p),
-                                 _read_member(zf, f"{name}-freq", p),
-                                 _read_member(zf, f"{name}-vis", p) if vis else
-                                 np.broadcast_to(np.complex64(0), shape),
-                                 _read_weight(zf, name, int(c["channels"]), p),
-                                 int(header["nbad"]) if i == 0 else 0, int(c["ddid"]))
-                if chunk.vis.shape != shape or \
-                        chunk.weight.shape != chunk.vis.shape:
-                    raise InputError(f"{p}: chunk {name} has the wrong shape")
+            for i, group in enumerate(_groups(header["chunks"], max_vis)):
+                chunk = _read_group(zf, group, vis, p)
+                chunk.nbad = int(header["nbad"]) if i == 0 else 0
                 yield chunk
                 del chunk
     except (OSError, ValueError, zipfile.BadZipFile) as exc:

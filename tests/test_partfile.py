@@ -80,3 +80,20 @@ def test_bytes_read_counts_what_is_read(tmp_path):
     size = path.stat().st_size
     assert size - 2000 < partfile.bytes_read(path) <= size
     assert partfile.bytes_read(path, vis=False) < 0.3 * size  # the weight density's read
+
+
+def test_chunks_joined_up_to_max_vis(tmp_path):
+    """Consecutive chunks of one window are read as one (fewer gridder calls); windows are
+    never mixed; the values are the same."""
+    rng = np.random.default_rng(5)
+    chunks = [chunk(rng, 30, 8, True), chunk(rng, 30, 8, False), chunk(rng, 30, 8, True),
+              chunk(rng, 20, 4, True, ddid=1)]
+    path = tmp_path / "p.vis.npz"
+    partfile.write(path, chunks, INFO, DATA, (1.0, 0.5))
+    got = list(partfile.read_chunks(path, max_vis=60 * 8))
+    assert [len(g.uvw) for g in got] == [60, 30, 20] and [g.ddid for g in got] == [0, 0, 1]
+    for name in ("uvw", "vis", "weight"):
+        joined = np.concatenate([getattr(c, name) for c in chunks[:3]])
+        np.testing.assert_array_equal(np.concatenate([getattr(g, name) for g in got[:2]]),
+                                      joined.astype(getattr(got[0], name).dtype))
+    assert len(list(partfile.read_chunks(path, max_vis=1 << 30))) == 2
