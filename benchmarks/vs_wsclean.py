@@ -12,7 +12,8 @@ w-gridding (``-use-wgridder``), ``-j THREADS`` / request_cpus THREADS. Sizes:
   3m    VLA C, 4 h at 27 s, 16 x 8 MHz: 3.0M visibilities, 1024 x 1024
   50m   VLA B, 8 h at 13 s, 64 x 2 MHz: 49.8M visibilities, 4096 x 4096
 
-Prints per size and imager: wall time, major cycles, peak memory of the largest process
+Prints per size and imager: wall time, CPU time (user + system of the whole process tree, the
+steadier figure on a shared machine), major cycles, peak memory of the largest process
 (os.wait4's ru_maxrss of the imager and everything it ran) and, for htclean, the largest job
 record's peak, the bytes the residual jobs read per major cycle and the MS tar they would
 have read per part before part files. Then the ratio htclean / WSClean. The machine's load
@@ -59,8 +60,9 @@ def simulate(work: Path, size: str) -> tuple[Path, dict]:
     return ms, json.loads(truth.read_text())
 
 
-def timed(cmd: list[str], log: Path) -> tuple[float, float]:
-    """(wall s, peak RSS MiB of the largest process of the command's tree)."""
+def timed(cmd: list[str], log: Path) -> tuple[float, float, float]:
+    """(wall s, peak RSS MiB of the largest process of the command's tree, CPU s of the
+    tree)."""
     with log.open("w") as out:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -69,7 +71,7 @@ def timed(cmd: list[str], log: Path) -> tuple[float, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         sys.exit(f"{cmd[0]} failed ({proc.returncode}); see {log}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def run_wsclean(ms: Path, truth: dict, work: Path, threads: int) -> dict:
@@ -80,10 +82,11 @@ def run_wsclean(ms: Path, truth: dict, work: Path, threads: int) -> dict:
            "-weight", "briggs", "0", "-niter", str(NITER), "-gain", "0.1", "-mgain", "0.8",
            "-auto-threshold", "3", "-use-wgridder", "-no-update-model-required",
            "-j", str(threads), str(ms)]
-    wall, peak = timed(cmd, work / "wsclean.log")
+    wall, peak, cpu = timed(cmd, work / "wsclean.log")
     text = (work / "wsclean.log").read_text()
     found = re.search(r"(\d+) major iterations were performed", text)
-    return {"wall": wall, "peak": peak, "cycles": int(found.group(1)) if found else None}
+    return {"wall": wall, "peak": peak, "cpu": cpu,
+            "cycles": int(found.group(1)) if found else None}
 
 
 def htclean_config(ms: Path, truth: dict, threads: int, parts: int | None,
@@ -109,15 +112,16 @@ def run_htclean(ms: Path, truth: dict, work: Path, threads: int, parts: int | No
     config = work / "bench.yml"
     config.write_text(htclean_config(ms, truth, threads, parts, precision))
     run = work / "run"
-    wall, peak = timed([htclean_exe(), "run", str(config), "-o", str(run), "--force"],
-                       work / "htclean.log")
+    wall, peak, cpu = timed([htclean_exe(), "run", str(config), "-o", str(run), "--force"],
+                            work / "htclean.log")
     recs = records(run)
     summary = json.loads((run / "outputs" / "bench-summary.json").read_text())
     residual = [r for r in recs if "residual" in r["argv"]]
     cycles = max(1, len({r["job"].split("-p")[0] for r in residual}))
     tar = next(iter(glob.glob(str(run / "inputs" / "*.tar"))), None)
     nparts = len(glob.glob(str(run / "outputs" / "*-part-*")))
-    return {"wall": wall, "peak": peak, "job_peak": max(r["max_rss_mb"] for r in recs),
+    return {"wall": wall, "peak": peak, "cpu": cpu,
+            "job_peak": max(r["max_rss_mb"] for r in recs),
             "cycles": summary["cycles"], "iterations": summary["iterations"],
             "jobs": len(recs), "bytes_cycle": sum(r["bytes_read"] for r in residual) / cycles,
             "tar_part": (Path(tar).stat().st_size if tar else ms_tar_bytes(ms)) / max(nparts, 1),
@@ -165,15 +169,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{size}] done (load {load()})", flush=True)
         rows.append((size, nvis, int(truth["image"]["size"]), ws, ht))
     print(f"\n{os.cpu_count()} CPUs, {args.threads} threads; load after: {load()}")
-    print("| size | visibilities | image | WSClean | htclean run | ratio | peak memory "
-          "WSClean / htclean (largest job) | bytes read per cycle (MS tar per part before) |")
+    print("| size | visibilities | image | WSClean | htclean run | ratio (CPU s ratio) | peak "
+          "memory WSClean / htclean (largest job) | bytes read per cycle (MS tar per part "
+          "before) |")
     print("|---|---|---|---|---|---|---|---|")
     for size, nvis, n, ws, ht in rows:
-        wst = f"{ws['wall']:.1f} s ({ws['cycles']} cycles)" if ws else "-"
-        ratio = f"{ht['wall'] / ws['wall']:.2f}x" if ws else "-"
+        wst = f"{ws['wall']:.1f} s, {ws['cpu']:.0f} CPU s ({ws['cycles']} cycles)" if ws else "-"
+        ratio = f"{ht['wall'] / ws['wall']:.2f}x ({ht['cpu'] / ws['cpu']:.2f}x)" if ws else "-"
         wsm = f"{ws['peak'] / 1024:.2f}" if ws else "-"
-        print(f"| {size} | {nvis / 1e6:.2f}M | {n}² | {wst} | {ht['wall']:.1f} s "
-              f"({ht['jobs']} jobs, {ht['cycles']} cycles) | {ratio} | {wsm} / "
+        print(f"| {size} | {nvis / 1e6:.2f}M | {n}² | {wst} | {ht['wall']:.1f} s, "
+              f"{ht['cpu']:.0f} CPU s ({ht['jobs']} jobs, {ht['cycles']} cycles) | {ratio} | "
+              f"{wsm} / "
               f"{ht['peak'] / 1024:.2f} ({ht['job_peak'] / 1024:.2f}) GiB | "
               f"{ht['bytes_cycle'] / 1e6:.1f} MB ({ht['tar_part'] / 1e6:.1f} MB) |")
     return 0
