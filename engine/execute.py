@@ -12,12 +12,12 @@ import errno
 import os
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from htclean.engine import forkserver
 from htclean.engine.workflow_spec import Use
 
 
@@ -59,10 +59,10 @@ class ProcessTable:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._procs: dict[int, subprocess.Popen] = {}
+        self._procs: dict = {}  # token -> subprocess.Popen or forkserver.ForkedProcess
         self.closed = False
 
-    def start(self, token: int, launch) -> subprocess.Popen | None:
+    def start(self, token: int, launch):
         """Call ``launch()`` and keep the process, unless the table was closed (interrupt)."""
         with self._lock:
             if self.closed:
@@ -150,9 +150,8 @@ def execute(task: Task, table: ProcessTable) -> Outcome:
     stdin_path = task.work_dir / task.stdin_lfn if task.stdin_lfn else None
     with open(out_target, "wb") as out, open(err_target, "wb") as err, \
             (open(stdin_path, "rb") if stdin_path else open(os.devnull, "rb")) as inp:
-        def launch() -> subprocess.Popen:
-            return subprocess.Popen(task.argv, cwd=task.work_dir, env=task.env, stdin=inp,
-                                    stdout=out, stderr=err, start_new_session=True)
+        def launch():  # htclean's own executables are forked by the fork server
+            return forkserver.popen(task.argv, task.work_dir, task.env, inp, out, err)
         try:
             proc = table.start(task.token, launch)
         except OSError as exc:

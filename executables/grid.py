@@ -1,6 +1,6 @@
 """htclean-grid: one part's partial images, from one read of the part.
 
-    htclean-grid --config R-config.yml --record R-JOB.record.json --mode MODE --part P.ms.tar
+    htclean-grid --config R-config.yml --record R-JOB.record.json --mode MODE --part P.vis.npz
                  [--weights R-weights.npz] [--model R-model-cKK.json] --output OUT.npz
 
 Modes:
@@ -18,6 +18,7 @@ parts) in the psf-dirty and residual modes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from htclean.executables import msparts
@@ -31,8 +32,9 @@ MODES = ("weights", "psf-dirty", "residual")
 def build_parser() -> argparse.ArgumentParser:
     parser = job_parser(PROG, __doc__)
     parser.add_argument("--mode", required=True, choices=MODES, help="what to grid")
-    parser.add_argument("--part", required=True, metavar="P.ms.tar",
-                        help="the part: a tar of one MS (or an MS directory)")
+    parser.add_argument("--part", required=True, metavar="P.vis.npz",
+                        help="the part file written by htclean-partition (or an MS directory "
+                        "or a tar of one)")
     parser.add_argument("--weights", metavar="R-weights.npz",
                         help="the weight density of all parts (uniform/Briggs weighting)")
     parser.add_argument("--model", metavar="R-model-cKK.json",
@@ -81,9 +83,16 @@ def work(args: argparse.Namespace, job: Job) -> None:
         if (model.nx, model.ny) != (nx, ny):
             raise InputError(f"--model: {args.model} is for a {model.nx}x{model.ny} image, "
                              f"the configured image is {nx}x{ny}")
-    with msparts.unpacked(part) as ms:
+    from htclean.imaging import partfile
+
+    with contextlib.ExitStack() as stack:
+        # a part file is read as it is; an MS (a directory or a tar of one) is also accepted
+        ms = part if partfile.is_part_file(part) else \
+            stack.enter_context(msparts.unpacked(part))
         if args.mode == "weights":
             partial = parts.part_density(ms, settings)
+            if ms == part:  # a part file: its visibilities were not read
+                job.partly_read[part] = partfile.bytes_read(part, vis=False)
         elif args.mode == "psf-dirty":
             partial = parts.part_psf_dirty(ms, settings, density)
         else:

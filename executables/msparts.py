@@ -1,13 +1,12 @@
 """Measurement Sets as files, and the selections that split one into parts.
 
-A Measurement Set is a directory; between jobs it travels as an uncompressed tar
-(``part-NNN.ms.tar``) holding one top-level ``*.ms`` directory. ``unpacked`` opens either form
+A Measurement Set is a directory; as the workflow's input it travels as an uncompressed tar
+(``OBS.ms.tar``) holding one top-level ``*.ms`` directory. ``unpacked`` opens either form
 in a scratch directory that is removed afterwards. ``imaged_rows`` picks the rows the imaging
 reads (the configured field and spectral window, cross-correlations): a CASA MS often holds
 calibrators and other targets, which no part needs to carry. The splitters give, for each part,
 the range of keys (time, baseline) or of channels it holds; every selected row or channel
-belongs to exactly one part. ``copy_rows`` and ``copy_channels`` write a part as a valid MS
-with all its subtables, ``block_rows`` rows at a time so memory stays bounded.
+belongs to exactly one part (the partition then writes each as a part file, imaging/partfile.py).
 """
 
 from __future__ import annotations
@@ -23,13 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from htclean.imaging.errors import InputError
-
-# Main-table columns with a channel axis (numpy shape (..., nchan, ncorr) per row).
-CHANNEL_COLUMNS = ("DATA", "CORRECTED_DATA", "MODEL_DATA", "FLAG", "WEIGHT_SPECTRUM",
-                   "SIGMA_SPECTRUM", "FLAG_CATEGORY", "IMAGING_WEIGHT")
-# SPECTRAL_WINDOW columns with one value per channel.
-SPW_CHANNEL_COLUMNS = ("CHAN_FREQ", "CHAN_WIDTH", "EFFECTIVE_BW", "RESOLUTION")
-TILED = ("TiledColumnStMan", "TiledShapeStMan", "TiledCellStMan", "TiledDataStMan")
 
 
 def _table(path: str | os.PathLike, readonly: bool = True):
@@ -225,16 +217,15 @@ def rows_in_range(ms: str | os.PathLike, axis: str, lo: float, hi: float,
     return picked if rows is None else np.asarray(rows, dtype=np.int64)[picked]
 
 
-def time_range(ms: str | os.PathLike, block_rows: int = 1000000) -> tuple[float, float]:
-    """(first, last) TIME of ``ms`` in MJD seconds; (nan, nan) for an empty table."""
-    t = _table(ms)
-    try:
+def time_range(ms: str | os.PathLike, block_rows: int = 1000000,
+               rows: np.ndarray | None = None) -> tuple[float, float]:
+    """(first, last) TIME of ``ms`` (of ``rows`` only, when given) in MJD seconds; (nan, nan)
+    for no rows."""
+    with _rows_of(ms, rows) as t:
         lo, hi = np.inf, -np.inf
         for start in range(0, t.nrows(), block_rows):
             tm = t.getcol("TIME", startrow=start, nrow=min(block_rows, t.nrows() - start))
             lo, hi = min(lo, float(tm.min())), max(hi, float(tm.max()))
-    finally:
-        t.close()
     return (lo, hi) if lo <= hi else (float("nan"), float("nan"))
 
 
@@ -255,107 +246,3 @@ def channel_count(ms: str | os.PathLike) -> int:
         raise InputError(f"{ms}: spectral windows have different channel counts "
                          f"({sorted(nchan)}); partition along time or baseline instead")
     return nchan.pop()
-
-
-# --- writing parts -------------------------------------------------------------------------
-
-
-def copy_rows(ms: str | os.PathLike, rows: np.ndarray, out: str | os.PathLike) -> None:
-    """Write rows ``rows`` (ascending row numbers) of ``ms`` as a new MS at ``out`` with
-    copies of all subtables (casacore's deep copy works row by row: bounded memory)."""
-    t = _table(ms)
-    try:
-        sel = t.selectrows(np.asarray(rows, dtype=np.int64))
-        sel.copy(str(out), deep=True, valuecopy=True).close()
-        sel.close()
-    finally:
-        t.close()
-
-
-def _channel_desc(t, nchan: int):
-    """Table description and data-manager info of ``t`` with every channel column resized to
-    ``nchan`` channels (tiled managers get an adjusted default tile shape)."""
-    desc = t.getdesc()
-    dminfo = t.getdminfo()
-    resized = set()
-    for name in CHANNEL_COLUMNS:
-        if name not in desc:
-            continue
-        cd = desc[name]
-        if "shape" in cd and len(cd["shape"]) >= 2:
-            shape = [int(s) for s in cd["shape"]]
-            shape[-2 if cd.get("_c_order", True) else 1] = nchan
-            cd["shape"] = np.array(shape)
-        resized.add(name)
-    for group in dminfo.values():
-        if group["TYPE"] in TILED and resized & set(group["COLUMNS"]):
-            tile = [int(x) for x in group.get("SPEC", {}).get("DEFAULTTILESHAPE", [4, 32, 128])]
-            if len(tile) >= 3:
-                tile[-2] = max(1, min(tile[-2], nchan))  # casacore order: corr, chan, row
-            group["SPEC"] = {"DEFAULTTILESHAPE": np.array(tile)}
-    return desc, dminfo
-
-
-def copy_channels(ms: str | os.PathLike, c0: int, c1: int, out: str | os.PathLike,
-                  block_rows: int = 100000, rows: np.ndarray | None = None) -> None:
-    """Write the rows ``rows`` (ascending row numbers; None = all) of ``ms`` with channels
-    ``c0:c1`` as a new MS at ``out``: channel columns sliced, SPECTRAL_WINDOW rows cut to those
-    channels (REF_FREQUENCY kept: the band's reference, so every part images at the same
-    frequency), all other subtables copied."""
-    from casacore.tables import table
-
-    with _rows_of(ms, rows) as src:
-        nchan = c1 - c0
-        desc, dminfo = _channel_desc(src, nchan)
-        keywords = desc.pop("_keywords_", {})
-        desc.pop("_private_keywords_", None)
-        nrow = src.nrows()
-        dst = table(str(out), tabledesc=desc, dminfo=dminfo, nrow=nrow, readonly=False,
-                    ack=False)
-        try:
-            subtables = {k: v for k, v in keywords.items()
-                         if isinstance(v, str) and v.startswith("Table: ")}
-            dst.putkeywords({k: v for k, v in keywords.items() if k not in subtables})
-            for name in subtables:
-                sub = _table(Path(ms) / name)
-                sub.copy(str(Path(out) / name), deep=True, valuecopy=True).close()
-                sub.close()
-                dst.putkeyword(name, _table(Path(out) / name))
-            columns = [c for c in src.colnames() if c in desc]
-            for start in range(0, nrow, block_rows):
-                n = min(block_rows, nrow - start)
-                for col in columns:
-                    if not _defined(src, col, start, n):
-                        continue
-                    if col in CHANNEL_COLUMNS:
-                        ndim = src.getcoldesc(col).get("ndim", 2)
-                        lead = [-1] * (ndim - 2)
-                        values = src.getcolslice(col, lead + [c0, -1], lead + [c1 - 1, -1],
-                                                 startrow=start, nrow=n)
-                    else:
-                        values = src.getcol(col, startrow=start, nrow=n)
-                    dst.putcol(col, values, startrow=start, nrow=n)
-        finally:
-            dst.close()
-    _slice_spectral_windows(Path(out) / "SPECTRAL_WINDOW", c0, c1)
-
-
-def _defined(t, col: str, start: int, n: int) -> bool:
-    """False for an array column with no values in these rows (e.g. an unused FLAG_CATEGORY)."""
-    if t.isscalarcol(col):
-        return True
-    return all(t.iscelldefined(col, r) for r in (start, start + n - 1))
-
-
-def _slice_spectral_windows(path: Path, c0: int, c1: int) -> None:
-    spw = _table(path, readonly=False)
-    try:
-        for row in range(spw.nrows()):
-            for col in SPW_CHANNEL_COLUMNS:
-                if col in spw.colnames() and spw.iscelldefined(col, row):
-                    spw.putcell(col, row, spw.getcell(col, row)[c0:c1])
-            spw.putcell("NUM_CHAN", row, c1 - c0)
-            widths = spw.getcell("CHAN_WIDTH", row)
-            spw.putcell("TOTAL_BANDWIDTH", row, float(np.sum(np.abs(widths))))
-    finally:
-        spw.close()

@@ -130,6 +130,7 @@ class Job:
         self.device = "cpu"
         self.inputs: list[Path] = []
         self.outputs: list[Path] = []
+        self.partly_read: dict[Path, int] = {}  # input -> the bytes of it actually read
 
     def read(self, path: str | os.PathLike, what: str = "input", allow_dir: bool = False) -> Path:
         """Check that an input file (or, with ``allow_dir``, directory) exists (InputError
@@ -210,7 +211,7 @@ def build_record(job: Job, start: datetime, wall: float, status: int, error: str
         "job": job.name, "executable": job.executable, "argv": job.argv,
         "start": start.isoformat(timespec="seconds"), "wall_s": round(wall, 6),
         "cpu_s": round(cpu, 6), "max_rss_mb": round(rss, 3),
-        "bytes_read": sum(_size(p) for p in dict.fromkeys(job.inputs)),
+        "bytes_read": sum(job.partly_read.get(p, _size(p)) for p in dict.fromkeys(job.inputs)),
         "bytes_written": sum(_size(p) for p in dict.fromkeys(job.outputs)),
         "visibilities": int(job.visibilities), "device": job.device,
         "gpu_samples": gpu_samples, "exit_status": status, "error": error,

@@ -25,13 +25,16 @@ from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry
 
 DEVICES = ("auto", "cpu", "gpu")
+SINGLE_EPSILON = 1e-5  # the finest epsilon float32 gridding is asked for (as WSClean's)
 _FLIPS = {"flip_u": False, "flip_v": True, "flip_w": False, "divide_by_n": False}
 
 
 @dataclass(frozen=True)
 class GridParams:
     """How to grid: w-gridding on/off, accuracy epsilon, precision ``single`` (float32 /
-    complex64; epsilon >= 1e-5) or ``double``, CPU threads (>= 1), device auto|cpu|gpu."""
+    complex64; epsilon >= 1e-5) or ``double``, CPU threads (>= 1), device auto|cpu|gpu.
+    ``from_settings`` resolves precision ``auto``: single where epsilon >= 1e-5 (as WSClean
+    and ducc0 users grid), double below."""
 
     wgridding: bool = True
     epsilon: float = 1e-6
@@ -46,10 +49,11 @@ class GridParams:
         if self.device not in DEVICES:
             raise InputError(f"gridder.device must be one of {', '.join(DEVICES)}, "
                              f"not {self.device!r}")
-        low = 1e-5 if self.precision == "single" else 2e-13
-        if not low < self.epsilon < 0.1:
-            raise InputError(f"gridder.epsilon must lie in ({low:g}, 0.1) with gridder.precision "
-                             f"{self.precision}, got {self.epsilon:g}")
+        single = self.precision == "single"
+        low = SINGLE_EPSILON if single else 2e-13
+        if not (low <= self.epsilon if single else low < self.epsilon) or self.epsilon >= 0.1:
+            raise InputError(f"gridder.epsilon must lie in {'[' if single else '('}{low:g}, 0.1) "
+                             f"with gridder.precision {self.precision}, got {self.epsilon:g}")
         if self.threads < 1:
             raise InputError(f"gridder.threads must be >= 1, got {self.threads}")
 
@@ -59,8 +63,12 @@ class GridParams:
         CPUs this process may use."""
         g = settings["gridder"]
         threads = resolve_threads(int(g["threads"]), settings["execution"]["request_cpus"])
-        return cls(wgridding=bool(g["wgridding"]), epsilon=float(g["epsilon"]),
-                   precision=g["precision"], threads=threads, device=g["device"])
+        epsilon = float(g["epsilon"])
+        precision = g["precision"]
+        if precision == "auto":
+            precision = "single" if epsilon >= SINGLE_EPSILON else "double"
+        return cls(wgridding=bool(g["wgridding"]), epsilon=epsilon, precision=precision,
+                   threads=threads, device=g["device"])
 
     @property
     def real(self) -> type:
@@ -92,34 +100,64 @@ def _check(uvw: np.ndarray, freq: np.ndarray, shape: tuple[int, int], what: str)
                          f"{(uvw.shape[0], freq.shape[0])}")
 
 
-def dirty(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray, weight: np.ndarray | None,
-          geom: ImageGeometry, params: GridParams) -> np.ndarray:
+def dirty(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray | None,
+          weight: np.ndarray | None, geom: ImageGeometry, params: GridParams,
+          tile: tuple[int, int] | None = None) -> np.ndarray:
     """Unnormalised dirty image ``Re sum w V exp(-2 pi i (u l + v m + w (n - 1)))``.
 
-    uvw (nrow, 3) float64 metres; freq (nchan,) Hz; vis (nrow, nchan) complex; weight
-    (nrow, nchan) float or None (all 1); ducc0 skips samples of weight 0. Returns
-    ``image[y, x]`` (ny, nx) float64, not divided by the weight sum.
+    uvw (nrow, 3) float64 metres; freq (nchan,) Hz; vis (nrow, nchan) complex, or None for
+    the PSF (V = 1); weight (nrow, nchan) float or None (all 1); ducc0 skips samples of weight
+    0. Returns ``image[y, x]`` (ny, nx) in the gridder's float type (float32 single, float64
+    double; the CPU's may be a transposed view), not divided by the weight sum. tile (ny, nx):
+    on the CPU, grid an image larger than that as tiles of at most that size (ducc0 shifted
+    to each tile's centre; the same image, a tile's grid in memory at a time: a 2x PSF costs
+    the memory of the image's).
     """
+    shape = (uvw.shape[0] if uvw.ndim == 2 else -1, freq.shape[0] if freq.ndim == 1 else -1)
     if resolve_device(params.device) == "gpu":
         from htclean.imaging import gpu_gridding
 
+        if vis is None:
+            vis = np.ones(shape, params.complex)
         return gpu_gridding.dirty(uvw, freq, vis, weight, geom, params)
-    _check(uvw, freq, vis.shape, "vis")
+    if vis is not None:
+        _check(uvw, freq, vis.shape, "vis")
     if weight is not None:
         _check(uvw, freq, weight.shape, "weight")
-    if vis.size == 0:
-        return np.zeros(geom.shape)
+    if shape[0] == 0 or shape[1] == 0:
+        return np.zeros(geom.shape, params.real)
+    args = {"uvw": np.ascontiguousarray(uvw, dtype=np.float64),
+            "freq": np.ascontiguousarray(freq, dtype=np.float64),
+            # the PSF's unit visibilities: one value broadcast (no nrow x nchan array)
+            "vis": np.broadcast_to(params.complex(1), shape) if vis is None else
+            np.ascontiguousarray(vis, dtype=params.complex),
+            "wgt": None if weight is None else np.ascontiguousarray(weight, dtype=params.real)}
+    if tile is None or (geom.ny <= tile[0] and geom.nx <= tile[1]):
+        return _vis2dirty(args, geom.nx, geom.ny, geom.cell, params).T
+    out = np.empty(geom.shape, params.real)
+    for y0, m in _tiles(geom.ny, tile[0]):
+        for x0, n in _tiles(geom.nx, tile[1]):
+            # ducc0's image centre, relative to the phase centre (pixel (nx // 2, ny // 2))
+            shift = ((x0 + n // 2 - geom.nx // 2) * geom.cell,
+                     -(y0 + m // 2 - geom.ny // 2) * geom.cell)
+            out[y0:y0 + m, x0:x0 + n] = _vis2dirty(args, n, m, geom.cell, params, shift).T
+    return out
+
+
+def _tiles(size: int, most: int) -> list[tuple[int, int]]:
+    """(start, length) of about equal even tiles of at most ``most`` covering ``size``."""
+    count = -(-size // most)
+    cuts = [2 * round(size * k / count / 2) for k in range(count + 1)]
+    return [(a, b - a) for a, b in zip(cuts, cuts[1:], strict=False)]
+
+
+def _vis2dirty(args: dict, nx: int, ny: int, cell: float, params: GridParams,
+               shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     from ducc0.wgridder.experimental import vis2dirty
 
-    if weight is not None:
-        weight = np.ascontiguousarray(weight, dtype=params.real)
-    out = vis2dirty(uvw=np.ascontiguousarray(uvw, dtype=np.float64),
-                    freq=np.ascontiguousarray(freq, dtype=np.float64),
-                    vis=np.ascontiguousarray(vis, dtype=params.complex), wgt=weight,
-                    npix_x=geom.nx, npix_y=geom.ny, pixsize_x=geom.cell, pixsize_y=geom.cell,
-                    epsilon=params.epsilon, do_wgridding=params.wgridding,
-                    nthreads=params.threads, **_FLIPS)
-    return np.ascontiguousarray(out.T, dtype=np.float64)
+    return vis2dirty(**args, npix_x=nx, npix_y=ny, pixsize_x=cell, pixsize_y=cell,
+                     epsilon=params.epsilon, do_wgridding=params.wgridding,
+                     nthreads=params.threads, center_x=shift[0], center_y=shift[1], **_FLIPS)
 
 
 def predict(image: np.ndarray, uvw: np.ndarray, freq: np.ndarray, geom: ImageGeometry,
@@ -127,7 +165,8 @@ def predict(image: np.ndarray, uvw: np.ndarray, freq: np.ndarray, geom: ImageGeo
     """Model visibilities ``sum_pixels image exp(+2 pi i (u l + v m + w (n - 1)))``.
 
     image (ny, nx) in Jy/pixel (FITS orientation); uvw (nrow, 3) metres; freq (nchan,) Hz.
-    Returns (nrow, nchan) complex128. The adjoint of ``dirty`` with unit weights.
+    Returns (nrow, nchan) complex in the gridder's precision (complex64 single, complex128
+    double). The adjoint of ``dirty`` with unit weights.
     """
     if resolve_device(params.device) == "gpu":
         from htclean.imaging import gpu_gridding
@@ -137,7 +176,7 @@ def predict(image: np.ndarray, uvw: np.ndarray, freq: np.ndarray, geom: ImageGeo
         raise InputError(f"model image has shape {image.shape}, expected (ny, nx) = {geom.shape}")
     _check(uvw, freq, (uvw.shape[0] if uvw.ndim == 2 else -1, freq.shape[0]), "uvw")
     if uvw.shape[0] == 0 or freq.shape[0] == 0:
-        return np.zeros((uvw.shape[0], freq.shape[0]), np.complex128)
+        return np.zeros((uvw.shape[0], freq.shape[0]), params.complex)
     from ducc0.wgridder.experimental import dirty2vis
 
     vis = dirty2vis(uvw=np.ascontiguousarray(uvw, dtype=np.float64),
@@ -145,4 +184,4 @@ def predict(image: np.ndarray, uvw: np.ndarray, freq: np.ndarray, geom: ImageGeo
                     dirty=np.ascontiguousarray(image.T, dtype=params.real),
                     pixsize_x=geom.cell, pixsize_y=geom.cell, epsilon=params.epsilon,
                     do_wgridding=params.wgridding, nthreads=params.threads, **_FLIPS)
-    return vis.astype(np.complex128, copy=False)
+    return vis.astype(params.complex, copy=False)

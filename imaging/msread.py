@@ -50,8 +50,9 @@ class VisChunk:
 
     uvw (nrow, 3) float64 metres (rotated to the requested phase centre); freq (nchan,)
     float64 Hz, ascending (a window stored with descending frequencies, as lower-sideband
-    windows often are, is read in reverse channel order); vis (nrow, nchan) complex128 Jy;
-    weight (nrow, nchan) float64, 0 where flagged or not finite; nbad: NaN/Inf samples of
+    windows often are, is read in reverse channel order); vis (nrow, nchan) complex Jy
+    (complex64 from a complex64 column); weight (nrow, nchan) float (float32 from float32
+    weights), 0 where flagged or not finite; nbad: NaN/Inf samples of
     unflagged hands that were treated as flagged; ddid: the DATA_DESC_ID.
     """
 
@@ -114,9 +115,11 @@ def _field_centre(ft, field: int, path: str) -> tuple[float, float]:
     return float(d[0]), float(d[1])
 
 
-def describe(ms: str | os.PathLike, field: int = 0, spw: int | None = None) -> MsInfo:
+def describe(ms: str | os.PathLike, field: int = 0, spw: int | None = None,
+             channels: tuple[int, int] | None = None) -> MsInfo:
     """What the geometry and the FITS header need from ``ms`` for one field and spw
-    (a DATA_DESC_ID; None = every one in DATA_DESCRIPTION)."""
+    (a DATA_DESC_ID; None = every one in DATA_DESCRIPTION); channels: only the channels
+    ``[c0, c1)`` of each window count in the band (a channel part)."""
     path = _check_ms(ms)
     with ExitStack() as stack:
         main = stack.enter_context(_open(path))
@@ -133,6 +136,8 @@ def describe(ms: str | os.PathLike, field: int = 0, spw: int | None = None) -> M
             f = np.asarray(sw.getcell("CHAN_FREQ", s), float)
             width = np.abs(np.asarray(sw.getcell("CHAN_WIDTH", s), float)) \
                 if "CHAN_WIDTH" in sw.colnames() else np.zeros_like(f)
+            if channels is not None:
+                f, width = f[channels[0]:channels[1]], width[channels[0]:channels[1]]
             lo, hi = min(lo, float(np.min(f - width / 2))), max(hi, float(np.max(f + width / 2)))
         date, telescope = _observation(main)
         return MsInfo(centre, frame, lo, hi, date, telescope, main.nrows())
@@ -185,27 +190,36 @@ def stokes_i(data: np.ndarray, flag: np.ndarray, weight: np.ndarray, rule: str,
 
     data (nrow, nchan, h) complex, flag (nrow, nchan, h) bool, weight (nrow, nchan, h) float,
     h = 1 (an I correlation) or 2 (the two hands); flag_other (nrow, nchan) bool: any other
-    correlation flagged (used by ``tclean`` only). Returns vis (nrow, nchan) complex128,
-    weight (nrow, nchan) float64 and the count of non-finite unflagged samples.
+    correlation flagged (used by ``tclean`` only). Returns vis (nrow, nchan) complex and weight
+    (nrow, nchan) float in the data's precision (complex64 and float32 from an MS's DATA and
+    WEIGHT; never coarser) and the count of non-finite unflagged samples.
     """
     if rule not in RULES:
         raise InputError(f"polarization_rule must be one of {', '.join(RULES)}; got {rule!r}")
     finite = np.isfinite(data) & np.isfinite(weight)
     nbad = int(np.count_nonzero(~finite & ~flag))
     ok = finite & ~flag & (weight > 0)
-    d = np.where(ok, data, 0).astype(np.complex128)
-    w = np.where(ok, weight, 0).astype(np.float64)
+    del finite
+    # in the data's own precision: a sum of two float32 values rounded once is the same
+    # whether formed in float32 or float64, so this is what float64 would give, at half the memory
+    d = np.where(ok, data, np.zeros((), np.result_type(data.dtype, np.complex64)))
+    w = np.where(ok, weight, np.zeros((), np.result_type(weight.dtype, np.float32)))
     if data.shape[-1] == 1:
         return d[..., 0], w[..., 0], nbad
     if rule == "available":
-        k = ok.sum(axis=-1)
-        return d.sum(axis=-1) / np.maximum(k, 1), w.sum(axis=-1), nbad
+        k = ok.sum(axis=-1, dtype=np.int8)
+        vis = d.sum(axis=-1)
+        vis[k == 2] /= 2  # exact: one usable hand keeps its value, two their mean
+        return vis, w.sum(axis=-1), nbad
     both = ok.all(axis=-1)
     if rule == "tclean" and flag_other is not None:
         both &= ~flag_other
-    vis = np.where(both, (d[..., 0] + d[..., 1]) / 2, 0)
+    vis = d[..., 0] + d[..., 1]
+    vis /= 2
+    vis[~both] = 0
     wsum = np.minimum(w[..., 0], w[..., 1]) if rule == "wsclean" else w[..., 0] + w[..., 1]
-    return vis, np.where(both, wsum, 0.0), nbad
+    wsum[~both] = 0
+    return vis, wsum, nbad
 
 
 def _matching_ddids(base, field: int, ddids: list[int], chunk_rows: int) -> tuple[list[int], bool]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from htclean.imaging import gridding, msread, weighting
+from htclean.imaging import gridding, msread, partfile, weighting
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry, psf_geometry
 
@@ -64,22 +64,67 @@ class Partial:
 
 
 def normalise(partial: Partial) -> dict[str, np.ndarray]:
-    """Images divided by the weight sum (float64; the PSF then peaks at 1). The density, if
-    present, is returned unchanged."""
+    """Images divided by the weight sum (the PSF then peaks at 1), each in its own float type
+    (float32 partials stay float32: a 2x PSF is not doubled in memory), divided in float64 a
+    block of rows at a time. The density, if present, is returned unchanged."""
     if not partial.weight_sum > 0:
         raise InputError("no unflagged visibilities: the weight sum is zero")
-    return {name: img if name in EXACT else np.asarray(img, np.float64) / partial.weight_sum
-            for name, img in partial.images.items()}
+    out = {}
+    for name, img in partial.images.items():
+        if name in EXACT:
+            out[name] = img
+            continue
+        img = np.asarray(img)
+        res = np.empty(img.shape, np.result_type(img.dtype, np.float32))
+        for r in range(0, max(len(img), 1), 512):
+            res[r:r + 512] = img[r:r + 512] / np.float64(partial.weight_sum)
+        out[name] = res
+    return out
 
 
-def _chunks(ms: str | os.PathLike, settings: dict[str, Any], geom: ImageGeometry,
-            rows: Sequence[int] | np.ndarray | None,
-            channels: tuple[int, int] | None) -> Iterator[msread.VisChunk]:
+def _geometry(settings: dict[str, Any], info: msread.MsInfo) -> ImageGeometry:
+    """ImageGeometry.from_settings, from a part file's stored MsInfo."""
+    image = settings["image"]
+    centre = image.get("phase_centre")
+    ra, dec = centre if centre is not None else info.phase_centre
+    return ImageGeometry(nx=int(image["nx"]), ny=int(image["ny"]), cell=float(image["cell"]),
+                         ra=float(ra), dec=float(dec), freq=(info.freq_min + info.freq_max) / 2,
+                         bandwidth=info.freq_max - info.freq_min, date_obs=info.date_obs,
+                         telescope=info.telescope, frame=info.frame)
+
+
+def _source(ms: str | os.PathLike, settings: dict[str, Any],
+            rows: Sequence[int] | np.ndarray | None, channels: tuple[int, int] | None,
+            vis: bool = True) -> tuple[ImageGeometry, Iterator[msread.VisChunk]]:
+    """The image geometry and the Stokes I chunks of ``ms``: a part file (partfile.py, read
+    as written; vis False: without its visibilities) or a Measurement Set (read
+    ``gridder.chunk_rows`` rows at a time)."""
     data = settings["data"]
-    return msread.read_chunks(ms, column=data["column"], field=data["field"], spw=data["spw"],
-                              polarization_rule=data["polarization_rule"],
-                              chunk_rows=settings["gridder"]["chunk_rows"],
-                              phase_centre=(geom.ra, geom.dec), rows=rows, channels=channels)
+    if partfile.is_part_file(ms):
+        if rows is not None or channels is not None:
+            raise InputError(f"{ms}: a part file is read whole (no rows or channels selection)")
+        header = partfile.read_header(ms)
+        geom = _geometry(settings, partfile.info(header))
+        partfile.check(header, data, (geom.ra, geom.dec), ms)
+        return geom, partfile.read_chunks(ms, header, vis, GROUP_VIS)
+    geom = ImageGeometry.from_settings(settings, ms)
+    return geom, msread.read_chunks(ms, column=data["column"], field=data["field"],
+                                    spw=data["spw"], polarization_rule=data["polarization_rule"],
+                                    chunk_rows=settings["gridder"]["chunk_rows"],
+                                    phase_centre=(geom.ra, geom.dec), rows=rows,
+                                    channels=channels)
+
+
+def write_part(ms: str | os.PathLike, settings: dict[str, Any], out: str | os.PathLike, *,
+               rows: Sequence[int] | np.ndarray | None = None,
+               channels: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Write the rows ``rows`` (None = all) and channels ``channels`` of ``ms`` as a part
+    file (partfile.py) at ``out``: Stokes I by ``data.polarization_rule``, phased to the
+    image centre, ``gridder.chunk_rows`` rows at a time. Returns the part's header."""
+    data = settings["data"]
+    geom, chunks = _source(ms, settings, rows, channels)
+    info = msread.describe(ms, field=data["field"], spw=data["spw"], channels=channels)
+    return partfile.write(out, chunks, info, data, (geom.ra, geom.dec))
 
 
 def _weights(settings: dict[str, Any]) -> tuple[str, float | None]:
@@ -96,16 +141,44 @@ def part_density(ms: str | os.PathLike, settings: dict[str, Any], *,
                  channels: tuple[int, int] | None = None) -> Partial:
     """The part's weight density: a Partial with image ``density`` (ny, nx) float64, the sum
     of the data weights gridded and the count of samples (see weighting.py)."""
-    geom = ImageGeometry.from_settings(settings, ms)
+    geom, chunks = _source(ms, settings, rows, channels, vis=False)
     grid = np.zeros(geom.shape, np.float64)
     wsum, nvis, nbad = 0.0, 0, 0
-    for chunk in _chunks(ms, settings, geom, rows, channels):
-        weighting.add_density(grid, chunk, geom)
-        wsum += float(chunk.weight.sum())
+    for chunk in chunks:
+        for piece in _slices(chunk):
+            weighting.add_density(grid, piece, geom)
+        wsum += float(chunk.weight.sum(dtype=np.float64))
         nvis += int(np.count_nonzero(chunk.weight))
         nbad += chunk.nbad
         del chunk
     return Partial({"density": grid}, wsum, nvis, nbad, geom)
+
+
+# Stokes I samples per gridder call from a part file: each call pays the FFTs of every w-plane,
+# so fewer calls are faster (50M samples at 4096^2: one call 15 CPU s, four 23); a residual job
+# holds about 20 bytes a sample (data, model, weight), so this bounds it to ~0.7 GB + the grid
+GROUP_VIS = 1 << 25
+SLICE_ROWS = 32768  # rows weighted at a time: bounds the weighting's int64/float64 temporaries
+
+
+def _slices(chunk: msread.VisChunk, rows: int = SLICE_ROWS) -> Iterator[msread.VisChunk]:
+    """Row slices of a chunk (views)."""
+    for r in range(0, max(len(chunk.uvw), 1), rows):
+        yield msread.VisChunk(chunk.uvw[r:r + rows], chunk.freq, chunk.vis[r:r + rows],
+                              chunk.weight[r:r + rows], 0, chunk.ddid)
+
+
+def _imaging_weights(chunk: msread.VisChunk, kind: str, robust: float | None,
+                     density: np.ndarray | None, geom: ImageGeometry,
+                     params: gridding.GridParams) -> np.ndarray:
+    """weighting.apply of a chunk in the gridder's float type, computed SLICE_ROWS rows at a
+    time (the same values; a fraction of the temporaries)."""
+    if kind == "natural":
+        return chunk.weight.astype(params.real, copy=False)
+    out = np.empty(chunk.weight.shape, params.real)
+    for r, piece in zip(range(0, len(out), SLICE_ROWS), _slices(chunk), strict=False):
+        out[r:r + SLICE_ROWS] = weighting.apply(piece, kind, robust, density, geom)
+    return out
 
 
 def _density_of(density: Partial | np.ndarray | None) -> np.ndarray | None:
@@ -120,23 +193,33 @@ def part_psf_dirty(ms: str | os.PathLike, settings: dict[str, Any],
     ``psf`` (pny, pnx) = ``image.psf_oversize`` x the image (``geometry.psf_geometry``: same
     cell and centre, the phase centre at pixel (pny // 2, pnx // 2)). The Partial's geom is
     the image's. density: the global weight density (uniform/Briggs only)."""
-    geom = ImageGeometry.from_settings(settings, ms)
+    geom, chunks = _source(ms, settings, rows, channels)
     pgeom = psf_geometry(geom, settings["image"]["psf_oversize"])
     params = gridding.GridParams.from_settings(settings)
     kind, robust = _weights(settings)
     grid = _density_of(density)
-    psf = np.zeros(pgeom.shape)
-    img = np.zeros(geom.shape)
+    img = np.zeros(geom.shape, params.real)
     wsum, nvis, nbad = 0.0, 0, 0
-    for chunk in _chunks(ms, settings, geom, rows, channels):
-        w = weighting.apply(chunk, kind, robust, grid, geom)
-        psf += gridding.dirty(chunk.uvw, chunk.freq, np.ones(w.shape, params.complex), w,
-                              pgeom, params)
+    bands: dict[bytes, tuple[np.ndarray, list, list]] = {}  # freq -> (freq, uvws, weights)
+    for chunk in chunks:
+        w = _imaging_weights(chunk, kind, robust, grid, geom, params)
         img += gridding.dirty(chunk.uvw, chunk.freq, chunk.vis, w, geom, params)
-        wsum += float(w.sum())
+        band = bands.setdefault(chunk.freq.tobytes(), (chunk.freq, [], []))
+        band[1].append(chunk.uvw)
+        band[2].append(w)
+        wsum += float(w.sum(dtype=np.float64))
         nvis += int(np.count_nonzero(w))
         nbad += chunk.nbad
         del chunk, w
+    # the PSF needs no visibilities: all rows of a band in one gridder call (one set of FFTs
+    # for the part, not one per chunk), in tiles of the image's size (its memory)
+    psf = np.zeros(pgeom.shape, params.real)
+    for freq, uvws, weights in bands.values():
+        uvw, w = np.concatenate(uvws), np.concatenate(weights)
+        uvws.clear()
+        weights.clear()
+        psf += gridding.dirty(uvw, freq, None, w, pgeom, params, tile=geom.shape)
+        del uvw, w
     return Partial({"psf": psf, "dirty": img}, wsum, nvis, nbad, geom)
 
 
@@ -155,20 +238,23 @@ def part_residual(ms: str | os.PathLike, settings: dict[str, Any], components: A
                   channels: tuple[int, int] | None = None) -> Partial:
     """Residual image of a part from one read: image ``residual`` (ny, nx), unnormalised
     ``dirty(V - predict(model))``. components: a ComponentList (or a model image, Jy/pixel)."""
-    geom = ImageGeometry.from_settings(settings, ms)
+    geom, chunks = _source(ms, settings, rows, channels)
     params = gridding.GridParams.from_settings(settings)
     kind, robust = _weights(settings)
     grid = _density_of(density)
     model = model_image(components, geom)
     empty = not np.any(model)
-    img = np.zeros(geom.shape)
+    img = np.zeros(geom.shape, params.real)
     wsum, nvis, nbad = 0.0, 0, 0
-    for chunk in _chunks(ms, settings, geom, rows, channels):
-        w = weighting.apply(chunk, kind, robust, grid, geom)
-        vis = chunk.vis if empty else \
-            chunk.vis - gridding.predict(model, chunk.uvw, chunk.freq, geom, params)
+    for chunk in chunks:
+        w = _imaging_weights(chunk, kind, robust, grid, geom, params)
+        vis = chunk.vis.astype(params.complex, copy=False)  # the chunk's own: changed in place
+        if not empty:
+            np.subtract(vis, gridding.predict(model, chunk.uvw, chunk.freq, geom, params),
+                        out=vis)
         img += gridding.dirty(chunk.uvw, chunk.freq, vis, w, geom, params)
-        wsum += float(w.sum())
+        del vis
+        wsum += float(w.sum(dtype=np.float64))
         nvis += int(np.count_nonzero(w))
         nbad += chunk.nbad
         del chunk, w
@@ -179,8 +265,8 @@ def part_residual(ms: str | os.PathLike, settings: dict[str, Any], components: A
 
 
 def save_partial(path: str | os.PathLike, partial: Partial) -> None:
-    """Write a partial atomically as .npz: images as float32 (``density`` float64), the
-    weight sum (float64), counts, and the geometry and meta as JSON."""
+    """Write a partial atomically as .npz: images as float32 (``density`` float64, the file
+    then zip-compressed), the weight sum (float64), counts, and the geometry and meta as JSON."""
     arrays: dict[str, np.ndarray] = {
         f"image_{name}": np.asarray(img, np.float64 if name in EXACT else np.float32)
         for name, img in partial.images.items()}
@@ -189,7 +275,9 @@ def save_partial(path: str | os.PathLike, partial: Partial) -> None:
               "geom": asdict(partial.geom) if partial.geom is not None else None}
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    # a density is mostly empty (the uv cells no baseline reaches): compressed, a fraction of
+    # its float64 size for every weights, grid and residual job that reads it
+    (np.savez_compressed if "density" in partial.images else np.savez)(buf, **arrays)
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:

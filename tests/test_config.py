@@ -61,7 +61,7 @@ BAD = [
     (lambda c: c.update(execution={"retries": True}), "execution.retries"),
     (lambda c: c.update(gridder={"device": "tpu"}), "gridder.device"),
     (lambda c: c.update(gridder={"epsilon": 0.5}), "gridder.epsilon"),
-    (lambda c: c.update(gridder={"precision": "single"}), "gridder.epsilon"),
+    (lambda c: c.update(gridder={"precision": "single", "epsilon": 1e-6}), "gridder.epsilon"),
     (lambda c: c.update(image="big"), "image"),
     (lambda c: c.update(execution={"site": "ospool", "staging": "osdf://ospool/ap40/data/u/x"}),
      "execution.staging"),

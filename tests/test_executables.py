@@ -19,13 +19,13 @@ import tinyms
 
 from htclean.executables import deconvolve, gather, grid, msparts, partition, record, restore
 from htclean.executables.record import load_settings
-from htclean.imaging import fits, loop, parts, preview
+from htclean.imaging import fits, loop, msread, partfile, parts, preview
 from htclean.imaging.geometry import ImageGeometry, psf_geometry
 
 EXECUTABLES = ("partition", "grid", "gather", "deconvolve", "restore")
 MAINS = {"partition": partition.main, "grid": grid.main, "gather": gather.main,
          "deconvolve": deconvolve.main, "restore": restore.main}
-COLUMNS = ("TIME", "ANTENNA1", "ANTENNA2", "UVW", "DATA", "CORRECTED_DATA", "FLAG", "WEIGHT")
+COLUMNS = ("TIME", "ANTENNA1", "ANTENNA2", "UVW")
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +61,6 @@ def one_error_line(capsys, prog: str) -> str:
 def table_columns(ms: Path) -> dict[str, np.ndarray]:
     with ct.table(str(ms), ack=False) as t:
         return {c: t.getcol(c) for c in COLUMNS}
-
-
-def part_columns(tar: Path, scratch: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    with msparts.unpacked(tar, scratch) as ms:
-        with ct.table(str(ms / "SPECTRAL_WINDOW"), ack=False) as spw:
-            freq = spw.getcol("CHAN_FREQ")
-        return table_columns(ms), freq
 
 
 def random_partial(rng, geom: ImageGeometry, images=("psf", "dirty")) -> parts.Partial:
@@ -193,43 +186,51 @@ def test_record_peak_memory_is_the_jobs_own(tiny, tmp_path):
 
 @pytest.mark.parametrize("axis,nparts", [("time", 3), ("baseline", 4), ("channel", 4)])
 def test_partition_union_is_the_data(tiny, tmp_path, monkeypatch, axis, nparts):
+    """The parts' Stokes I, weights, uvw and frequencies are exactly what the MS reader gives
+    for the whole MS, each row (or channel) in one part, a timestamp or baseline in one part."""
     write_config(tmp_path, tiny)
     with tarfile.open(tmp_path / "tiny.ms.tar", "w") as tar:
         tar.add(str(tiny), arcname="tiny.ms")
-    outs = [f"R-part-{i:03d}.ms.tar" for i in range(nparts)]
+    outs = [f"R-part-{i:03d}.vis.npz" for i in range(nparts)]
     code = run("partition", ["--ms", "tiny.ms.tar", "--axis", axis, "--outputs", *outs,
                              "--manifest", "R-partitions.json",
                              "--record", "R-partition.record.json"], tmp_path, monkeypatch)
     assert code == 0
     whole = table_columns(tiny)
-    with ct.table(str(tiny / "SPECTRAL_WINDOW"), ack=False) as spw:
-        freq = spw.getcol("CHAN_FREQ")
-    got = [part_columns(tmp_path / o, tmp_path) for o in outs]
+    (ref,) = msread.read_chunks(tiny)
+    got = [list(partfile.read_chunks(tmp_path / o)) for o in outs]
+    assert all(len(g) == 1 for g in got)  # one chunk each (chunk_rows is larger)
+    got = [g[0] for g in got]
+    assert all(g.vis.dtype == np.complex64 and g.weight.dtype == np.float32 for g in got)
     manifest = json.loads((tmp_path / "R-partitions.json").read_text())
     assert [p["file"] for p in manifest["parts"]] == outs
-    assert [p["rows"] for p in manifest["parts"]] == [len(g[0]["TIME"]) for g in got]
+    assert [p["rows"] for p in manifest["parts"]] == [len(g.uvw) for g in got]
     assert all(p["bytes"] == (tmp_path / p["file"]).stat().st_size for p in manifest["parts"])
     if axis == "channel":
-        for c in COLUMNS:
-            joined = np.concatenate([g[0][c] for g in got], axis=1) if whole[c].ndim == 3 \
-                else got[0][0][c]
-            assert np.array_equal(joined, whole[c]), c
-        assert np.array_equal(np.concatenate([g[1] for g in got], axis=1), freq)
-        assert sum(p["channels"] for p in manifest["parts"]) == freq.shape[1]
+        for name in ("vis", "weight", "freq"):
+            joined = np.concatenate([getattr(g, name) for g in got], axis=-1)
+            np.testing.assert_array_equal(joined, getattr(ref, name).astype(joined.dtype))
+        assert all(np.array_equal(g.uvw, ref.uvw) for g in got)
+        assert sum(p["channels"] for p in manifest["parts"]) == len(ref.freq)
     else:
-        sizes = [len(g[0]["TIME"]) for g in got]
+        sizes = [len(g.uvw) for g in got]
         assert sum(sizes) == len(whole["TIME"])
         assert max(sizes) - min(sizes) <= 2 * 21  # about equal: within two units of rows
-        key = ("TIME",) if axis == "time" else ("ANTENNA1", "ANTENNA2")
-        units = [set(zip(*(g[0][k] for k in key), strict=True)) for g in got]
+        keys = {tuple(u): (t, a, b) for u, t, a, b in zip(
+            whole["UVW"], whole["TIME"], whole["ANTENNA1"], whole["ANTENNA2"], strict=True)}
+        pick = (lambda k: k[0]) if axis == "time" else (lambda k: k[1:])
+        units = [{pick(keys[tuple(u)]) for u in g.uvw} for g in got]
         for i in range(nparts):  # a timestamp or baseline lives in one part only
             for j in range(i + 1, nparts):
                 assert not units[i] & units[j]
-        joined = {c: np.concatenate([g[0][c] for g in got]) for c in COLUMNS}
-        order = np.lexsort((joined["ANTENNA2"], joined["ANTENNA1"], joined["TIME"]))
-        ref = np.lexsort((whole["ANTENNA2"], whole["ANTENNA1"], whole["TIME"]))
-        for c in COLUMNS:
-            assert np.array_equal(joined[c][order], whole[c][ref]), c
+        joined = {n: np.concatenate([getattr(g, n) for g in got]) for n in ("uvw", "vis",
+                                                                          "weight")}
+        order = np.lexsort(joined["uvw"].T)
+        rorder = np.lexsort(ref.uvw.T)
+        np.testing.assert_array_equal(joined["uvw"][order], ref.uvw[rorder])
+        for n in ("vis", "weight"):
+            np.testing.assert_array_equal(joined[n][order],
+                                          getattr(ref, n)[rorder].astype(joined[n].dtype))
         if axis == "time":
             ranges = [p["time_range"] for p in manifest["parts"]]
             assert all(a[1] < b[0] for a, b in zip(ranges, ranges[1:], strict=False))
@@ -237,24 +238,39 @@ def test_partition_union_is_the_data(tiny, tmp_path, monkeypatch, axis, nparts):
     assert rec["job"] == "partition" and rec["exit_status"] == 0 and rec["error"] is None
     assert rec["bytes_written"] == sum((tmp_path / o).stat().st_size for o in outs) + \
         (tmp_path / "R-partitions.json").stat().st_size
-    assert rec["visibilities"] == len(whole["TIME"]) * freq.shape[1]
+    assert rec["visibilities"] == len(whole["TIME"]) * len(ref.freq)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files
+
+
+def test_part_file_is_smaller_and_checked(tiny, tmp_path, monkeypatch, capsys):
+    """A part file is several times smaller than the MS tar it replaces, and a grid job
+    given other data settings than the partition's refuses it in one line."""
+    write_config(tmp_path, tiny)
+    assert run("partition", ["--ms", str(tiny), "--outputs", "p.vis.npz", "--manifest",
+                             "m.json"], tmp_path, monkeypatch) == 0
+    tar = msparts.pack(tiny, tmp_path / "tiny.ms.tar")
+    assert (tmp_path / "p.vis.npz").stat().st_size * 2 < tar.stat().st_size
+    write_config(tmp_path, tiny, data={"polarization_rule": "wsclean"})
+    code = run("grid", ["--mode", "psf-dirty", "--part", "p.vis.npz", "--output", "x.npz"],
+               tmp_path, monkeypatch)
+    assert code == 2
+    assert "polarization_rule" in one_error_line(capsys, "grid")
 
 
 def test_partition_too_many_parts_exit_2(tiny, tmp_path, monkeypatch, capsys):
     write_config(tmp_path, tiny)
-    outs = [f"p{i}.ms.tar" for i in range(7)]
+    outs = [f"p{i}.vis.npz" for i in range(7)]
     code = run("partition", ["--ms", str(tiny), "--axis", "channel", "--outputs", *outs,
                              "--manifest", "m.json"], tmp_path, monkeypatch)
     assert code == 2
     assert "6 channels into 7 parts" in one_error_line(capsys, "partition")
-    assert not list(tmp_path.glob("p*.ms.tar"))
+    assert not list(tmp_path.glob("p*.vis.npz"))
 
 
 def test_failure_leaves_no_output(tiny, tmp_path, monkeypatch, capsys):
     """The third part cannot be written: the two already written are removed too."""
     write_config(tmp_path, tiny)
-    outs = ["p0.ms.tar", "p1.ms.tar", "missing-dir/p2.ms.tar"]
+    outs = ["p0.vis.npz", "p1.vis.npz", "missing-dir/p2.vis.npz"]
     code = run("partition", ["--ms", str(tiny), "--axis", "time", "--outputs", *outs,
                              "--manifest", "m.json", "--record", "rec.json"], tmp_path,
                monkeypatch)
@@ -266,7 +282,7 @@ def test_failure_leaves_no_output(tiny, tmp_path, monkeypatch, capsys):
 def test_injected_failure_writes_nothing(tiny, tmp_path, monkeypatch, capsys):
     write_config(tmp_path, tiny)
     monkeypatch.setenv("HTCLEAN_INJECT_FAILURE", "1")
-    code = run("partition", ["--ms", str(tiny), "--outputs", "p0.ms.tar", "--manifest",
+    code = run("partition", ["--ms", str(tiny), "--outputs", "p0.vis.npz", "--manifest",
                              "m.json", "--record", "R-partition.record.json"], tmp_path,
                monkeypatch)
     assert code == 1
@@ -317,7 +333,7 @@ def test_parts_grid_gather_equals_one_part(tiny, tmp_path, monkeypatch, weightin
     """Partition invariance through the executables: 3 channel parts (Briggs needs the
     gathered density) give the images of the whole MS in one process."""
     write_config(tmp_path, tiny, weighting=weighting)
-    outs = [f"p{i}.ms.tar" for i in range(3)]
+    outs = [f"p{i}.vis.npz" for i in range(3)]
     assert run("partition", ["--ms", str(tiny), "--axis", "channel", "--outputs", *outs,
                              "--manifest", "m.json"], tmp_path, monkeypatch) == 0
     weights = []

@@ -325,6 +325,7 @@ def test_grid_and_deconvolve_jobs_on_an_emulated_gpu(emulated_gpu, tmp_path, mon
     import json
 
     import tinyms
+    import yaml
 
     from htclean.executables import deconvolve, gather, grid
 
@@ -334,9 +335,10 @@ def test_grid_and_deconvolve_jobs_on_an_emulated_gpu(emulated_gpu, tmp_path, mon
     out = {}
     for dev in ("cpu", "gpu"):
         cfg = {"data": {"ms": str(ms)}, "image": {"size": 64, "scale": "2asec"},
-               "output": {"run_id": "R"}, "gridder": {"device": dev},
+               "output": {"run_id": "R"},
+               "gridder": {"device": dev, "precision": "double", "epsilon": 1e-6},
                "deconvolution": {"niter": 100}}
-        (tmp_path / "R-config.yml").write_text(json.dumps(cfg))
+        (tmp_path / "R-config.yml").write_text(yaml.safe_dump(cfg))  # 1.0e-06, a YAML float
         common = ["--config", "R-config.yml"]
         assert grid.main([*common, "--mode", "psf-dirty", "--part", str(ms), "--output",
                           f"i-{dev}.npz", "--record", f"R-grid-{dev}.record.json"]) == 0

@@ -105,11 +105,29 @@ def test_predict_is_the_adjoint_of_dirty():
 def test_single_precision_is_close_to_double():
     uvw, freq, vis, weight = _data(tinyms.TinyObs())
     geom = ImageGeometry(64, 64, 1.5 * ASEC, 1.0, 0.5, freq[0])
-    single = gridding.GridParams(epsilon=2e-5, precision="single", threads=2, device="cpu")
+    single = gridding.GridParams(epsilon=1e-5, precision="single", threads=2, device="cpu")
     a = gridding.dirty(uvw, freq, vis, weight, geom, single)
     b = gridding.dirty(uvw, freq, vis, weight, geom, EXACT)
-    assert a.dtype == np.float64
-    assert np.abs(a - b).max() <= 1e-4 * np.abs(b).max()
+    assert a.dtype == np.float32 and b.dtype == np.float64  # no copy to float64
+    assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max()
+    # the PSF's unit visibilities need no array
+    psf = gridding.dirty(uvw, freq, None, weight, geom, single)
+    ones = gridding.dirty(uvw, freq, np.ones_like(vis), weight, geom, EXACT)
+    assert np.abs(psf - ones).max() <= 1e-5 * np.abs(ones).max()
+
+
+@pytest.mark.parametrize("precision,epsilon", [("double", 1e-7), ("single", 1e-5)])
+def test_tiled_psf_is_the_psf(precision, epsilon):
+    """A PSF gridded as tiles (ducc0 shifted to each tile's centre) is the PSF gridded whole:
+    non-square, uneven tile counts, both precisions."""
+    uvw, freq, vis, weight = _data(tinyms.TinyObs())
+    geom = ImageGeometry(96, 64, 1.5 * ASEC, 1.0, 0.5, freq[0])
+    params = gridding.GridParams(epsilon=epsilon, precision=precision, threads=1, device="cpu")
+    whole = gridding.dirty(uvw, freq, None, weight, geom, params)
+    tiled = gridding.dirty(uvw, freq, None, weight, geom, params, tile=(40, 30))
+    assert tiled.shape == whole.shape == (64, 96)
+    assert np.abs(tiled - whole).max() <= 2 * epsilon * np.abs(whole).max()
+    assert np.unravel_index(np.argmax(tiled), tiled.shape) == (32, 48)
 
 
 def test_source_east_of_centre_is_at_smaller_x_and_north_at_larger_y(tmp_path):

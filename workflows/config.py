@@ -70,6 +70,8 @@ class ConfigError(InputError):
 CATEGORIES = ("partition", "weights", "grid", "gather", "deconvolve", "residual", "next",
               "restore")
 
+SINGLE_EPSILON = 1e-5  # the finest gridder.epsilon single precision is used at
+
 PARAMETERS: tuple[Param, ...] = (
     # data
     Param("data.ms", REQUIRED, "Measurement Set to image: a path, a .ms.tar, or an osdf:// URL",
@@ -107,10 +109,12 @@ PARAMETERS: tuple[Param, ...] = (
           number(-2.0, 2.0, nullable=True)),
     # gridder
     Param("gridder.wgridding", True, "correct for the w term (w-stacking)", boolean),
-    Param("gridder.epsilon", 1e-6, "gridding accuracy (single precision: above 1e-5)",
+    Param("gridder.epsilon", 1e-5, "gridding accuracy (single precision: 1e-5 or more)",
           number(2e-13, 1e-1, lo_open=True)),
-    Param("gridder.precision", "double", "single (float32) or double (float64) gridding",
-          choice("single", "double")),
+    Param("gridder.precision", "auto",
+          "auto (single where gridder.epsilon >= 1e-5, as WSClean; else double), single "
+          "(float32 / complex64) or double (float64 / complex128) gridding",
+          choice("auto", "single", "double")),
     Param("gridder.device", "auto", "auto (GPU when one is found), cpu or gpu",
           choice("auto", "cpu", "gpu")),
     Param("gridder.threads", 0, "CPU threads for gridding; 0 = the job's request_cpus", integer(0)),
@@ -282,6 +286,13 @@ def validate(raw: dict, base_dir: str | os.PathLike = ".",
     return errors
 
 
+def resolve_precision(precision: str, epsilon: float) -> str:
+    """gridder.precision as the gridder uses it: ``auto`` is single where epsilon allows."""
+    if precision == "auto":
+        return "single" if epsilon >= SINGLE_EPSILON else "double"
+    return precision
+
+
 def image_memory_bytes(nx: int, ny: int, precision: str, psf_oversize: float = 1.0) -> float:
     """Rough peak memory of a grid job: the 2x padded complex grid of the largest product (the
     PSF), plus the PSF, dirty and model images."""
@@ -300,11 +311,13 @@ def _consistency(flat: dict, parsed: dict, base: Path, check_files: bool) -> Ite
     if parsed["partition.parts"] is not None and parsed["partition.max_size"] is not None:
         yield ConfigError("partition.max_size", "give partition.parts or partition.max_size, "
                           "not both")
-    if parsed["gridder.precision"] == "single" and parsed["gridder.epsilon"] <= 1e-5:
-        yield ConfigError("gridder.epsilon", f"must be above 1e-5 with gridder.precision single "
-                          f"(float32 cannot reach {parsed['gridder.epsilon']:g}); use double")
+    if parsed["gridder.precision"] == "single" and parsed["gridder.epsilon"] < SINGLE_EPSILON:
+        yield ConfigError("gridder.epsilon", f"must be 1e-5 or more with gridder.precision "
+                          f"single (float32 cannot reach {parsed['gridder.epsilon']:g}); use "
+                          "double")
     nx, ny = parsed["image.size"]
-    need = image_memory_bytes(nx, ny, parsed["gridder.precision"], parsed["image.psf_oversize"])
+    precision = resolve_precision(parsed["gridder.precision"], parsed["gridder.epsilon"])
+    need = image_memory_bytes(nx, ny, precision, parsed["image.psf_oversize"])
     have = parsed["execution.request_memory"]
     if need > have:
         oversize = parsed["image.psf_oversize"]

@@ -57,7 +57,7 @@ def ms_lfn(ms: str) -> str:
 
 
 def part(r: str, i: int, parts: int) -> str:
-    return f"{r}-part-{part_index(i, parts)}.ms.tar"
+    return f"{r}-part-{part_index(i, parts)}.vis.npz"
 
 
 def partitions(r: str) -> str:
