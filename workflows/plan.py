@@ -5,6 +5,7 @@
     DIR/replicas.yml          replica catalog        DIR/pegasus.properties    properties
     DIR/config.yml            the resolved configuration (run id, parts, site, output.dir set)
     DIR/inputs/<ms>.tar       the input MS as one file (when data.ms is an MS directory)
+    DIR/bin/htclean-exitcode  the DAGMan POST script (workflows.exitcode)
     DIR/scratch, DIR/outputs  the submit host's scratch and output directories (empty)
 
 The configuration is validated and the MS inspected before anything is written; everything
@@ -25,7 +26,7 @@ from pathlib import Path
 from htclean.catalogs import replicas, sites, transformations
 from htclean.executables.record import write_bytes_atomic
 from htclean.imaging.errors import InputError
-from htclean.workflows import config, graph, names, properties, serialize
+from htclean.workflows import config, exitcode, graph, names, properties, serialize
 from htclean.workflows.context import RunContext
 
 PLAN_FILES = ("workflow.yml", "sites.yml", "transformations.yml", "replicas.yml",
@@ -151,6 +152,7 @@ def write_plan(ctx: RunContext, ms: replicas.MSInput, where: Path) -> dict[str, 
     write_bytes_atomic(files["pegasus.properties"],
                        properties.to_text(properties.properties(ctx)).encode())
     serialize.write(graph.top_workflow(ctx), files["workflow.yml"])
+    exitcode.write(where)
     return files
 
 
