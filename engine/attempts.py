@@ -38,7 +38,7 @@ CHECKSUMS_ENV = "HTCLEAN_INPUT_CHECKSUMS"
 JOB_ENV = {"hang": "HTCLEAN_INJECT_HANG", "partial": "HTCLEAN_INJECT_PARTIAL"}
 FAULT_KINDS = ("kill", "hang", "partial")
 STDERR_TAIL = 8
-FIRST_FAULT_AT = 8  # faults land among the first attempts of a run
+FIRST_FAULT_AT = 6  # faults land among the first attempts of a run
 
 
 def should_retry(tries: int, retries: int, unless_exit: int | None,
