@@ -227,6 +227,7 @@ def _check_values(main, shown: str, column: str, where: str) -> None:
     weight = "ANY(WEIGHT_SPECTRUM > 0 AND NOT FLAG)" if spectrum else "ANY(WEIGHT > 0)"
     if _first_row(main, f"{unflagged} AND {weight}") is None:
         raise _error(shown, "nothing left to image: every unflagged sample has weight 0")
-    if _first_row(main, f"{unflagged} AND ANY(ISFINITE({column}) AND NOT FLAG)") is None:
+    finite = f"ISFINITE(REAL({column})) AND ISFINITE(IMAG({column}))"  # both parts
+    if _first_row(main, f"{unflagged} AND ANY({finite} AND NOT FLAG)") is None:
         raise _error(shown, f"nothing left to image: every unflagged {column} value is NaN "
                      "or Inf")
