@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
-import hashlib
 import json
 import os
 import resource
@@ -51,6 +49,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
+from htclean.executables.outcome import (
+    EXIT_CLASSES,
+    EXIT_INPUT,
+    EXIT_INTERNAL,
+    IntegrityError,
+    classify,
+    file_digests,
+    read_checksums,
+    sha256_of,
+)
 from htclean.imaging.errors import InputError
 
 INJECT_ENV = "HTCLEAN_INJECT_FAILURE"
@@ -59,12 +67,6 @@ PARTIAL_ENV = "HTCLEAN_INJECT_PARTIAL"
 CHECKSUMS_ENV = "HTCLEAN_INPUT_CHECKSUMS"
 DEBUG_ENV = "HTCLEAN_DEBUG"
 
-EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_RESOURCES, EXIT_INTEGRITY = 0, 1, 2, 3, 4
-EXIT_CLASSES = {EXIT_OK: "success", EXIT_INTERNAL: "internal", EXIT_INPUT: "input",
-                EXIT_RESOURCES: "resources", EXIT_INTEGRITY: "integrity"}
-# OSErrors that say the machine lacks something (space, a writable place), not a bug
-RESOURCE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
-                   errno.EPERM}
 
 
 # --- arguments -----------------------------------------------------------------------------
@@ -205,38 +207,6 @@ class Job:
         self.outputs = []
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """The sha256 (hex) of a file, read 1 MiB at a time."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def read_checksums(path: str | None) -> dict[str, str]:
-    """{name: sha256} from a file of ``<sha256>  <name>`` lines; {} without one. A file that
-    cannot be read is an internal error (the engine wrote it)."""
-    if not path:
-        return {}
-    out = {}
-    for line in Path(path).read_text().splitlines():
-        digest, _, name = line.strip().partition("  ")
-        if digest and name:
-            out[os.path.normpath(name)] = digest
-    return out
-
-
-def file_digests(paths: list[Path]) -> dict[str, dict[str, Any]]:
-    """{path as given: {"sha256", "bytes"}} of the regular files among ``paths``."""
-    out: dict[str, dict[str, Any]] = {}
-    for p in dict.fromkeys(paths):
-        with contextlib.suppress(OSError):
-            if p.is_file():
-                out[str(p)] = {"sha256": sha256_of(p), "bytes": p.stat().st_size}
-    return out
-
-
 def _size(p: Path) -> int:
     """Bytes in a file, or in all files under a directory."""
     try:
@@ -341,6 +311,9 @@ def run_job(executable: str, parser: argparse.ArgumentParser,
         status = 143 if isinstance(exc, _Terminated) else 130
         error = f"interrupted ({'SIGTERM' if status == 143 else 'SIGINT'})"
         print(f"{executable}: {error}", file=sys.stderr)
+    except _InjectedFailure as exc:
+        status, error = EXIT_INTERNAL, str(exc)
+        print(f"{executable}: failed: {error}", file=sys.stderr)
     except Exception as exc:  # every failure becomes one line and a class
         status, error = classify(exc)
         word = "error" if status == EXIT_INPUT else "failed"
@@ -366,22 +339,6 @@ def run_job(executable: str, parser: argparse.ArgumentParser,
     return status
 
 
-def classify(exc: BaseException) -> tuple[int, str]:
-    """(exit status, one-line reason) of a failure, by class (see the module docstring)."""
-    if isinstance(exc, IntegrityError):
-        return EXIT_INTEGRITY, f"integrity: {_one_line(exc)}"
-    if isinstance(exc, InputError):
-        return EXIT_INPUT, _one_line(exc)
-    if isinstance(exc, _InjectedFailure):
-        return EXIT_INTERNAL, str(exc)
-    if isinstance(exc, MemoryError):
-        return EXIT_RESOURCES, "resources: out of memory"
-    if isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS:
-        where = f": {exc.filename}" if exc.filename else ""
-        return EXIT_RESOURCES, f"resources: {exc.strerror or _one_line(exc)}{where}"
-    return EXIT_INTERNAL, f"{type(exc).__name__}: {_one_line(exc)}"
-
-
 def _die_half_written(job: Job) -> NoReturn:
     """Fault injection: cut the first committed output to half its size, then SIGKILL."""
     if job.outputs:
@@ -391,10 +348,6 @@ def _die_half_written(job: Job) -> NoReturn:
             f.truncate(size // 2)
     os.kill(os.getpid(), signal.SIGKILL)
     raise AssertionError("unreachable")
-
-
-class IntegrityError(Exception):
-    """An input's sha256 differs from the one recorded when it was written."""
 
 
 class _Terminated(BaseException):

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"htclean {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except (OSError, MemoryError) as exc:
-        from htclean.executables.record import EXIT_RESOURCES, classify
+        from htclean.executables.outcome import EXIT_RESOURCES, classify
 
         status, line = classify(exc)
         if status != EXIT_RESOURCES:
