@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -110,16 +109,24 @@ def _fake_exitcode(tmp_path: Path, status: int) -> Path:
     return fake
 
 
-@pytest.mark.parametrize("job, pegasus, node", [(2, 1, 2), (1, 1, 1), (0, 0, 0), (2, 0, 0)])
-def test_post_script_passes_exit_2_on(tmp_path, job, pegasus, node):
+# (the job's $RETURN, PegasusLite's last exitcode line in the job's stderr or None,
+#  pegasus-exitcode's status, the node's status)
+POST_CASES = [(2, 2, 1, 2), (1, 1, 1, 1), (0, 0, 0, 0), (2, 2, 0, 0),
+              (-1, 2, 1, 2),  # held for a failed output transfer, then removed (condorio)
+              (-1, 1, 1, 1), (-1, None, 1, 1)]
+
+
+@pytest.mark.parametrize("ret, lite, pegasus, node", POST_CASES)
+def test_post_script_passes_exit_2_on(tmp_path, ret, lite, pegasus, node):
     """The node fails with 2 (UNLESS-EXIT 2: no retry) only when the job itself exited 2."""
     script = exitcode.write(tmp_path)
     fake = _fake_exitcode(tmp_path, pegasus)
-    text = script.read_text().replace('exitcode=""', f'exitcode="{fake}"')
-    text = text.replace(f'exitcode="{shutil.which("pegasus-exitcode") or ""}"',
-                        f'exitcode="{fake}"')
-    script.write_text(text)
-    done = subprocess.run([str(script), "-r", str(job), "-R", "0", "job.out"],
+    lines = script.read_text().splitlines()
+    lines = [f'exitcode="{fake}"' if x.startswith("exitcode=") else x for x in lines]
+    script.write_text("\n".join(lines) + "\n")
+    if lite is not None:
+        (tmp_path / "job.err").write_text(f"User task failed\nPegasusLite: exitcode {lite}\n")
+    done = subprocess.run([str(script), "-r", str(ret), "-R", "0", str(tmp_path / "job.out")],
                           capture_output=True, text=True)
     assert done.returncode == node, done.stderr
 

@@ -6,9 +6,14 @@ Why a wrapper: DAGMan compares UNLESS-EXIT with the node's result, which is the 
 exit status when the node has one, and Pegasus gives every job ``pegasus-exitcode`` as its
 POST script, which exits 0 or 1 only. The planner lets a plan name another path for that
 script type (the property ``dagman.post.path.pegasus-exitcode``, checked on Pegasus 6.0-dev):
-the wrapper runs pegasus-exitcode with the arguments Pegasus wrote (``-r $RETURN`` among them,
-the job's own exit status), so monitoring, retries of the job's logs and integrity metadata
-are Pegasus's as before.
+the wrapper runs pegasus-exitcode with the arguments Pegasus wrote, so monitoring, the job's
+logs and integrity metadata are Pegasus's as before.
+
+The job's own exit status: ``-r $RETURN`` when HTCondor saw the job end; else (with condorio
+a job that fails without its declared outputs is held for the failed output transfer, then
+removed, and $RETURN says nothing) PegasusLite's last ``PegasusLite: exitcode N`` line in the
+job's stderr (``<job>.err`` beside the ``<job>.out`` that is the last argument), which
+HTCondor brings back even then (measured on the test pool, HTCondor 25.14).
 """
 
 from __future__ import annotations
@@ -31,13 +36,20 @@ if [ -z "$exitcode" ] || [ ! -x "$exitcode" ]; then
 fi
 job_status=""
 previous=""
+out=""
 for arg in "$@"; do
     [ "$previous" = "-r" ] && job_status=$arg
     previous=$arg
+    out=$arg
 done
+lite=""
+err="${{out%.out}}.err"
+if [ -f "$err" ]; then
+    lite=$(awk '/^PegasusLite: exitcode /{{v=$3}} END{{print v}}' "$err")
+fi
 "$exitcode" "$@"
 rc=$?
-if [ "$rc" -ne 0 ] && [ "$job_status" = "{status}" ]; then
+if [ "$rc" -ne 0 ] && {{ [ "$job_status" = "{status}" ] || [ "$lite" = "{status}" ]; }}; then
     exit {status}
 fi
 exit "$rc"
