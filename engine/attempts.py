@@ -117,16 +117,20 @@ class FaultPlan:
         return plan
 
     def next_attempt(self) -> tuple[str | None, dict[str, str]]:
-        """The fault of the attempt starting now (None, or a kind) and its extra environment."""
+        """The fault of the attempt starting now (None, or a kind) and its extra environment;
+        two faults due at once are one after the other."""
         self.started += 1
         n = self.started
-        if self.at.get("kill") == n or self.armed_kill:
+        due = [k for k in FAULT_KINDS if self.at.get(k) == n]
+        if self.armed_kill:
             self.armed_kill = False
-            return "kill", {}
-        for kind in ("hang", "partial"):
-            if self.at.get(kind) == n:
-                return kind, {JOB_ENV[kind]: "1"}
-        return None, {}
+            due = ["kill", *(k for k in due if k != "kill")]
+        if not due:
+            return None, {}
+        for later in due[1:]:
+            self.at[later] = n + 1
+        kind = due[0]
+        return kind, ({JOB_ENV[kind]: "1"} if kind in JOB_ENV else {})
 
     def missed_kill(self) -> None:
         """The attempt meant to be killed ended first: the next one gets the kill, sooner."""

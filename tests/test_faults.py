@@ -45,10 +45,11 @@ def clean(tmp_path_factory, ms) -> dict[str, bytes]:
 
 def _faults(seed: int) -> tuple[str, int, bool]:
     """(fault kinds, attempts recorded before the engine is killed: 1-3 after the last
-    injected fault's attempt, whether to damage an output before resuming)."""
+    injected fault, whether to damage an output before resuming)."""
     kinds = "kill,partial" + (",hang" if seed % 4 == 0 else "")
     plan = FaultPlan.from_env({"HTCLEAN_FAULTS": kinds, "HTCLEAN_FAULT_SEED": str(seed)})
-    return kinds, max(plan.at.values()) + random.Random(seed).randint(1, 3), seed % 4 == 1
+    last = max(plan.at.values()) + len(plan.at)  # faults due at once come one after another
+    return kinds, last + random.Random(seed).randint(1, 3), seed % 4 == 1
 
 
 def _lines(path: Path) -> int:

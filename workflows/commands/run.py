@@ -115,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
         planned = plan(args.config, out, site="local", force=args.force)
         print(f"planned run {planned.run_id}: {planned.parts} part(s) in {out}", file=sys.stderr)
     result = run_workflow(out, jobs=jobs or None, resume=args.resume,
-                          progress=ProgressDisplay(sys.stderr), job_timeout=args.job_timeout)
+                          progress=ProgressDisplay(sys.stderr),
+                          job_timeout=getattr(args, "job_timeout", None))
     if result.exit_code == 0:
         _print_products(result, settings["image"]["name"])
         return 0
