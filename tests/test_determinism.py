@@ -4,6 +4,7 @@ gridder.threads fixed in the configuration)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -38,4 +39,9 @@ def test_two_runs_are_bit_identical(runs, key):
     for name in first:
         assert first[name] == second[name], f"{key}: {name} differs between two runs"
     for run in runs[key]:  # every job ran once: nothing was retried
-        assert {a["status"] for a in runkit.attempts(run)} == {"succeeded"}
+        tries = runkit.attempts(run)
+        assert {a["status"] for a in tries} == {"succeeded"}
+        # the engine handed every job the sha256 of its inputs, and the jobs checked them
+        records = [json.loads(Path(a["record"]).read_text()) for a in tries if a.get("record")]
+        grids = [r for r in records if r["job"].startswith("grid-")]
+        assert grids and all(r["inputs_verified"] for r in grids)
