@@ -94,13 +94,13 @@ class ProcessTable:
         """Send ``sig`` to one running job's process group; whether it was running."""
         with self._lock:
             proc = self._procs.get(token)
-        if proc is None or proc.poll() is not None:
-            return False
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
+            if proc is None:
+                return False
+            try:
+                os.killpg(proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                return False
+            return True
 
     def _save(self) -> None:
         """Rewrite the pid file (lock held): {pid: working directory} of the running jobs."""
@@ -173,22 +173,35 @@ def _clear_scratch(task: Task, keep: set[str]) -> None:
             entry.unlink(missing_ok=True)
 
 
-def _wait(proc: subprocess.Popen, timeout: float | None) -> tuple[int, bool]:
-    """(exit status, whether it was stopped for running past ``timeout`` seconds)."""
+def _signal_group(pid: int, sig: int) -> None:
     try:
-        return proc.wait(timeout=timeout), False
-    except subprocess.TimeoutExpired:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
         pass
-    for sig, grace in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            return proc.wait(timeout=grace), True
-        except subprocess.TimeoutExpired:
-            continue
-    return proc.wait(), True
+
+
+def _wait(proc, timeout: float | None) -> tuple[int, bool]:
+    """(exit status, whether it was stopped for running past ``timeout`` seconds). Only
+    ``proc.pid`` and ``proc.wait()`` are used, so any launcher's process object will do."""
+    if timeout is None:
+        return proc.wait(), False
+    fired = threading.Event()
+
+    def stop(sig: int) -> None:
+        fired.set()
+        _signal_group(proc.pid, sig)
+
+    timers = [threading.Timer(timeout, stop, (signal.SIGTERM,)),
+              threading.Timer(timeout + KILL_GRACE_S, stop, (signal.SIGKILL,))]
+    for t in timers:
+        t.daemon = True
+        t.start()
+    try:
+        status = proc.wait()
+    finally:
+        for t in timers:
+            t.cancel()
+    return status, fired.is_set()
 
 
 def execute(task: Task, table: ProcessTable) -> Outcome:

@@ -220,7 +220,10 @@ def _check_values(main, shown: str, column: str, where: str) -> None:
     unflagged = f"{where} AND NOT FLAG_ROW AND NOT ALL(FLAG)"
     if _first_row(main, unflagged) is None:
         raise _error(shown, "nothing left to image: every selected sample is flagged")
-    negative = _first_row(main, f"{unflagged} AND ANY(WEIGHT < 0)")
+    # weights first: TaQL stops evaluating a row at the first false term, so FLAG is read
+    # only for the rows that have a negative weight
+    negative = _first_row(main, f"{where} AND ANY(WEIGHT < 0) AND NOT FLAG_ROW "
+                          "AND NOT ALL(FLAG)")
     if negative is not None:
         raise _error(shown, f"negative WEIGHT in row {negative} (weights must be >= 0)")
     spectrum = "WEIGHT_SPECTRUM" in main.colnames() and main.iscelldefined("WEIGHT_SPECTRUM", 0)
