@@ -3,12 +3,17 @@ inputs linked in, the process with its environment, stdout/stderr to files, then
 outputs checked and staged out to the storage directory, and (after a success) the working
 directory cleared of everything but the outputs that are not staged out.
 
-``execute`` runs in a worker thread; it never touches the scheduler's state.
+``execute`` runs in a worker thread; it never touches the scheduler's state. A task with a
+``timeout`` is stopped when it runs longer (SIGTERM to its process group, SIGKILL after
+``KILL_GRACE_S``) and fails with "timed out". The ProcessTable keeps the running processes in
+``DIR/engine/running.json`` too, so that an engine started after this one was killed can stop
+the jobs it left running (state.stop_orphans).
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -38,6 +43,10 @@ class Task:
     stdin_lfn: str | None = None
     stdout_lfn: str | None = None
     stderr_lfn: str | None = None
+    timeout: float | None = None
+
+
+KILL_GRACE_S = 3.0
 
 
 @dataclass
@@ -57,23 +66,49 @@ class Outcome:
 class ProcessTable:
     """The running processes, so that an interrupt can stop them; thread safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, pid_file: Path | None = None) -> None:
         self._lock = threading.Lock()
         self._procs: dict = {}  # token -> subprocess.Popen or forkserver.ForkedProcess
+        self._dirs: dict[int, str] = {}
+        self.pid_file = pid_file
         self.closed = False
 
-    def start(self, token: int, launch):
+    def start(self, token: int, launch, work_dir: Path | None = None):
         """Call ``launch()`` and keep the process, unless the table was closed (interrupt)."""
         with self._lock:
             if self.closed:
                 return None
             proc = launch()
             self._procs[token] = proc
+            self._dirs[token] = str(work_dir or "")
+            self._save()
             return proc
 
     def forget(self, token: int) -> None:
         with self._lock:
             self._procs.pop(token, None)
+            self._dirs.pop(token, None)
+            self._save()
+
+    def send(self, token: int, sig: int) -> bool:
+        """Send ``sig`` to one running job's process group; whether it was running."""
+        with self._lock:
+            proc = self._procs.get(token)
+            if proc is None:
+                return False
+            try:
+                os.killpg(proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                return False
+            return True
+
+    def _save(self) -> None:
+        """Rewrite the pid file (lock held): {pid: working directory} of the running jobs."""
+        if self.pid_file is None:
+            return
+        tmp = self.pid_file.with_name(f".{self.pid_file.name}.tmp")
+        tmp.write_text(json.dumps({str(p.pid): self._dirs[t] for t, p in self._procs.items()}))
+        os.replace(tmp, self.pid_file)
 
     def signal_all(self, sig: int) -> int:
         """Close the table and send ``sig`` to every running job's process group."""
@@ -138,6 +173,37 @@ def _clear_scratch(task: Task, keep: set[str]) -> None:
             entry.unlink(missing_ok=True)
 
 
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _wait(proc, timeout: float | None) -> tuple[int, bool]:
+    """(exit status, whether it was stopped for running past ``timeout`` seconds). Only
+    ``proc.pid`` and ``proc.wait()`` are used, so any launcher's process object will do."""
+    if timeout is None:
+        return proc.wait(), False
+    fired = threading.Event()
+
+    def stop(sig: int) -> None:
+        fired.set()
+        _signal_group(proc.pid, sig)
+
+    timers = [threading.Timer(timeout, stop, (signal.SIGTERM,)),
+              threading.Timer(timeout + KILL_GRACE_S, stop, (signal.SIGKILL,))]
+    for t in timers:
+        t.daemon = True
+        t.start()
+    try:
+        status = proc.wait()
+    finally:
+        for t in timers:
+            t.cancel()
+    return status, fired.is_set()
+
+
 def execute(task: Task, table: ProcessTable) -> Outcome:
     """Run one attempt to its end; never raises for the job's own failures."""
     start = time.time()
@@ -153,20 +219,22 @@ def execute(task: Task, table: ProcessTable) -> Outcome:
         def launch():  # htclean's own executables are forked by the fork server
             return forkserver.popen(task.argv, task.work_dir, task.env, inp, out, err)
         try:
-            proc = table.start(task.token, launch)
+            proc = table.start(task.token, launch, task.work_dir)
         except OSError as exc:
             return Outcome(start, time.time(), None, False,
                            f"could not start {task.argv[0]}: {exc.strerror or exc}")
         if proc is None:
             return Outcome(start, time.time(), None, False, "interrupted before it started")
         try:
-            status = proc.wait()
+            status, timed_out = _wait(proc, task.timeout)
         finally:
             table.forget(task.token)
     outcome = Outcome(start, time.time(), status, False, stdout=str(out_target),
                       stderr=str(err_target))
     if status != 0:
-        if status < 0:
+        if timed_out:
+            outcome.error = f"timed out after {task.timeout:g} s (the job timeout)"
+        elif status < 0:
             outcome.error = f"killed by {signal.Signals(-status).name}"
         return outcome
     missing = [u.lfn for u in task.outputs

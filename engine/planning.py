@@ -24,12 +24,16 @@ from htclean.engine.workflow_spec import JobSpec, WorkflowSpec
 from htclean.imaging.errors import InputError
 
 # Variables of the engine's own that a job must not inherit.
-PRIVATE_ENV = ("HTCLEAN_FAIL_ONCE", "HTCLEAN_INJECT_FAILURE")
+PRIVATE_ENV = ("HTCLEAN_FAIL_ONCE", "HTCLEAN_INJECT_FAILURE", "HTCLEAN_INJECT_HANG",
+               "HTCLEAN_INJECT_PARTIAL", "HTCLEAN_INPUT_CHECKSUMS", "HTCLEAN_FAULTS")
+# DAGMan's "RETRY job N [UNLESS-EXIT value]", as the dagman.retry profile may give it
+_RETRY = re.compile(r"\s*(-?\d+)(?:\s+UNLESS-EXIT\s+(-?\d+))?\s*", re.IGNORECASE)
 
 
 @dataclass
 class PlannedJob:
-    """A job ready to run: ``pfn`` (None for a sub-workflow), environment, retries, category."""
+    """A job ready to run: ``pfn`` (None for a sub-workflow), environment, retries, category;
+    ``unless_exit``: the exit status that is never retried (DAGMan's UNLESS-EXIT), if any."""
 
     spec: JobSpec
     pfn: Path | None
@@ -37,6 +41,7 @@ class PlannedJob:
     env: dict[str, str]
     retries: int
     category: str
+    unless_exit: int | None = None
 
 
 @dataclass
@@ -49,16 +54,18 @@ class PlannedWorkflow:
     external: dict[str, Path] = field(default_factory=dict)
 
 
-def _retries(value: str | None, where: str) -> int:
+def _retries(value: str | None, where: str) -> tuple[int, int | None]:
+    """(retries, UNLESS-EXIT status or None) of a ``dagman.retry`` value."""
     if value is None:
-        return 0
-    try:
-        n = int(str(value).strip())
-    except ValueError:
-        raise InputError(f"{where}: dagman.retry must be a whole number, got {value!r}") from None
+        return 0, None
+    m = _RETRY.fullmatch(str(value))
+    if m is None:
+        raise InputError(f"{where}: dagman.retry must be a whole number, optionally followed "
+                         f"by UNLESS-EXIT <status>, got {value!r}")
+    n = int(m.group(1))
     if n < 0:
         raise InputError(f"{where}: dagman.retry must be >= 0, got {n}")
-    return n
+    return n, (int(m.group(2)) if m.group(2) is not None else None)
 
 
 def category_of(job_id: str, profiles: dict) -> str:
@@ -92,8 +99,8 @@ def _compute_job(job: JobSpec, wf: WorkflowSpec, catalogs: Catalogs, where: str,
     env = dict(base_env)
     env.update(profiles.get("env", {}))
     retry = profile(profiles, "dagman", "retry") or catalogs.properties.get("dagman.retry")
-    return PlannedJob(job, pfn, tname, env, _retries(retry, where),
-                      category_of(job.id, profiles))
+    retries, unless = _retries(retry, where)
+    return PlannedJob(job, pfn, tname, env, retries, category_of(job.id, profiles), unless)
 
 
 def plan_workflow(wf: WorkflowSpec, key: str, catalogs: Catalogs,
@@ -101,8 +108,9 @@ def plan_workflow(wf: WorkflowSpec, key: str, catalogs: Catalogs,
     """Resolve every job and external input of ``wf`` (run under ``key``) for ``site``.
 
     Compute jobs retry ``dagman.retry`` times (job, transformation or site profile, else the
-    property, else 0); sub-workflow jobs only when their own job profile says so, as the
-    planner does. A ``condorWorkflow`` (a raw DAG) cannot run here.
+    property, else 0), except after the exit status of its ``UNLESS-EXIT``; sub-workflow jobs
+    only when their own job profile says so, as the planner does. A ``condorWorkflow`` (a raw
+    DAG) cannot run here.
     """
     base_env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
     base_env.update({k[4:]: v for k, v in catalogs.properties.items() if k.startswith("env.")})
@@ -113,10 +121,9 @@ def plan_workflow(wf: WorkflowSpec, key: str, catalogs: Catalogs,
             raise InputError(f"{where}: a condorWorkflow (DAG file) cannot run in the local "
                              "engine; only Pegasus YAML sub-workflows can")
         if job.is_subworkflow:
-            planned[job.id] = PlannedJob(
-                job, None, "subworkflow", {},
-                _retries(profile(job.profiles, "dagman", "retry"), where),
-                category_of(job.id, job.profiles))
+            retries, unless = _retries(profile(job.profiles, "dagman", "retry"), where)
+            planned[job.id] = PlannedJob(job, None, "subworkflow", {}, retries,
+                                         category_of(job.id, job.profiles), unless)
         else:
             planned[job.id] = _compute_job(job, wf, catalogs, where, base_env, site)
     produced = {u.lfn for j in wf.jobs.values() for u in j.outputs}

@@ -5,13 +5,31 @@ Each executable builds its parser with ``job_parser`` and hands its work to ``ru
     def main(argv=None) -> int:
         return run_job("htclean-gather", build_parser(), work, argv)
 
-``run_job`` parses the command line, loads ``--config``, honours fault injection
-(``HTCLEAN_INJECT_FAILURE=1``: exit 1 before any output), runs ``work(args, job)``, and writes
-the JSON job record (``--record``) whatever the outcome; on a GPU, imaging.gpu_monitor samples
-its utilisation every second into the record. Bad input (``InputError``) is one
-line ``htclean-<job>: error: <what>`` and exit status 2; any other failure is one line and
-exit status 1 (the traceback too with ``HTCLEAN_DEBUG=1``). A failed job removes the outputs
-it had already committed, so nothing it leaves behind can be taken for done.
+``run_job`` parses the command line, loads ``--config``, honours fault injection (below), runs
+``work(args, job)``, and writes the JSON job record (``--record``) whatever the outcome; on a
+GPU, imaging.gpu_monitor samples its utilisation every second into the record. The record
+holds the sha256 and size of every output the job committed (``outputs``) and the sha256 of
+every input it checked (``inputs_verified``). A failed job removes the outputs it had already
+committed, so nothing it leaves behind can be taken for done. Every failure is one line on
+stderr (the traceback too with ``HTCLEAN_DEBUG=1``) and an exit status of one class:
+
+    0  success
+    1  internal: a bug or an unexpected failure (retried)
+    2  input: the configuration or the input data are wrong (never retried: a retry cannot
+       fix them; the workflow's jobs carry ``dagman.retry = N UNLESS-EXIT 2``)
+    3  resources: no space left, an output not writable, no memory (retried: another slot
+       or a later try may have them)
+    4  integrity: an input differs from the sha256 recorded when it was written, a damaged
+       copy (retried: the retry gets a fresh copy)
+
+Integrity: ``HTCLEAN_INPUT_CHECKSUMS`` names a file of ``<sha256>  <name>`` lines (sha256sum's
+format) that the embedded engine writes from the records of the jobs that produced the
+inputs; every input read through ``Job.read`` that is listed there is checked.
+
+Fault injection (tests and the engine's fault runs): ``HTCLEAN_INJECT_FAILURE=1`` exits 1
+before any output; ``HTCLEAN_INJECT_HANG=1`` sleeps instead of working (for the engine's
+timeout); ``HTCLEAN_INJECT_PARTIAL=1`` leaves the first output it committed half written and
+kills itself with SIGKILL, as a writer that is not atomic would when it dies.
 """
 
 from __future__ import annotations
@@ -31,10 +49,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
+from htclean.executables.outcome import (
+    EXIT_CLASSES,
+    EXIT_INPUT,
+    EXIT_INTERNAL,
+    IntegrityError,
+    classify,
+    file_digests,
+    read_checksums,
+    sha256_of,
+)
 from htclean.imaging.errors import InputError
 
 INJECT_ENV = "HTCLEAN_INJECT_FAILURE"
+HANG_ENV = "HTCLEAN_INJECT_HANG"
+PARTIAL_ENV = "HTCLEAN_INJECT_PARTIAL"
+CHECKSUMS_ENV = "HTCLEAN_INPUT_CHECKSUMS"
 DEBUG_ENV = "HTCLEAN_DEBUG"
+
 
 
 # --- arguments -----------------------------------------------------------------------------
@@ -131,6 +163,8 @@ class Job:
         self.inputs: list[Path] = []
         self.outputs: list[Path] = []
         self.partly_read: dict[Path, int] = {}  # input -> the bytes of it actually read
+        self._checksums: dict[str, str] | None = None
+        self.verified: dict[str, str] = {}
 
     def read(self, path: str | os.PathLike, what: str = "input", allow_dir: bool = False) -> Path:
         """Check that an input file (or, with ``allow_dir``, directory) exists (InputError
@@ -138,8 +172,22 @@ class Job:
         p = Path(path)
         if not (allow_dir and p.is_dir()):
             existing_file(p, what)
+            expected = self.known_checksums().get(os.path.normpath(str(path)))
+            if expected is not None:
+                got = sha256_of(p)
+                if got != expected:
+                    raise IntegrityError(f"{what}: {p}: sha256 {got[:16]}... differs from "
+                                         f"{expected[:16]}... recorded when it was written "
+                                         "(a damaged copy)")
+                self.verified[str(path)] = got
         self.inputs.append(p)
         return p
+
+    def known_checksums(self) -> dict[str, str]:
+        """{name: sha256} of the inputs whose checksum is known (``HTCLEAN_INPUT_CHECKSUMS``)."""
+        if self._checksums is None:
+            self._checksums = read_checksums(os.environ.get(CHECKSUMS_ENV))
+        return self._checksums
 
     def output(self, path: str | os.PathLike) -> Path:
         """Declare an output this job has committed (counted in bytes_written, removed if the
@@ -214,7 +262,10 @@ def build_record(job: Job, start: datetime, wall: float, status: int, error: str
         "bytes_read": sum(job.partly_read.get(p, _size(p)) for p in dict.fromkeys(job.inputs)),
         "bytes_written": sum(_size(p) for p in dict.fromkeys(job.outputs)),
         "visibilities": int(job.visibilities), "device": job.device,
-        "gpu_samples": gpu_samples, "exit_status": status, "error": error,
+        "gpu_samples": gpu_samples, "exit_status": status,
+        "exit_class": EXIT_CLASSES.get(status, "interrupted"), "error": error,
+        "outputs": file_digests(job.outputs) if status == 0 else {},
+        "inputs_verified": job.verified,
     }
 
 
@@ -226,8 +277,8 @@ def run_job(executable: str, parser: argparse.ArgumentParser,
     uses_device: the job grids or deconvolves on ``gridder.device``; it is resolved here
     (recorded as ``cpu`` or ``gpu:<name>``) and, on a GPU, NVML samples it every second.
 
-    0: every output committed; 2: bad input (one line on stderr); 1: any other failure
-    (one line; the traceback too with HTCLEAN_DEBUG=1) or injected failure; 130/143:
+    Exit status: one of the classes in the module docstring (0 every output committed, 1
+    internal or injected failure, 2 input, 3 resources, 4 integrity), or 130/143 when
     interrupted by SIGINT/SIGTERM. Any status but 0 removes the outputs already committed.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -243,6 +294,8 @@ def run_job(executable: str, parser: argparse.ArgumentParser,
             raise _InjectedFailure(f"injected failure ({INJECT_ENV}=1)")
         job.settings = load_settings(str(job.read(args.config, "--config")))
         job.name = job_name(args.record, executable, job.settings["output"]["run_id"])
+        if os.environ.get(HANG_ENV) == "1":
+            time.sleep(24 * 3600)  # an injected hang: only a timeout ends it
         if uses_device:
             from htclean.imaging import device
 
@@ -253,21 +306,21 @@ def run_job(executable: str, parser: argparse.ArgumentParser,
 
                 monitor = gpu_monitor.start()  # None when NVML cannot watch this GPU
         work(args, job)
-    except InputError as exc:
-        status, error = 2, _one_line(exc)
-        print(f"{executable}: error: {error}", file=sys.stderr)
-    except _InjectedFailure as exc:
-        status, error = 1, str(exc)
-        print(f"{executable}: failed: {error}", file=sys.stderr)
-    except Exception as exc:
-        status, error = 1, f"{type(exc).__name__}: {_one_line(exc)}"
-        print(f"{executable}: failed: {error}", file=sys.stderr)
-        if os.environ.get(DEBUG_ENV) == "1":
-            traceback.print_exc()
+        if os.environ.get(PARTIAL_ENV) == "1":
+            _die_half_written(job)
     except (KeyboardInterrupt, _Terminated) as exc:
         status = 143 if isinstance(exc, _Terminated) else 130
         error = f"interrupted ({'SIGTERM' if status == 143 else 'SIGINT'})"
         print(f"{executable}: {error}", file=sys.stderr)
+    except _InjectedFailure as exc:
+        status, error = EXIT_INTERNAL, str(exc)
+        print(f"{executable}: failed: {error}", file=sys.stderr)
+    except Exception as exc:  # every failure becomes one line and a class
+        status, error = classify(exc)
+        word = "error" if status == EXIT_INPUT else "failed"
+        print(f"{executable}: {word}: {error}", file=sys.stderr)
+        if status == EXIT_INTERNAL and os.environ.get(DEBUG_ENV) == "1":
+            traceback.print_exc()
     finally:
         samples = monitor.stop() if monitor is not None else []
         if previous[0]:
@@ -280,10 +333,22 @@ def run_job(executable: str, parser: argparse.ArgumentParser,
         try:
             write_json_atomic(args.record, rec)
         except OSError as exc:
-            print(f"{executable}: failed: cannot write the record {args.record}: {exc}",
+            code, line = classify(exc)
+            print(f"{executable}: failed: cannot write the record {args.record}: {line}",
                   file=sys.stderr)
-            return 1
+            return status or code
     return status
+
+
+def _die_half_written(job: Job) -> NoReturn:
+    """Fault injection: cut the first committed output to half its size, then SIGKILL."""
+    if job.outputs:
+        target = job.outputs[0]
+        size = target.stat().st_size
+        with open(target, "r+b") as f:
+            f.truncate(size // 2)
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")
 
 
 class _Terminated(BaseException):

@@ -226,7 +226,7 @@ def test_subworkflow_jobs_and_pool_profiles(tmp_path, tiny_ms):
     assert "--conf" not in args and sub["profiles"]["dagman"]["RETRY"] == "0"
     assert top["next-c00"]["profiles"]["selector"]["execution.site"] == "local"
     grid, gather = top["grid-c00-p000"]["profiles"], top["gather-c00-g1-000"]["profiles"]
-    assert grid["dagman"]["RETRY"] == "3" and grid["condor"]["request_gpus"] == "1"
+    assert grid["dagman"]["RETRY"] == "3 UNLESS-EXIT 2" and grid["condor"]["request_gpus"] == "1"
     assert "request_gpus" not in gather["condor"]
     assert int(gather["dagman"]["PRIORITY"]) > int(grid["dagman"]["PRIORITY"])
     pool = next(s for s in docs["sites.yml"]["sites"] if s["name"] == "condorpool")

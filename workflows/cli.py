@@ -53,6 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"htclean {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except (OSError, MemoryError) as exc:
+        from htclean.executables.outcome import EXIT_RESOURCES, classify
+
+        status, line = classify(exc)
+        if status != EXIT_RESOURCES:
+            raise
+        print(f"htclean {args.command}: error: {line}", file=sys.stderr)
+        return status
     except KeyboardInterrupt:
         print(f"htclean {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -5,6 +5,7 @@
     DIR/replicas.yml          replica catalog        DIR/pegasus.properties    properties
     DIR/config.yml            the resolved configuration (run id, parts, site, output.dir set)
     DIR/inputs/<ms>.tar       the input MS as one file (when data.ms is an MS directory)
+    DIR/bin/htclean-exitcode  the DAGMan POST script (workflows.exitcode)
     DIR/scratch, DIR/outputs  the submit host's scratch and output directories (empty)
 
 The configuration is validated and the MS inspected before anything is written; everything
@@ -25,7 +26,7 @@ from pathlib import Path
 from htclean.catalogs import replicas, sites, transformations
 from htclean.executables.record import write_bytes_atomic
 from htclean.imaging.errors import InputError
-from htclean.workflows import config, graph, names, properties, serialize
+from htclean.workflows import config, exitcode, graph, names, properties, serialize
 from htclean.workflows.context import RunContext
 
 PLAN_FILES = ("workflow.yml", "sites.yml", "transformations.yml", "replicas.yml",
@@ -47,8 +48,14 @@ class PlanResult:
 
 def inspect_ms(ms: replicas.MSInput, settings: dict) -> tuple[int, int | None]:
     """(size in bytes, rows or None) of the input MS, read at plan time; InputError naming
-    data.ms when it is not a Measurement Set (or a tar of one)."""
+    data.ms when it is not a whole Measurement Set (or a tar of one) with data to image
+    (imaging.mscheck)."""
+    from htclean.imaging import mscheck
+
     data = settings["data"]
+    local = ms.source or ms.path
+    if local is not None:
+        mscheck.check(local, data, settings["partition"]["axis"])
     if ms.source is not None:
         from htclean.imaging import msinfo
 
@@ -56,23 +63,7 @@ def inspect_ms(ms: replicas.MSInput, settings: dict) -> tuple[int, int | None]:
         return int(info.size_bytes), int(info.rows)
     if ms.path is None:  # a URL: the configuration gives the size
         return int(data["size"]), data["rows"]
-    _check_ms_tar(ms.path)
     return ms.path.stat().st_size, data["rows"]
-
-
-def _check_ms_tar(path: Path) -> None:
-    """InputError unless ``path`` is a tar holding a casacore table (headers only are read)."""
-    import tarfile
-
-    try:
-        with tarfile.open(path, "r:*") as tar:
-            for member in tar:
-                name = member.name.removeprefix("./")
-                if name.split("/")[-1] == "table.dat" and name.count("/") <= 1:
-                    return
-    except (tarfile.TarError, OSError):
-        raise InputError(f"data.ms: {path} is not a readable tar of a Measurement Set") from None
-    raise InputError(f"data.ms: {path} holds no Measurement Set (no <name>.ms/table.dat)")
 
 
 def choose_parts(settings: dict, size: int, rows: int | None) -> int:
@@ -151,6 +142,7 @@ def write_plan(ctx: RunContext, ms: replicas.MSInput, where: Path) -> dict[str, 
     write_bytes_atomic(files["pegasus.properties"],
                        properties.to_text(properties.properties(ctx)).encode())
     serialize.write(graph.top_workflow(ctx), files["workflow.yml"])
+    exitcode.write(where)
     return files
 
 

@@ -2,7 +2,9 @@
 
 Every compute job gets ``dagman.category`` (its job type, the ``execution.throttles`` keys),
 a priority that keeps the serial path (partition, gather, deconvolve, next, restore) ahead of
-queued parallel jobs, ``dagman.retry = execution.retries``, request_cpus and request_memory
+queued parallel jobs, ``dagman.retry = "<execution.retries> UNLESS-EXIT 2"`` (a job that
+exits 2 had bad input, which no retry fixes: DAGMan does not retry it; workflows.exitcode
+makes the node's POST script pass that status on), request_cpus and request_memory
 from the configuration, and request_disk = 2 x the sizes of its inputs + execution.disk_margin.
 Sub-workflow jobs get no retries: a retried level resumes from its rescue DAG, and retries
 would multiply with depth (DESIGN.md).
@@ -19,6 +21,7 @@ import math
 from Pegasus.api import Job, Namespace, SubWorkflow
 
 from htclean.workflows.context import LOCAL, RunContext
+from htclean.workflows.exitcode import NO_RETRY_STATUS
 
 SERIAL_PRIORITY = 100     # partition, gather, deconvolve, next, restore, sub-workflows
 PARALLEL_PRIORITY = 10    # weights, grid, residual: one per part
@@ -63,11 +66,15 @@ def requests(ctx: RunContext, category: str, input_bytes: int) -> dict[str, int]
             "gpus": 1 if wants_gpu(ctx, category) else 0}
 
 
+def retry(ctx: RunContext) -> str:
+    """The ``dagman.retry`` of a compute job: DAGMan's ``N UNLESS-EXIT 2``."""
+    return f"{int(ctx.settings['execution']['retries'])} UNLESS-EXIT {NO_RETRY_STATUS}"
+
+
 def apply(job: Job, ctx: RunContext, category: str, input_bytes: int) -> Job:
     """Add the category, priority, retries and resource requests of a job; returns it."""
     prio = priority(category)
-    job.add_dagman_profile(category=category, priority=str(prio),
-                           retry=str(ctx.settings["execution"]["retries"]))
+    job.add_dagman_profile(category=category, priority=str(prio), retry=retry(ctx))
     req = requests(ctx, category, input_bytes)
     job.add_pegasus_profile(cores=req["cpus"], memory=str(req["memory_mb"]),
                             diskspace=str(math.ceil(req["disk_kib"] / 1024)))

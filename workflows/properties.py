@@ -3,8 +3,12 @@
 - Standalone catalogs named by absolute path, so every deferred sub-workflow sees them
   (inline catalogs are not inherited; DESIGN.md).
 - ``pegasus.data.configuration`` of the run (sharedfs on local, nonsharedfs or condorio).
-- ``pegasus.integrity.checking = nosymlink``: every transferred file is checksummed; inputs
-  symlinked from the submit host's own scratch (site local) are not read twice.
+- ``pegasus.integrity.checking = nosymlink``: every transferred file is checksummed (kickstart
+  records the outputs' sha256, PegasusLite verifies the inputs with pegasus-integrity before
+  the job starts); inputs symlinked from the submit host's own scratch (site local) are not
+  read twice. Never turned off.
+- ``dagman.post.path.pegasus-exitcode``: the plan's own POST script (workflows.exitcode), which
+  passes a job's exit status 2 (bad input) on to DAGMan so that ``UNLESS-EXIT 2`` applies.
 - ``dagman.retry`` explicitly (the planner's default and its documentation disagree); jobs
   carry their own (compute: execution.retries, sub-workflows: 0).
 - ``dagman.maxpre`` bounds concurrent sub-workflow planning; ``dagman.<category>.maxjobs``
@@ -20,6 +24,7 @@
 
 from __future__ import annotations
 
+from htclean.workflows import exitcode
 from htclean.workflows.config import CATEGORIES
 from htclean.workflows.context import LOCAL, RunContext
 
@@ -41,6 +46,7 @@ def properties(ctx: RunContext) -> dict[str, str]:
         "pegasus.catalog.replica.file": str(ctx.out_dir / "replicas.yml"),
         "pegasus.data.configuration": ctx.data_configuration,
         "pegasus.integrity.checking": "nosymlink",
+        "dagman.post.path.pegasus-exitcode": str(exitcode.path(ctx.out_dir)),
         "pegasus.file.cleanup.scope": "deferred",
         "dagman.retry": str(execution["retries"]),
         "dagman.maxpre": str(execution["maxpre"]),

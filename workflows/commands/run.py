@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="jobs at a time (default: execution.jobs; 0 = CPU cores)")
     parser.add_argument("--site", choices=("local",), default="local",
                         help="where jobs run: only local (use htclean plan for a pool)")
+    parser.add_argument("--job-timeout", type=float, metavar="SECONDS",
+                        help="stop (and retry) a job that runs longer than this (default: none)")
     parser.add_argument("--force", action="store_true",
                         help="replace a plan or run already in DIR (its outputs are deleted)")
 
@@ -113,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
         planned = plan(args.config, out, site="local", force=args.force)
         print(f"planned run {planned.run_id}: {planned.parts} part(s) in {out}", file=sys.stderr)
     result = run_workflow(out, jobs=jobs or None, resume=args.resume,
-                          progress=ProgressDisplay(sys.stderr))
+                          progress=ProgressDisplay(sys.stderr),
+                          job_timeout=getattr(args, "job_timeout", None))
     if result.exit_code == 0:
         _print_products(result, settings["image"]["name"])
         return 0
