@@ -309,3 +309,23 @@ def test_the_container_can_be_switched_off(tmp_path, tiny_ms):
     tc = docs["transformations.yml"]
     assert "containers" not in tc
     assert all("container" not in site for t in tc["transformations"] for site in t["sites"])
+
+
+@pytest.mark.parametrize("image, where", [
+    ("/cvmfs/singularity.opensciencegrid.org/htclean/htclean:0.1.0", "condorpool"),
+    ("osdf:///ospool/ap40/data/u/containers/htclean.sif", None),
+    ("/data/images/htclean.sif", "local")])
+def test_the_image_is_used_where_it_lives(tmp_path, tiny_ms, image, where):
+    """Pegasus's container staging bypass: no stage-in job copies the image."""
+    _, _, docs = make_plan(tmp_path, tiny_ms, "ospool", 1, execution={"container": image})
+    box = docs["transformations.yml"]["containers"][0]
+    assert box["bypass"] is True and box["image"].endswith(image.split("://")[-1])
+    assert box.get("image.site") == where
+
+
+def test_validate_refuses_an_image_name_the_planner_refuses(tmp_path, tiny_ms, capsys):
+    cfg = write_config(tmp_path, str(tiny_ms), "ospool", 1, execution={
+        "container": "osdf:///ospool/ap40/data/u/containers/htclean-0.1.0.sif"})
+    assert cli.main(["validate", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "execution.container" in err[0] and "htclean-0_1_0.sif" in err[0]
