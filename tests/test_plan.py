@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -16,7 +17,7 @@ import pytest
 import tinyms
 import yaml
 
-from htclean.workflows import cli, config, graph, names, serialize
+from htclean.workflows import cli, config, graph, names, properties, serialize
 from htclean.workflows.context import RunContext
 from htclean.workflows.plan import plan
 
@@ -191,8 +192,40 @@ def test_every_document_validates_and_holds_together(tmp_path, tiny_ms, schemas,
     inline = {r["lfn"] for r in docs["cycle-02"]["replicaCatalog"]["replicas"]}
     assert inline == {names.config("run1"), names.psf_fits("run1"), names.model("run1", 1),
                       names.state("run1", 1), names.residual_fits("run1", 1),
+                      names.partitions("run1"),
                       *(names.part("run1", i, parts) for i in range(parts)),
                       *([names.weights_root("run1", parts)] if weighted else [])}
+    check_hand_off(docs, ctx)
+
+
+def check_hand_off(docs: dict, ctx: RunContext) -> None:
+    """next reads only its declared inputs; each SubWorkflow job declares what its level
+    made for the levels below (so Pegasus orders it after them, hands their staging copies
+    down and keeps them); the top level's files are named at the top staging copy first."""
+    for name, k in (("workflow.yml", 0), ("cycle-01", 1), ("cycle-02", 2)):
+        jobs = {j["id"]: j for j in docs[name]["jobs"]}
+        nxt = jobs[names.next_job(k)]
+        reads = {u["lfn"] for u in nxt["uses"] if u["type"] == "input"}
+        args = set(nxt["arguments"])
+        assert reads == {lfn for lfn in args if lfn.startswith("run1-")} - {
+            lfn for u in nxt["uses"] if u["type"] == "output" for lfn in [u["lfn"]]}
+        sub = jobs[names.cycle_job(k + 1)]
+        made = {u["lfn"] for j in jobs.values() for u in j["uses"] if u["type"] == "output"}
+        handed = {u["lfn"] for u in sub["uses"] if u["type"] == "input"}
+        assert set(graph.carried(ctx, k)) <= handed <= made
+        assert all(not u.get("registerReplica") for j in jobs.values() for u in j["uses"])
+    top = graph.carried(ctx, 0)
+    props = properties.properties(ctx)
+    first = re.compile(props["pegasus.selector.replica.regex.rank.1"])
+    assert props["pegasus.selector.replica"] == "Regex"
+    for entry in docs["final"]["replicaCatalog"]["replicas"]:
+        urls = [p["pfn"] for p in entry["pfns"]]
+        ranked = [u for u in urls if first.fullmatch(u)]
+        if entry["lfn"] in top:  # the top staging copy ranks first; the output copy remains
+            assert len(urls) == 2 and ranked == [u for u in urls if f"/{ctx.run_id}/" in u]
+            assert any(u.endswith(f"/outputs/{entry['lfn']}") for u in urls)
+        else:
+            assert len(urls) == 1 and not ranked
 
 
 def test_the_graph_checks_catch_a_broken_graph(tmp_path, tiny_ms):

@@ -23,7 +23,13 @@ from htclean.workflows import gather_tree, names, profiles
 from htclean.workflows.config import psf_shape
 from htclean.workflows.context import LOCAL, SMALL_FILE, RunContext
 
-CLEANUP = "inplace"  # with pegasus.file.cleanup.scope = deferred (see properties.py)
+# Cleanup (pegasus.file.cleanup.scope = deferred: each level takes its own option). Every
+# level's staging directory lies inside the top level's (pegasus-plan nests them), so the top
+# level's leaf cleanup, one job once everything has finished, removes them all; the levels
+# below clean nothing (no cleanup jobs per cycle, no cleanup tail as the levels unwind).
+INJECT_SWITCH = "PEGASUS_HTCLEAN_INJECT_FAILURE"  # DAGMan passes PEGASUS_* to its jobs
+TOP_CLEANUP = "leaf"
+LEVEL_CLEANUP = "none"
 
 
 def psf_pixels(ctx: RunContext) -> int:
@@ -43,11 +49,30 @@ def psf_fits_bytes(ctx: RunContext) -> int:
     return ctx.fits_bytes() + 8 * (psf_pixels(ctx) - nx * ny)
 
 
-def planner_args(ctx: RunContext) -> dict:
+def planner_args(ctx: RunContext, top: bool = False) -> dict:
     """pegasus-plan options every level needs (the sub-workflows do not inherit the output
-    and staging sites; DESIGN.md). Never ``conf``: a child given --conf stops inheriting."""
-    return {"sites": [ctx.exec_site], "output_sites": [LOCAL],
-            "staging_sites": {ctx.exec_site: ctx.staging_site}, "cleanup": CLEANUP}
+    and staging sites; DESIGN.md). Never ``conf``: a child given --conf stops inheriting.
+    The top level's staging directory is ``<staging>/<run id>`` (``names.top_staging``)."""
+    args = {"sites": [ctx.exec_site], "output_sites": [LOCAL],
+            "staging_sites": {ctx.exec_site: ctx.staging_site},
+            "cleanup": TOP_CLEANUP if top else LEVEL_CLEANUP}
+    if top:
+        args["relative_dir"] = ctx.run_id
+    return args
+
+
+def carried(ctx: RunContext, k: int) -> list[str]:
+    """The files made at level ``k`` (0: the top) that later levels read. The SubWorkflow job
+    of cycle k+1 declares them as inputs: Pegasus then starts it only once they exist, hands
+    their staging copies to its planner (the input cache, which outranks any catalog) and
+    keeps them until it has finished. That is the whole hand-off: nothing waits for a
+    stage-out."""
+    r, p = ctx.run_id, ctx.parts
+    if k > 0:
+        return [names.model(r, k), names.state(r, k), names.residual_fits(r, k)]
+    weights = [names.weights_root(r, p)] if ctx.weighted else []
+    return [*(names.part(r, i, p) for i in range(p)), names.partitions(r), *weights,
+            names.psf_fits(r), names.dirty_fits(r)]
 
 
 class Builder:
@@ -86,7 +111,9 @@ class Builder:
             keep: Callable[[str], bool] = lambda lfn: True) -> Job:
         """A job of ``category`` (its transformation is ``htclean-<category>``, grid for the
         weights/grid/residual modes). ``outputs``: (LFN, estimated bytes); ``keep``: whether
-        an output is staged out to the output site (the record always is)."""
+        an output is staged out to the output site (the record always is). Nothing is
+        registered in an output replica catalog: later levels find files through their
+        inline catalogs and Pegasus's input cache, so registration jobs would be pure cost."""
         transformation = "htclean-grid" if category in ("weights", "residual") else \
             f"htclean-{category}"
         record = names.record(self.r, job_id)
@@ -96,12 +123,14 @@ class Builder:
         job.add_inputs(self.config, *map(File, inputs))
         for lfn, size in outputs:
             self.estimates[lfn] = size
-            job.add_outputs(File(lfn), stage_out=keep(lfn), register_replica=keep(lfn))
-        job.add_outputs(File(record), stage_out=True, register_replica=True)
+            job.add_outputs(File(lfn), stage_out=keep(lfn), register_replica=False)
+        job.add_outputs(File(record), stage_out=True, register_replica=False)
         total = self.input_bytes(self.config.lfn) + sum(map(self.input_bytes, inputs))
         profiles.apply(job, self.ctx, category, total)
         if category == "next":
             job.add_selector_profile(execution_site=LOCAL)
+        if job_id in self.ctx.inject:  # HTCondor expands $ENV() from the submitting DAGMan's
+            job.add_env(HTCLEAN_INJECT_FAILURE=f"$ENV({INJECT_SWITCH})")
         self.wf.add_jobs(job)
         return job
 
@@ -191,20 +220,23 @@ class Builder:
                  [(names.model(r, k), SMALL_FILE), (names.state(r, k), SMALL_FILE)])
 
     def next(self, k: int) -> None:
+        """next-cKK reads only its declared inputs: the residual, the minor-cycle state and
+        the partition manifest (the parts' sizes, for the next level's disk requests)."""
         r = self.r
         state = [names.state(r, k)] if k > 0 else []
-        residual = names.residual_fits(r, k)
+        residual, manifest = names.residual_fits(r, k), names.partitions(r)
         self.add("next", names.next_job(k),
                  ["--cycle", k, "--residual", residual,
-                  *(["--state", state[0]] if state else []),
+                  *(["--state", state[0]] if state else []), "--partitions", manifest,
                   "--workflow", names.cycle_file(k + 1), "--decision", names.decision(r, k)],
-                 [residual, *state],
+                 [residual, *state, manifest],
                  [(names.cycle_file(k + 1), SMALL_FILE), (names.decision(r, k), SMALL_FILE)])
 
     def subworkflow(self, k: int) -> None:
         """The SubWorkflow job of cycle ``k``: its YAML is written by next-c(k-1) at run time."""
         job_id = names.cycle_job(k)
         sub = SubWorkflow(names.cycle_file(k), is_planned=False, _id=job_id, node_label=job_id)
+        sub.add_inputs(*map(File, carried(self.ctx, k - 1)))
         sub.add_planner_args(basename=job_id, **planner_args(self.ctx))
         profiles.apply_subworkflow(sub)
         self.wf.add_jobs(sub)
@@ -242,7 +274,7 @@ class Builder:
         lfns = self.externals()
         rc = replicas.inline_catalog(self.ctx, lfns)
         self.wf.add_replica_catalog(rc)
-        self.bypass_remote({lfn: replicas.output_location(self.ctx, lfn)[1] for lfn in lfns})
+        self.bypass_remote({lfn: replicas.locations(self.ctx, lfn)[0][1] for lfn in lfns})
         return lfns
 
 

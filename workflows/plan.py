@@ -135,7 +135,8 @@ def pegasus_plan_command(ctx: RunContext) -> str:
     from Pegasus.client._client import get_planner_args
 
     args = get_planner_args(conf=ctx.out_dir / "pegasus.properties",
-                            dir=ctx.out_dir / "submit", submit=True, **graph.planner_args(ctx))
+                            dir=ctx.out_dir / "submit", submit=True,
+                            **graph.planner_args(ctx, top=True))
     return shlex.join(["pegasus-plan", *args, str(ctx.out_dir / "workflow.yml")])
 
 
@@ -155,12 +156,14 @@ def write_plan(ctx: RunContext, ms: replicas.MSInput, where: Path) -> dict[str, 
 
 
 def plan(config_path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-         site: str | None = None, force: bool = False) -> PlanResult:
+         site: str | None = None, force: bool = False,
+         inject: tuple[str, ...] = ()) -> PlanResult:
     """Validate ``config_path``, inspect its MS and write the plan into ``out_dir``
     (default: the configuration's ``output.dir``) for ``site`` (default: execution.site).
 
     Raises InputError (nothing written) for a bad configuration, an unreadable MS, or an
-    ``out_dir`` that holds something else (or a plan, without ``force``).
+    ``out_dir`` that holds something else (or a plan, without ``force``). ``inject``: job ids
+    for the failure-injection test hook (context.INJECT_ENV).
     """
     resolved, settings = load(config_path, site)
     out = Path(out_dir if out_dir is not None else settings["output"]["dir"]).absolute()
@@ -173,7 +176,7 @@ def plan(config_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     resolved["partition"].update(parts=parts, max_size=None)
     settings = config.parse(resolved)
 
-    ctx = RunContext(resolved, settings, out, ms.lfn, {ms.lfn: size})
+    ctx = RunContext(resolved, settings, out, ms.lfn, {ms.lfn: size}, tuple(inject))
     ctx.check()
 
     out.parent.mkdir(parents=True, exist_ok=True)
