@@ -1,11 +1,16 @@
 """htclean-next: after a major cycle, decide whether to go on, and write the next level.
 
     htclean-next --config R-config.yml --record R-next-cKK.record.json --cycle K
+                 [--gather IN.npz ... [--psf-fits R-psf.fits]]
                  --residual (R-dirty.fits | R-residual-cKK.fits) [--state R-deconvolve-cKK.json]
                  --partitions R-partitions.json
                  --workflow cycle-(K+1).yml --decision R-next-cKK.json
 
-It runs on the submit host. The decision is imaging.loop.decide on the residual's peak, the
+It runs on the submit host. With ``--gather`` it is the root of the cycle's gather tree first
+(as ``htclean-gather --image-fits``): it sums the partials, normalises them and WRITES
+``--residual`` (and, at cycle 0, ``--psf-fits``); without, it reads ``--residual``.
+
+The decision is imaging.loop.decide on the residual's peak, the
 threshold (deconvolution.threshold, auto_threshold x robust sigma) and the minor cycle's state
 (niter spent, threshold reached, divergence, max_cycles, no progress). It writes
 ``cycle-(K+1).yml``: major cycle K+1, or the final workflow (restore) once the loop stops, with
@@ -36,8 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = job_parser(PROG, __doc__)
     parser.add_argument("--cycle", required=True, type=int, metavar="K",
                         help="the major cycle just finished (0: only the dirty image exists)")
+    parser.add_argument("--gather", nargs="+", metavar="IN.npz",
+                        help="the partials of the gather tree's root: sum and normalise them "
+                        "into --residual (and --psf-fits) first")
+    parser.add_argument("--psf-fits", metavar="R-psf.fits",
+                        help="with --gather at cycle 0: where to write the PSF")
     parser.add_argument("--residual", required=True, metavar="RESIDUAL.fits",
-                        help="R-dirty.fits (cycle 0) or R-residual-cKK.fits")
+                        help="R-dirty.fits (cycle 0) or R-residual-cKK.fits (written with "
+                        "--gather, read otherwise)")
     parser.add_argument("--state", metavar="R-deconvolve-cKK.json",
                         help="the minor-cycle state of cycle K (cycles > 0)")
     parser.add_argument("--partitions", required=True, metavar="R-partitions.json",
@@ -97,11 +108,26 @@ def part_sizes(job: Job, path: str) -> dict[str, int]:
         raise InputError(f"--partitions: {path} is not a partition manifest") from None
 
 
+def gather_root(job: Job, args: argparse.Namespace) -> None:
+    """The gather tree's root (executables.gather): --residual and --psf-fits from --gather."""
+    from htclean.executables import gather
+
+    if (args.psf_fits is not None) != (args.cycle == 0):
+        raise InputError("--psf-fits: the PSF is written at cycle 0 (with --gather), and only "
+                         "then")
+    total = gather.sum_partials(job, args.gather)
+    gather.check_config(job, total)
+    job.visibilities = total.visibilities
+    gather.write_root(job, total, args.residual, args.psf_fits, len(args.gather))
+
+
 def work(args: argparse.Namespace, job: Job) -> None:
     from htclean.imaging.loop import LoopLimits, decide
     from htclean.workflows import config, names, serialize
     from htclean.workflows.context import RunContext
 
+    if args.gather:
+        gather_root(job, args)
     state = loop_state(job, args)
     decision = decide(state, LoopLimits.from_settings(job.settings))
     ctx = RunContext.from_config(config.read_yaml(args.config), job.settings)

@@ -105,7 +105,7 @@ def tree_size(leaves: int, fan_in: int) -> int:
 
 def check_graph(doc: dict, tc: dict, rc_lfns: set[str], exec_site: str, fan_in: int) -> None:
     """Transformations per site, one producer per file, acyclic, inputs from ancestors or the
-    replica catalog, gather fan-in."""
+    replica catalog, gather fan-in (the inner gather jobs and the root, the next job)."""
     sites = {t["name"]: {s["name"] for s in t["sites"]} for t in tc["transformations"]}
     jobs = {j["id"]: j for j in doc["jobs"]}
     producer: dict[str, str] = {}
@@ -133,9 +133,9 @@ def check_graph(doc: dict, tc: dict, rc_lfns: set[str], exec_site: str, fan_in: 
                 lfn = use["lfn"]
                 assert producer.get(lfn) in ancestors[job["id"]] or lfn in rc_lfns, \
                     f"{job['id']}: input {lfn} has no source"
-        if job["id"].startswith("gather-"):
+        if job["id"].startswith(("gather-", "next-")):  # next is the image trees' root
             args = job["arguments"]
-            start = args.index("--inputs") + 1
+            start = args.index("--inputs" if job["id"].startswith("gather-") else "--gather") + 1
             n = next(i for i in range(start, len(args)) if str(args[i]).startswith("--")) - start
             assert 1 <= n <= fan_in, f"{job['id']}: fan-in {n} > {fan_in}"
 
@@ -182,12 +182,12 @@ def test_every_document_validates_and_holds_together(tmp_path, tiny_ms, schemas,
 
     weighted = weighting != "natural"
     tree = tree_size(parts, 4)
-    assert kinds(docs["workflow.yml"]) == Counter(
-        {"partition": 1, "grid": parts, "gather": tree, "next": 1, "cycle": 1,
+    assert kinds(docs["workflow.yml"]) == Counter(  # next-cKK is the trees' root
+        {"partition": 1, "grid": parts, "gather": tree - 1, "next": 1, "cycle": 1,
          **({"weights": parts} if weighted else {}),
          **({"gather-weights": tree} if weighted and parts > 1 else {})})
     assert kinds(docs["cycle-02"]) == Counter(
-        {"deconvolve": 1, "residual": parts, "gather": tree, "next": 1, "cycle": 1})
+        {"deconvolve": 1, "residual": parts, "gather": tree - 1, "next": 1, "cycle": 1})
     assert kinds(docs["final"]) == Counter({"restore": 1})
     inline = {r["lfn"] for r in docs["cycle-02"]["replicaCatalog"]["replicas"]}
     assert inline == {names.config("run1"), names.psf_fits("run1"), names.model("run1", 1),
@@ -258,10 +258,10 @@ def test_subworkflow_jobs_and_pool_profiles(tmp_path, tiny_ms):
     assert args[args.index("--staging-site") + 1] == "condorpool=staging"
     assert "--conf" not in args and sub["profiles"]["dagman"]["RETRY"] == "0"
     assert top["next-c00"]["profiles"]["selector"]["execution.site"] == "local"
-    grid, gather = top["grid-c00-p000"]["profiles"], top["gather-c00-g1-000"]["profiles"]
+    grid, root = top["grid-c00-p000"]["profiles"], top["next-c00"]["profiles"]
     assert grid["dagman"]["RETRY"] == "3" and grid["condor"]["request_gpus"] == "1"
-    assert "request_gpus" not in gather["condor"]
-    assert int(gather["dagman"]["PRIORITY"]) > int(grid["dagman"]["PRIORITY"])
+    assert "request_gpus" not in root["condor"] and "gather-c00-g1-000" not in top  # 3 parts
+    assert int(root["dagman"]["PRIORITY"]) > int(grid["dagman"]["PRIORITY"])
     pool = next(s for s in docs["sites.yml"]["sites"] if s["name"] == "condorpool")
     assert pool["profiles"]["condor"]["universe"] == "container"
     assert check_classads(grid) == 2 and check_classads(pool["profiles"]) == 3
@@ -289,7 +289,7 @@ def test_request_disk_grows_with_the_inputs(tmp_path):
     margin_kib = 1e9 / 1024
     assert large["partition"] > small["partition"] >= 2 * 1e9 / 1024 + margin_kib - 1
     assert large["grid-c00-p000"] > small["grid-c00-p000"]
-    assert large["gather-c00-g1-000"] == small["gather-c00-g1-000"]  # partials: image size
+    assert large["next-c00"] == small["next-c00"]  # the tree's root reads image-size partials
 
 
 def test_same_inputs_same_bytes(tmp_path, tiny_ms):

@@ -1,10 +1,15 @@
 """The job graphs: top level, one major cycle, final (docs/job-contract.md for every name).
 
     top:    partition -> [weights-pPPP -> gather-weights tree] -> grid-c00-pPPP
-            -> gather-c00 tree (root: R-psf.fits, R-dirty.fits) -> next-c00 -> cycle-01
-    cycle K: deconvolve-cKK -> residual-cKK-pPPP -> gather-cKK tree (root: R-residual-cKK.fits)
-            -> next-cKK -> cycle-(K+1)
+            -> [gather-c00 inner levels] -> next-c00 (the root: R-psf.fits, R-dirty.fits)
+            -> cycle-01
+    cycle K: deconvolve-cKK -> residual-cKK-pPPP -> [gather-cKK inner levels]
+            -> next-cKK (the root: R-residual-cKK.fits) -> cycle-(K+1)
     final:  restore
+
+The root of the image and residual trees is the next job itself (``next --gather``): it sums
+at most ``partition.fan_in`` partials on the submit host, where it runs anyway, so a cycle's
+serial path has one pool job fewer (no gather job at all up to fan_in parts).
 
 ``htclean plan`` writes the top level; ``next-cKK`` writes ``cycle-(K+1).yml`` (a cycle, or
 the final workflow once the loop stops) with ``cycle_workflow`` / ``final_workflow``, and the
@@ -186,14 +191,17 @@ class Builder:
 
     def gather(self, tree: str, leaves: list[str], node_lfn: Callable[[int, int], str],
                root_args: list[str], root_outputs: list[tuple[str, int]],
-               node_bytes: int) -> None:
+               node_bytes: int, root_job: bool = True) -> list[str]:
         """A gather tree of fan-in ``partition.fan_in`` over ``leaves``; the root gets
         ``root_args`` and writes ``root_outputs`` (staged out), inner nodes (``node_bytes``
-        each) stay on staging."""
+        each) stay on staging. Without ``root_job`` the root is left to the caller (the next
+        job). Returns the root's inputs."""
         below = leaves
         tree_levels = gather_tree.levels(len(leaves), self.ctx.settings["partition"]["fan_in"])
         for depth, level in enumerate(tree_levels, start=1):
             root = depth == len(tree_levels)
+            if root and not root_job:
+                return [below[i] for i in level[0].inputs]
             current = []
             for node in level:
                 inputs = [below[i] for i in node.inputs]
@@ -206,7 +214,10 @@ class Builder:
                 self.add("gather", names.gather_job(tree, node.level, node.index),
                          ["--inputs", *inputs, *args], inputs, outputs,
                          keep=lambda lfn, root=root: root)
+                if root:
+                    return inputs
             below = current
+        raise AssertionError("a gather tree ends with its root")
 
     def deconvolve(self, k: int) -> None:
         r = self.r
@@ -219,18 +230,23 @@ class Builder:
                  [psf, residual, *previous],
                  [(names.model(r, k), SMALL_FILE), (names.state(r, k), SMALL_FILE)])
 
-    def next(self, k: int) -> None:
-        """next-cKK reads only its declared inputs: the residual, the minor-cycle state and
-        the partition manifest (the parts' sizes, for the next level's disk requests)."""
-        r = self.r
+    def next(self, k: int, gathered: list[str]) -> None:
+        """next-cKK: the root of the cycle's gather tree (``gathered``: its inputs), then the
+        loop's decision and the next level. It reads only its declared inputs: the partials,
+        the minor-cycle state and the partition manifest (the parts' sizes, for the next
+        level's disk requests)."""
+        r, ctx = self.r, self.ctx
         state = [names.state(r, k)] if k > 0 else []
         residual, manifest = names.residual_fits(r, k), names.partitions(r)
+        psf = [names.psf_fits(r)] if k == 0 else []
         self.add("next", names.next_job(k),
-                 ["--cycle", k, "--residual", residual,
-                  *(["--state", state[0]] if state else []), "--partitions", manifest,
+                 ["--cycle", k, "--gather", *gathered, *(["--psf-fits", psf[0]] if psf else []),
+                  "--residual", residual, *(["--state", state[0]] if state else []),
+                  "--partitions", manifest,
                   "--workflow", names.cycle_file(k + 1), "--decision", names.decision(r, k)],
-                 [residual, *state, manifest],
-                 [(names.cycle_file(k + 1), SMALL_FILE), (names.decision(r, k), SMALL_FILE)])
+                 [*gathered, *state, manifest],
+                 [(residual, ctx.fits_bytes()), *((lfn, psf_fits_bytes(ctx)) for lfn in psf),
+                  (names.cycle_file(k + 1), SMALL_FILE), (names.decision(r, k), SMALL_FILE)])
 
     def subworkflow(self, k: int) -> None:
         """The SubWorkflow job of cycle ``k``: its YAML is written by next-c(k-1) at run time."""
@@ -284,11 +300,9 @@ def top_workflow(ctx: RunContext) -> Workflow:
     parts = b.partition()
     weights = b.weights(parts) if ctx.weighted else None
     partials = [b.grid(i, part, weights) for i, part in enumerate(parts)]
-    psf, dirty = names.psf_fits(b.r), names.dirty_fits(b.r)
-    b.gather(names.cycle(0), partials, lambda lv, j: names.image_node(b.r, lv, j),
-             ["--psf-fits", psf, "--image-fits", dirty],
-             [(psf, psf_fits_bytes(ctx)), (dirty, ctx.fits_bytes())], image_partial_bytes(ctx))
-    b.next(0)
+    gathered = b.gather(names.cycle(0), partials, lambda lv, j: names.image_node(b.r, lv, j),
+                        [], [], image_partial_bytes(ctx), root_job=False)
+    b.next(0, gathered)
     b.subworkflow(1)
     b.bypass_remote({ctx.ms_lfn: ctx.settings["data"]["ms"]})
     return b.wf
@@ -302,10 +316,10 @@ def cycle_workflow(ctx: RunContext, k: int) -> tuple[Workflow, list[str]]:
     b.deconvolve(k)
     weights = names.weights_root(b.r, ctx.parts) if ctx.weighted else None
     partials = [b.residual(k, i, weights) for i in range(ctx.parts)]
-    out = names.residual_fits(b.r, k)
-    b.gather(names.cycle(k), partials, lambda lv, j: names.residual_node(b.r, k, lv, j),
-             ["--image-fits", out], [(out, ctx.fits_bytes())], ctx.partial_bytes(1))
-    b.next(k)
+    gathered = b.gather(names.cycle(k), partials,
+                        lambda lv, j: names.residual_node(b.r, k, lv, j), [], [],
+                        ctx.partial_bytes(1), root_job=False)
+    b.next(k, gathered)
     b.subworkflow(k + 1)
     return b.wf, b.attach_inline_catalog()
 
