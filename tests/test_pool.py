@@ -193,7 +193,7 @@ class Run:
 def job_events(submit: Path) -> dict[str, list[str]]:
     """Every level's DAGMan events by '<level dir>/<job>', from the jobstate logs."""
     events: dict[str, list[str]] = {}
-    for log in submit.rglob("jobstate.log"):
+    for log in submit.rglob("jobstate.log*"):  # with any copy a restart rotated away
         level = re.sub(r"\.\d+$", "", log.parent.name)
         for line in log.read_text().splitlines():
             parts = line.split()
@@ -246,15 +246,20 @@ def test_statistics_analyzer_and_report_read_every_level(runs):
     report = checked(as_user(f"htclean report {good.submit}", path=good.venv, timeout=300))
     summary = json.loads((good.submit / "report" / "report.json").read_text())
     assert (good.submit / "report" / "report.png").stat().st_size > 0, report
-    types = set(summary["types"]) if "types" in summary else set(json.dumps(summary))
-    for kind in ("partition", "grid", "deconvolve", "residual", "gather", "next", "restore"):
-        assert kind in types or kind in json.dumps(summary), f"{kind} missing from the report"
+    # every level: the top (partition, grid), the cycles (deconvolve, residual), the final
+    assert {"partition", "grid", "deconvolve", "residual", "next", "restore"} <= set(
+        summary["types"]), report
+    assert summary["summary"]["jobs"] == sum(t["jobs"] for t in summary["types"].values())
 
 
 def test_a_failure_beyond_retries_resumes_from_the_rescue_dags(runs):
     faulty, good = runs["faulty"], runs["good"]
     assert faulty.wait() == 1
-    named = as_user(f"pegasus-analyzer -r {faulty.submit}", timeout=300).stdout
+    # -r goes one level down (to cycle-01, whose failed job is the cycle-02 sub-workflow) and
+    # prints the command for the level below; -T walks every level and names the job itself
+    down = as_user(f"pegasus-analyzer -r {faulty.submit}", timeout=300).stdout
+    assert "pegasus-plan_cycle-02" in down and "cycle-02.000 --top-dir" in down, down[-3000:]
+    named = as_user(f"pegasus-analyzer -T {faulty.submit}", timeout=300).stdout
     assert FAILING in named, named[-3000:]
     before = job_events(faulty.submit)
     done = {job for job, ev in before.items() if "JOB_SUCCESS" in ev}
@@ -262,7 +267,7 @@ def test_a_failure_beyond_retries_resumes_from_the_rescue_dags(runs):
     checked(as_user(f"pegasus-run {faulty.submit}", timeout=300))  # the switch is unset now
     assert as_user(f"{TESTPOOL}/wait-wf.sh {faulty.submit} {RUN_TIMEOUT_S}").returncode == 0
     after = job_events(faulty.submit)
-    rerun = sorted(job for job in done if after[job].count("SUBMIT") != before[job].count(
+    rerun = sorted(job for job in done if after[job].count("SUBMIT") > before[job].count(
         "SUBMIT"))
     assert not rerun, f"succeeded jobs ran again: {rerun}"
     assert any(FAILING in job and "JOB_SUCCESS" in ev for job, ev in after.items())

@@ -16,6 +16,9 @@
 - ``pegasus.dir.staging.mapper = Flat`` and the top level's ``--relative-dir <run id>`` put
   the top level's files at ``<staging>/<run id>/<lfn>``; ``pegasus.selector.replica = Regex``
   ranks those copies first (replicas.py), before the output site's.
+- ``pegasus.transfer.links = true`` where the staging site is the submit host (condorio,
+  sharedfs): a level's stage-in links the files of the levels above (the parts) instead of
+  copying them again every cycle.
 - ``pegasus.mode = production``; on pools, the submit host's worker package travels with the
   jobs (execute nodes need not download one).
 """
@@ -54,6 +57,8 @@ def properties(ctx: RunContext) -> dict[str, str]:
         "dagman.retry": str(execution["retries"]),
         "dagman.maxpre": str(execution["maxpre"]),
     }
+    if ctx.staging_site == LOCAL:  # condorio, sharedfs: link the parts, never copy them
+        props["pegasus.transfer.links"] = "true"
     if ctx.site != LOCAL:
         props["pegasus.transfer.worker.package"] = "true"
     throttles = {**DEFAULT_THROTTLES, **(execution["throttles"] or {})}
