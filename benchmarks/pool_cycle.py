@@ -182,6 +182,13 @@ def report(submit: Path) -> int:
               f"({', '.join(f'{v} {k}' for k, v in counts)})")
         print(f"after the last next job: {max(ends) - last_next} s (the final level and the "
               "unwinding of the nested levels)")
+        deepest = found[names[-1]] if names else None
+        if deepest is not None and deepest is not found["top"]:
+            done = [j.end for j in deepest.jobs.values() if j.end is not None]
+            if done:
+                tail = max(ends) - max(done)
+                print(f"unwinding: {tail} s from the deepest level's last job to the top "
+                      f"level's last ({len(names)} nested levels)")
     if walls:
         print(f"per cycle: mean {sum(walls) / len(walls):.0f} s, min {min(walls)} s, "
               f"max {max(walls)} s over {len(walls)} cycle(s)")
