@@ -6,6 +6,14 @@ the user's own ``.tar``, or an ``osdf://`` URL). Each cycle's workflow carries a
 catalog, written by ``next``, that points at the output site's copies of files made by earlier
 levels: deferred sub-workflows do not receive their parent's files otherwise (DESIGN.md).
 
+Files made by the top level (the parts, the manifest, the weights, the PSF and the dirty
+image) are named first at the top level's staging copy (``top_staging``): they are inputs of
+the top level's SubWorkflow job, so Pegasus keeps them there until the whole run is over,
+and ``pegasus.selector.replica = Regex`` (properties.py) makes every level prefer that copy.
+The output site's copy comes second, for the local engine, which stages out as each job
+ends; the planner never depends on a stage-out having finished. Files made by the level just
+above come to Pegasus through its input cache (graph.carried), which outranks this catalog.
+
 Output copies live in ``<plan dir>/outputs`` on site ``local``. When that directory is on an
 OSPool access point's OSDF-exported storage (``/ospool/<ap>/data/...``) and the run stages
 through OSDF, the catalog gives the ``osdf://`` URL instead and the jobs read those files
@@ -75,6 +83,30 @@ def output_location(ctx: RunContext, lfn: str) -> tuple[str, str]:
     return LOCAL, file_url(path)
 
 
+def top_staging_dir(ctx: RunContext) -> tuple[str, str]:
+    """(site, URL) of the top level's staging directory: ``<staging>/<run id>`` (the top level
+    is planned with ``--relative-dir <run id>`` and ``pegasus.dir.staging.mapper = Flat``)."""
+    if ctx.staging_site == STAGING:
+        return STAGING, f"{ctx.settings['execution']['staging'].rstrip('/')}/{ctx.run_id}"
+    return LOCAL, file_url(ctx.scratch_dir / ctx.run_id)
+
+
+def top_made(ctx: RunContext) -> set[str]:
+    """The LFNs that the top level makes and later levels read."""
+    from htclean.workflows.graph import carried
+
+    return set(carried(ctx, 0))
+
+
+def locations(ctx: RunContext, lfn: str) -> list[tuple[str, str]]:
+    """Every (site, URL) the inline catalogs give ``lfn``, in order of preference."""
+    out = [output_location(ctx, lfn)]
+    if lfn in top_made(ctx):
+        site, url = top_staging_dir(ctx)
+        out.insert(0, (site, f"{url}/{lfn}"))
+    return out
+
+
 def is_remote(url: str) -> bool:
     """Whether jobs fetch ``url`` themselves (OSDF, HTTP) rather than through staging."""
     return urlparse(url).scheme in REMOTE_SCHEMES
@@ -91,9 +123,9 @@ def replica_catalog(ctx: RunContext, ms: MSInput) -> ReplicaCatalog:
 
 
 def inline_catalog(ctx: RunContext, lfns: list[str]) -> ReplicaCatalog:
-    """The catalog a cycle's workflow carries: the output site's copy of each of ``lfns``."""
+    """The catalog a cycle's workflow carries: ``locations`` of each of ``lfns``."""
     rc = ReplicaCatalog()
     for lfn in lfns:
-        site, url = output_location(ctx, lfn)
-        rc.add_replica(site, lfn, url)
+        for site, url in locations(ctx, lfn):
+            rc.add_replica(site, lfn, url)
     return rc

@@ -17,7 +17,15 @@ from __future__ import annotations
 
 from Pegasus.api import Directory, FileServer, Namespace, Operation, Site, SiteCatalog
 
-from htclean.workflows.context import LOCAL, POOL, STAGING, RunContext, file_url, staging_path
+from htclean.workflows.context import (
+    INJECT_ENV,
+    LOCAL,
+    POOL,
+    STAGING,
+    RunContext,
+    file_url,
+    staging_path,
+)
 
 # Held with HoldReasonCode 12 (TransferOutputError) or 13 (TransferInputError): remove now;
 # any other hold: after 30 minutes, as Pegasus does by default.
@@ -30,10 +38,14 @@ def _directory(kind, path) -> Directory:
 
 
 def local_site(ctx: RunContext) -> Site:
-    """The submit host, with the plan's scratch and output directories."""
-    return Site(LOCAL).add_directories(
+    """The submit host, with the plan's scratch and output directories (and, for the failure
+    injection test hook, the job ids in the next jobs' environment)."""
+    site = Site(LOCAL).add_directories(
         _directory(Directory.SHARED_SCRATCH, ctx.scratch_dir),
         _directory(Directory.LOCAL_STORAGE, ctx.outputs_dir))
+    if ctx.inject:
+        site.add_env(**{INJECT_ENV: ",".join(ctx.inject)})
+    return site
 
 
 def attributes(ctx: RunContext) -> dict[str, str]:

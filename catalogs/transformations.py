@@ -41,10 +41,12 @@ def installed(name: str) -> Path:
 
 
 def container(image: str) -> Container:
-    """The Apptainer container of every pool job.
+    """The Apptainer container of every pool job, used where it lives (Pegasus's container
+    staging bypass): no stage-in job copies it, and each job's ``.sub`` names the image itself.
 
-    A CVMFS path is used in place on the execute site; another local path is staged from the
-    submit host; a URL (osdf://, docker://, https://) is fetched by the job itself.
+    A CVMFS path is read on the execute node (site condorpool); another absolute path is a
+    file of the submit host that HTCondor sends with the job; a URL (osdf://, https://,
+    docker://) is fetched by HTCondor or Apptainer on the execute node.
     """
     scheme = urlparse(image).scheme
     if scheme:
@@ -53,7 +55,7 @@ def container(image: str) -> Container:
         raise InputError(f"execution.container: {image!r} must be an absolute path or a URL")
     site = POOL if image.startswith("/cvmfs/") else LOCAL
     return Container(CONTAINER_NAME, Container.SINGULARITY, file_url(image),
-                     image_site=site)
+                     image_site=site, bypass_staging=True)
 
 
 def transformation_catalog(ctx: RunContext) -> TransformationCatalog:

@@ -67,7 +67,8 @@ def sum_partials(job: Job, paths: list[str]):
     return total
 
 
-def _check_config(job: Job, total) -> None:
+def check_config(job: Job, total) -> None:
+    """InputError unless the summed partials have the configured size, cell and PSF size."""
     image = job.settings["image"]
     want = (image["nx"], image["ny"])
     if (total.geom.nx, total.geom.ny) != want:
@@ -92,7 +93,7 @@ def work(args: argparse.Namespace, job: Job) -> None:
     if args.output is not None and args.psf_fits is not None:
         raise InputError("--psf-fits: only at the root (with --image-fits), not with --output")
     total = sum_partials(job, args.inputs)
-    _check_config(job, total)
+    check_config(job, total)
     job.visibilities = total.visibilities
     if args.output is not None:
         from htclean.imaging import parts

@@ -1,25 +1,33 @@
 """htclean-next: after a major cycle, decide whether to go on, and write the next level.
 
     htclean-next --config R-config.yml --record R-next-cKK.record.json --cycle K
+                 [--gather IN.npz ... [--psf-fits R-psf.fits]]
                  --residual (R-dirty.fits | R-residual-cKK.fits) [--state R-deconvolve-cKK.json]
-                 --workflow cycle-(K+1).yml --decision R-next-cKK.json [--wait-timeout S]
+                 --partitions R-partitions.json
+                 --workflow cycle-(K+1).yml --decision R-next-cKK.json
 
-It runs on the submit host. The decision is imaging.loop.decide on the residual's peak, the
+It runs on the submit host. With ``--gather`` it is the root of the cycle's gather tree first
+(as ``htclean-gather --image-fits``): it sums the partials, normalises them and WRITES
+``--residual`` (and, at cycle 0, ``--psf-fits``); without, it reads ``--residual``.
+
+The decision is imaging.loop.decide on the residual's peak, the
 threshold (deconvolution.threshold, auto_threshold x robust sigma) and the minor cycle's state
 (niter spent, threshold reached, divergence, max_cycles, no progress). It writes
 ``cycle-(K+1).yml``: major cycle K+1, or the final workflow (restore) once the loop stops, with
-an inline replica catalog naming the output site's copies of the files it needs from earlier
-levels. Stage-out jobs are not parents of this job, so it first waits (polling, up to
---wait-timeout seconds) until every one of those files is in the output directory. Same
-inputs, same bytes: a retried sub-workflow is not re-planned, so a retried next must write
-exactly what the first attempt wrote.
+an inline replica catalog naming where the files it needs from earlier levels are
+(``replicas.inline_catalog``). It reads nothing but its declared inputs, so it never waits on
+a job that is not its parent (under DAGMan or Pegasus's Shell code generator alike): the next
+level's own SubWorkflow job declares the files handed down (``graph.carried``), and the parts'
+sizes for its disk requests come from the partition manifest. Same inputs, same bytes: a
+retried sub-workflow is not re-planned, so a retried next must write exactly what the first
+attempt wrote.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,25 +35,28 @@ from htclean.executables.record import Job, job_parser, run_job, write_bytes_ato
 from htclean.imaging.errors import InputError
 
 PROG = "htclean-next"
-POLL_S = 2.0
-DEFAULT_WAIT_S = 1800.0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = job_parser(PROG, __doc__)
     parser.add_argument("--cycle", required=True, type=int, metavar="K",
                         help="the major cycle just finished (0: only the dirty image exists)")
+    parser.add_argument("--gather", nargs="+", metavar="IN.npz",
+                        help="the partials of the gather tree's root: sum and normalise them "
+                        "into --residual (and --psf-fits) first")
+    parser.add_argument("--psf-fits", metavar="R-psf.fits",
+                        help="with --gather at cycle 0: where to write the PSF")
     parser.add_argument("--residual", required=True, metavar="RESIDUAL.fits",
-                        help="R-dirty.fits (cycle 0) or R-residual-cKK.fits")
+                        help="R-dirty.fits (cycle 0) or R-residual-cKK.fits (written with "
+                        "--gather, read otherwise)")
     parser.add_argument("--state", metavar="R-deconvolve-cKK.json",
                         help="the minor-cycle state of cycle K (cycles > 0)")
+    parser.add_argument("--partitions", required=True, metavar="R-partitions.json",
+                        help="the partition manifest (the parts and their sizes)")
     parser.add_argument("--workflow", required=True, metavar="cycle-(K+1).yml",
                         help="where to write the next level's workflow")
     parser.add_argument("--decision", required=True, metavar="R-next-cKK.json",
                         help="where to write the decision and why (JSON)")
-    parser.add_argument("--wait-timeout", type=float, default=DEFAULT_WAIT_S, metavar="S",
-                        help="seconds to wait for earlier levels' files to reach the output "
-                        f"directory (default {DEFAULT_WAIT_S:g})")
     return parser
 
 
@@ -88,37 +99,41 @@ def next_level(ctx, k: int, go_on: bool):
     return graph.cycle_workflow(ctx, k + 1) if go_on else graph.final_workflow(ctx, k)
 
 
-def wait_for(directory: Path, lfns: list[str], timeout: float) -> None:
-    """Return once every one of ``lfns`` exists in ``directory``; RuntimeError after
-    ``timeout`` seconds naming what is still missing."""
-    deadline = time.monotonic() + timeout
-    missing = list(lfns)
-    while True:
-        missing = [lfn for lfn in missing if not (directory / lfn).exists()]
-        if not missing:
-            return
-        if time.monotonic() >= deadline:
-            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-            raise RuntimeError(f"after {timeout:g} s, {missing[0]}{more} has not reached "
-                               f"{directory}")
-        time.sleep(POLL_S)
+def part_sizes(job: Job, path: str) -> dict[str, int]:
+    """Bytes of every part, by LFN, from the partition manifest."""
+    try:
+        manifest = json.loads(job.read(path, "--partitions").read_text())
+        return {str(p["file"]): int(p["bytes"]) for p in manifest["parts"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(f"--partitions: {path} is not a partition manifest") from None
+
+
+def gather_root(job: Job, args: argparse.Namespace) -> None:
+    """The gather tree's root (executables.gather): --residual and --psf-fits from --gather."""
+    from htclean.executables import gather
+
+    if (args.psf_fits is not None) != (args.cycle == 0):
+        raise InputError("--psf-fits: the PSF is written at cycle 0 (with --gather), and only "
+                         "then")
+    total = gather.sum_partials(job, args.gather)
+    gather.check_config(job, total)
+    job.visibilities = total.visibilities
+    gather.write_root(job, total, args.residual, args.psf_fits, len(args.gather))
 
 
 def work(args: argparse.Namespace, job: Job) -> None:
     from htclean.imaging.loop import LoopLimits, decide
     from htclean.workflows import config, names, serialize
-    from htclean.workflows.context import RunContext, measured_sizes
+    from htclean.workflows.context import RunContext
 
+    if args.gather:
+        gather_root(job, args)
     state = loop_state(job, args)
     decision = decide(state, LoopLimits.from_settings(job.settings))
     ctx = RunContext.from_config(config.read_yaml(args.config), job.settings)
-    # Which files the next level names does not depend on their sizes; its disk requests do,
-    # so it is built again once the files are there and measured.
-    _, needed = next_level(ctx, args.cycle, decision.go_on)
-    waited = [lfn for lfn in needed if lfn != names.config(ctx.run_id)]
-    wait_for(ctx.outputs_dir, waited, args.wait_timeout)
-    ctx = replace(ctx, sizes=measured_sizes(ctx.outputs_dir, waited))
-    workflow, needed = next_level(ctx, args.cycle, decision.go_on)
+    sizes = part_sizes(job, args.partitions)
+    sizes[names.residual_fits(ctx.run_id, args.cycle)] = Path(args.residual).stat().st_size
+    workflow, needed = next_level(replace(ctx, sizes=sizes), args.cycle, decision.go_on)
     job.output(write_bytes_atomic(args.workflow, serialize.to_yaml(workflow).encode()))
     record = {**decision.to_dict(), "peak": state.peak, "iterations": state.iterations,
               "next": names.cycle_job(args.cycle + 1) if decision.go_on else "final",

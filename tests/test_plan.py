@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -16,7 +17,7 @@ import pytest
 import tinyms
 import yaml
 
-from htclean.workflows import cli, config, graph, names, serialize
+from htclean.workflows import cli, config, graph, names, properties, serialize
 from htclean.workflows.context import RunContext
 from htclean.workflows.plan import plan
 
@@ -104,7 +105,7 @@ def tree_size(leaves: int, fan_in: int) -> int:
 
 def check_graph(doc: dict, tc: dict, rc_lfns: set[str], exec_site: str, fan_in: int) -> None:
     """Transformations per site, one producer per file, acyclic, inputs from ancestors or the
-    replica catalog, gather fan-in."""
+    replica catalog, gather fan-in (the inner gather jobs and the root, the next job)."""
     sites = {t["name"]: {s["name"] for s in t["sites"]} for t in tc["transformations"]}
     jobs = {j["id"]: j for j in doc["jobs"]}
     producer: dict[str, str] = {}
@@ -132,9 +133,9 @@ def check_graph(doc: dict, tc: dict, rc_lfns: set[str], exec_site: str, fan_in: 
                 lfn = use["lfn"]
                 assert producer.get(lfn) in ancestors[job["id"]] or lfn in rc_lfns, \
                     f"{job['id']}: input {lfn} has no source"
-        if job["id"].startswith("gather-"):
+        if job["id"].startswith(("gather-", "next-")):  # next is the image trees' root
             args = job["arguments"]
-            start = args.index("--inputs") + 1
+            start = args.index("--inputs" if job["id"].startswith("gather-") else "--gather") + 1
             n = next(i for i in range(start, len(args)) if str(args[i]).startswith("--")) - start
             assert 1 <= n <= fan_in, f"{job['id']}: fan-in {n} > {fan_in}"
 
@@ -181,18 +182,50 @@ def test_every_document_validates_and_holds_together(tmp_path, tiny_ms, schemas,
 
     weighted = weighting != "natural"
     tree = tree_size(parts, 4)
-    assert kinds(docs["workflow.yml"]) == Counter(
-        {"partition": 1, "grid": parts, "gather": tree, "next": 1, "cycle": 1,
+    assert kinds(docs["workflow.yml"]) == Counter(  # next-cKK is the trees' root
+        {"partition": 1, "grid": parts, "gather": tree - 1, "next": 1, "cycle": 1,
          **({"weights": parts} if weighted else {}),
          **({"gather-weights": tree} if weighted and parts > 1 else {})})
     assert kinds(docs["cycle-02"]) == Counter(
-        {"deconvolve": 1, "residual": parts, "gather": tree, "next": 1, "cycle": 1})
+        {"deconvolve": 1, "residual": parts, "gather": tree - 1, "next": 1, "cycle": 1})
     assert kinds(docs["final"]) == Counter({"restore": 1})
     inline = {r["lfn"] for r in docs["cycle-02"]["replicaCatalog"]["replicas"]}
     assert inline == {names.config("run1"), names.psf_fits("run1"), names.model("run1", 1),
                       names.state("run1", 1), names.residual_fits("run1", 1),
+                      names.partitions("run1"),
                       *(names.part("run1", i, parts) for i in range(parts)),
                       *([names.weights_root("run1", parts)] if weighted else [])}
+    check_hand_off(docs, ctx)
+
+
+def check_hand_off(docs: dict, ctx: RunContext) -> None:
+    """next reads only its declared inputs; each SubWorkflow job declares what its level
+    made for the levels below (so Pegasus orders it after them, hands their staging copies
+    down and keeps them); the top level's files are named at the top staging copy first."""
+    for name, k in (("workflow.yml", 0), ("cycle-01", 1), ("cycle-02", 2)):
+        jobs = {j["id"]: j for j in docs[name]["jobs"]}
+        nxt = jobs[names.next_job(k)]
+        reads = {u["lfn"] for u in nxt["uses"] if u["type"] == "input"}
+        args = set(nxt["arguments"])
+        assert reads == {lfn for lfn in args if lfn.startswith("run1-")} - {
+            lfn for u in nxt["uses"] if u["type"] == "output" for lfn in [u["lfn"]]}
+        sub = jobs[names.cycle_job(k + 1)]
+        made = {u["lfn"] for j in jobs.values() for u in j["uses"] if u["type"] == "output"}
+        handed = {u["lfn"] for u in sub["uses"] if u["type"] == "input"}
+        assert set(graph.carried(ctx, k)) <= handed <= made
+        assert all(not u.get("registerReplica") for j in jobs.values() for u in j["uses"])
+    top = graph.carried(ctx, 0)
+    props = properties.properties(ctx)
+    first = re.compile(props["pegasus.selector.replica.regex.rank.1"])
+    assert props["pegasus.selector.replica"] == "Regex"
+    for entry in docs["final"]["replicaCatalog"]["replicas"]:
+        urls = [p["pfn"] for p in entry["pfns"]]
+        ranked = [u for u in urls if first.fullmatch(u)]
+        if entry["lfn"] in top:  # the top staging copy ranks first; the output copy remains
+            assert len(urls) == 2 and ranked == [u for u in urls if f"/{ctx.run_id}/" in u]
+            assert any(u.endswith(f"/outputs/{entry['lfn']}") for u in urls)
+        else:
+            assert len(urls) == 1 and not ranked
 
 
 def test_the_graph_checks_catch_a_broken_graph(tmp_path, tiny_ms):
@@ -225,10 +258,10 @@ def test_subworkflow_jobs_and_pool_profiles(tmp_path, tiny_ms):
     assert args[args.index("--staging-site") + 1] == "condorpool=staging"
     assert "--conf" not in args and sub["profiles"]["dagman"]["RETRY"] == "0"
     assert top["next-c00"]["profiles"]["selector"]["execution.site"] == "local"
-    grid, gather = top["grid-c00-p000"]["profiles"], top["gather-c00-g1-000"]["profiles"]
+    grid, root = top["grid-c00-p000"]["profiles"], top["next-c00"]["profiles"]
     assert grid["dagman"]["RETRY"] == "3 UNLESS-EXIT 2" and grid["condor"]["request_gpus"] == "1"
-    assert "request_gpus" not in gather["condor"]
-    assert int(gather["dagman"]["PRIORITY"]) > int(grid["dagman"]["PRIORITY"])
+    assert "request_gpus" not in root["condor"] and "gather-c00-g1-000" not in top  # 3 parts
+    assert int(root["dagman"]["PRIORITY"]) > int(grid["dagman"]["PRIORITY"])
     pool = next(s for s in docs["sites.yml"]["sites"] if s["name"] == "condorpool")
     assert pool["profiles"]["condor"]["universe"] == "container"
     assert check_classads(grid) == 2 and check_classads(pool["profiles"]) == 3
@@ -256,7 +289,7 @@ def test_request_disk_grows_with_the_inputs(tmp_path):
     margin_kib = 1e9 / 1024
     assert large["partition"] > small["partition"] >= 2 * 1e9 / 1024 + margin_kib - 1
     assert large["grid-c00-p000"] > small["grid-c00-p000"]
-    assert large["gather-c00-g1-000"] == small["gather-c00-g1-000"]  # partials: image size
+    assert large["next-c00"] == small["next-c00"]  # the tree's root reads image-size partials
 
 
 def test_same_inputs_same_bytes(tmp_path, tiny_ms):
@@ -309,3 +342,23 @@ def test_the_container_can_be_switched_off(tmp_path, tiny_ms):
     tc = docs["transformations.yml"]
     assert "containers" not in tc
     assert all("container" not in site for t in tc["transformations"] for site in t["sites"])
+
+
+@pytest.mark.parametrize("image, where", [
+    ("/cvmfs/singularity.opensciencegrid.org/htclean/htclean:0.1.0", "condorpool"),
+    ("osdf:///ospool/ap40/data/u/containers/htclean.sif", None),
+    ("/data/images/htclean.sif", "local")])
+def test_the_image_is_used_where_it_lives(tmp_path, tiny_ms, image, where):
+    """Pegasus's container staging bypass: no stage-in job copies the image."""
+    _, _, docs = make_plan(tmp_path, tiny_ms, "ospool", 1, execution={"container": image})
+    box = docs["transformations.yml"]["containers"][0]
+    assert box["bypass"] is True and box["image"].endswith(image.split("://")[-1])
+    assert box.get("image.site") == where
+
+
+def test_validate_refuses_an_image_name_the_planner_refuses(tmp_path, tiny_ms, capsys):
+    cfg = write_config(tmp_path, str(tiny_ms), "ospool", 1, execution={
+        "container": "osdf:///ospool/ap40/data/u/containers/htclean-0.1.0.sif"})
+    assert cli.main(["validate", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "execution.container" in err[0] and "htclean-0_1_0.sif" in err[0]

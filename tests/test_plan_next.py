@@ -1,9 +1,10 @@
-"""htclean-next: the loop decision, the wait for earlier levels' files, the workflow it
-writes (valid, with its inline replica catalog), and the same bytes when run again."""
+"""htclean-next: the loop decision, the workflow it writes (valid, with its inline replica
+catalog) from its declared inputs alone, and the same bytes when run again."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -26,46 +27,44 @@ PARTS = 3
 
 @pytest.fixture
 def run(tmp_path, tiny_ms):  # noqa: F811
-    """A planned local run whose top level has 'finished': its files are in DIR/outputs."""
+    """A planned local run and next's working directory with its declared inputs (config,
+    residual, partition manifest); nothing of the run has reached DIR/outputs."""
     def make(**sections) -> tuple[Path, Path]:
         cfg = write_config(tmp_path, str(tiny_ms), "local", PARTS, **sections)
         result = plan(cfg, tmp_path / "plan", force=True)
-        outputs = result.out_dir / "outputs"
-        for lfn in [names.psf_fits(R), names.dirty_fits(R), names.weights_root(R, PARTS),
-                    *(names.part(R, i, PARTS) for i in range(PARTS))]:
-            (outputs / lfn).write_bytes(b"x" * 100)
         work = tmp_path / "work"
         work.mkdir(exist_ok=True)
         (work / names.config(R)).write_bytes(result.files["config.yml"].read_bytes())
+        parts = [{"file": names.part(R, i, PARTS), "bytes": 1000 + i} for i in range(PARTS)]
+        (work / names.partitions(R)).write_text(json.dumps({"parts": parts}))
         image = np.zeros((64, 64))
         image[32, 32] = 0.5
         geom = ImageGeometry(64, 64, 1e-5, 1.2, 0.6, 1.4e9)
         write_fits(work / names.dirty_fits(R), image, geom)
-        for where in (work, outputs):
-            write_fits(where / names.residual_fits(R, 1), image * 0.2, geom)
+        write_fits(work / names.residual_fits(R, 1), image * 0.2, geom)
         return result.out_dir, work
     return make
 
 
-def argv(work: Path, k: int, state: bool = False, wait: float = 5) -> list[str]:
+def argv(work: Path, k: int, state: bool = False) -> list[str]:
     return ["--config", str(work / names.config(R)),
             "--record", str(work / names.record(R, names.next_job(k))),
             "--cycle", str(k), "--residual", str(work / names.residual_fits(R, k)),
             *(["--state", str(work / names.state(R, k))] if state else []),
+            "--partitions", str(work / names.partitions(R)),
             "--workflow", str(work / names.cycle_file(k + 1)),
-            "--decision", str(work / names.decision(R, k)), "--wait-timeout", str(wait)]
+            "--decision", str(work / names.decision(R, k))]
 
 
 def write_state(out: Path, work: Path, k: int, peak_start: float, iterations: int,
                 stop: str) -> None:
-    """Cycle k's minor-cycle state (the job's input, and its copy on the output site)."""
+    """Cycle k's minor-cycle state (the job's input)."""
     entry = {"cycle": k, "iterations": iterations, "peak_start": peak_start, "peak_end": 0.1,
              "stop_reason": stop, "threshold": 0.0}
     text = json.dumps({"format": STATE_FORMAT, "version": STATE_VERSION, **entry,
                        "iterations_total": iterations, "components": 3, "flux": 1.0,
                        "history": [entry]})
-    for where in (work, out / "outputs"):
-        (where / names.state(R, k)).write_text(text)
+    (work / names.state(R, k)).write_text(text)
 
 
 def test_cycle_zero_goes_on_with_a_valid_cycle_workflow(run, schemas):  # noqa: F811
@@ -77,9 +76,13 @@ def test_cycle_zero_goes_on_with_a_valid_cycle_workflow(run, schemas):  # noqa: 
     assert_valid(schemas["wf"], doc, "cycle-01.yml")
     assert {j["id"] for j in doc["jobs"]} >= {"deconvolve-c01", "residual-c01-p002",
                                              "next-c01", "cycle-02"}
-    pfns = {r["lfn"]: r["pfns"][0]["pfn"] for r in doc["replicaCatalog"]["replicas"]}
-    assert pfns[names.part(R, 1, PARTS)] == f"file://{out}/outputs/{names.part(R, 1, PARTS)}"
-    assert pfns[names.config(R)] == f"file://{out}/config.yml"
+    pfns = {r["lfn"]: {p["pfn"] for p in r["pfns"]} for r in doc["replicaCatalog"]["replicas"]}
+    part = names.part(R, 1, PARTS)
+    assert pfns[part] == {f"file://{out}/outputs/{part}", f"file://{out}/scratch/{R}/{part}"}
+    assert pfns[names.config(R)] == {f"file://{out}/config.yml"}
+    residual = next(j for j in doc["jobs"] if j["id"] == "residual-c01-p001")
+    assert residual["profiles"]["condor"]["request_disk"] == str(
+        math.ceil((2 * (1001 + 64 * 1024 + 64 * 1024) + 2**30) / 1024))
     assert set(pfns) == set(decision["inputs"])
     assert json.loads((work / names.record(R, "next-c00")).read_text())["exit_status"] == 0
 
@@ -105,13 +108,16 @@ def test_the_loop_stops_with_the_final_workflow(run, schemas):  # noqa: F811
     assert restore["arguments"][restore["arguments"].index("--model") + 1] == names.model(R, 1)
 
 
-def test_next_waits_for_the_files_it_names(run, capsys):
+def test_next_reads_only_its_declared_inputs(run, capsys):
+    """Nothing in DIR/outputs, yet next writes the next level at once (no wait on stage-out
+    jobs that are not its parents); a bad manifest or a missing --state is one error line."""
     out, work = run()
-    (out / "outputs" / names.part(R, 2, PARTS)).unlink()
-    assert next_job.main(argv(work, 0, wait=0)) == 1
+    assert not any((out / "outputs").iterdir())
+    assert next_job.main(argv(work, 0)) == 0 and (work / "cycle-01.yml").exists()
+    (work / names.partitions(R)).write_text("[]")
+    assert next_job.main(argv(work, 0)) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and names.part(R, 2, PARTS) in err[0]
-    assert not (work / "cycle-01.yml").exists()
+    assert len(err) == 1 and "--partitions" in err[0]
     assert next_job.main(argv(work, 1)) == 2  # a later cycle without its --state
 
 

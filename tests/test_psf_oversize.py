@@ -189,8 +189,8 @@ def test_reference_uses_the_big_psf_and_returns_its_crop(tiny):
 
 
 def test_request_disk_counts_the_larger_psf(tmp_path):
-    """The PSF partials and R-psf.fits are oversize^2 x the image: the gather root and the
-    deconvolve, next and restore jobs that read them ask for that much more disk."""
+    """The PSF partials and R-psf.fits are oversize^2 x the image: the gather root (the next
+    job) and the deconvolve and restore jobs that read them ask for that much more disk."""
     size, nparts = 1024, 4
 
     def disks(oversize: float) -> tuple[dict[str, int], RunContext]:
@@ -219,7 +219,7 @@ def test_request_disk_counts_the_larger_psf(tmp_path):
     assert graph.psf_fits_bytes(ctx2) - ctx2.fits_bytes() == 3 * pixels * 8
     kib = 1024
     # request_disk = 2 x inputs + margin (KiB, rounded up): the root reads 4 PSF partials
-    assert two["gather-c00-g1-000"] - one["gather-c00-g1-000"] == \
+    assert two["next-c00"] - one["next-c00"] == \
         pytest.approx(2 * nparts * 3 * pixels * 4 / kib, abs=1)
     for job in ("deconvolve-c01", "restore"):
         assert two[job] - one[job] == pytest.approx(2 * 3 * pixels * 8 / kib, abs=1)

@@ -25,6 +25,7 @@ from htclean.workflows.config_checks import (
     boolean,
     choice,
     classad_expression,
+    container_image,
     image_size,
     integer,
     mapping_of,
@@ -154,8 +155,9 @@ PARAMETERS: tuple[Param, ...] = (
           choice("local", "condor", "ospool", "path")),
     Param("execution.container",
           "/cvmfs/singularity.opensciencegrid.org/htclean/htclean:0.1.0",
-          "Apptainer image every job runs in (CVMFS path, osdf:// .sif, or docker://)",
-          text(nullable=True)),
+          "Apptainer image every job runs in (CVMFS path, osdf:// .sif, or docker://), used "
+          "where it lives; a .sif name has one suffix (htclean-0_1_0.sif, not htclean-0.1.0.sif)",
+          container_image),
     Param("execution.data_configuration", "auto",
           "Pegasus data configuration: auto (nonsharedfs on ospool/path, condorio on condor), "
           "nonsharedfs, condorio or sharedfs",

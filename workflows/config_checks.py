@@ -147,3 +147,39 @@ def classad_expression(v):
     except Exception:
         raise ValueError(f"is not a valid ClassAd expression: {v!r}") from None
     return v
+
+
+# What Pegasus accepts as a Singularity/Apptainer image file name: it takes the image type
+# from everything after the FIRST '.' of the URL's last component (Container.computeLFN) and
+# refuses any other suffix; a name with a ':' tag or without a dot has none.
+IMAGE_SUFFIXES = (".sif", ".simg", ".img", ".tar", ".tar.gz", ".tar.bz2", ".cpio", ".cpio.gz")
+IMAGE_SCHEMES = ("docker", "shub", "library", "oras")   # pulled by Apptainer, no suffix check
+
+
+def container_image(v):
+    """An Apptainer image the real pegasus-plan accepts: an absolute path (a CVMFS image
+    directory or a .sif), or a URL (osdf://, https://, docker://...); null for none."""
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError(f"must be an absolute path or a URL, got {_type_name(v)} {v!r}")
+    from urllib.parse import urlparse
+
+    parsed = urlparse(v)
+    if parsed.scheme in IMAGE_SCHEMES:
+        return v
+    if not parsed.scheme and not v.startswith("/"):
+        raise ValueError(f"{v!r} must be an absolute path or a URL (osdf://, https://, "
+                         "docker://)")
+    name = parsed.path.rstrip("/").rsplit("/", 1)[-1]
+    if ":" in name or "." not in name:
+        return v
+    suffix = name[name.index("."):]
+    if suffix not in IMAGE_SUFFIXES:
+        ends = [s for s in IMAGE_SUFFIXES if name.endswith(s)]
+        last = max(ends, key=len) if ends else ".sif"
+        better = name[:len(name) - len(last) if ends else len(name)].replace(".", "_") + last
+        raise ValueError(f"{name!r}: Pegasus takes the image type from everything after the "
+                         f"first '.' ({suffix!r}) and refuses it; rename it with one suffix, "
+                         f"e.g. {better} (accepted: {', '.join(IMAGE_SUFFIXES)})")
+    return v

@@ -22,6 +22,9 @@ LOCAL = "local"            # the submit host: next jobs, output site, the local 
 POOL = "condorpool"        # the HTCondor execution site (generic pool, OSPool or PATH)
 STAGING = "staging"        # the OSDF staging site of nonsharedfs runs
 SMALL_FILE = 64 * 1024     # size assumed for JSON/YAML files (bytes)
+# Test hook (``htclean plan --inject-failure``): job ids whose pool jobs fail while the DAGMan
+# that submits them has PEGASUS_HTCLEAN_INJECT_FAILURE=1 in its environment (graph.py).
+INJECT_ENV = "HTCLEAN_POOL_INJECT"
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,8 @@ class RunContext:
     ``resolved``: the resolved configuration (what config.yml holds); ``settings``: its
     parsed form; ``out_dir``: the absolute plan directory (outputs in ``out_dir/outputs``);
     ``ms_lfn``: the input MS's LFN; ``sizes``: measured sizes in bytes by LFN (the MS tar at
-    plan time, the parts once they exist), used for request_disk.
+    plan time, the parts once they exist), used for request_disk; ``inject``: the job ids of
+    the failure-injection test hook (``INJECT_ENV``).
     """
 
     resolved: dict
@@ -39,6 +43,7 @@ class RunContext:
     out_dir: Path
     ms_lfn: str
     sizes: Mapping[str, int] = field(default_factory=dict)
+    inject: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, resolved: dict, settings: dict,
@@ -50,8 +55,9 @@ class RunContext:
             if value is None:
                 raise InputError(f"{key}: is not set; is this a configuration written by "
                                  "htclean plan?")
+        inject = tuple(s.strip() for s in os.environ.get(INJECT_ENV, "").split(",") if s.strip())
         return cls(resolved, settings, Path(settings["output"]["dir"]),
-                   names.ms_lfn(settings["data"]["ms"]), dict(sizes or {}))
+                   names.ms_lfn(settings["data"]["ms"]), dict(sizes or {}), inject)
 
     @property
     def run_id(self) -> str:

@@ -1,10 +1,15 @@
 """The job graphs: top level, one major cycle, final (docs/job-contract.md for every name).
 
     top:    partition -> [weights-pPPP -> gather-weights tree] -> grid-c00-pPPP
-            -> gather-c00 tree (root: R-psf.fits, R-dirty.fits) -> next-c00 -> cycle-01
-    cycle K: deconvolve-cKK -> residual-cKK-pPPP -> gather-cKK tree (root: R-residual-cKK.fits)
-            -> next-cKK -> cycle-(K+1)
+            -> [gather-c00 inner levels] -> next-c00 (the root: R-psf.fits, R-dirty.fits)
+            -> cycle-01
+    cycle K: deconvolve-cKK -> residual-cKK-pPPP -> [gather-cKK inner levels]
+            -> next-cKK (the root: R-residual-cKK.fits) -> cycle-(K+1)
     final:  restore
+
+The root of the image and residual trees is the next job itself (``next --gather``): it sums
+at most ``partition.fan_in`` partials on the submit host, where it runs anyway, so a cycle's
+serial path has one pool job fewer (no gather job at all up to fan_in parts).
 
 ``htclean plan`` writes the top level; ``next-cKK`` writes ``cycle-(K+1).yml`` (a cycle, or
 the final workflow once the loop stops) with ``cycle_workflow`` / ``final_workflow``, and the
@@ -23,7 +28,13 @@ from htclean.workflows import gather_tree, names, profiles
 from htclean.workflows.config import psf_shape
 from htclean.workflows.context import LOCAL, SMALL_FILE, RunContext
 
-CLEANUP = "inplace"  # with pegasus.file.cleanup.scope = deferred (see properties.py)
+# Cleanup (pegasus.file.cleanup.scope = deferred: each level takes its own option). Every
+# level's staging directory lies inside the top level's (pegasus-plan nests them), so the top
+# level's leaf cleanup, one job once everything has finished, removes them all; the levels
+# below clean nothing (no cleanup jobs per cycle, no cleanup tail as the levels unwind).
+INJECT_SWITCH = "PEGASUS_HTCLEAN_INJECT_FAILURE"  # DAGMan passes PEGASUS_* to its jobs
+TOP_CLEANUP = "leaf"
+LEVEL_CLEANUP = "none"
 
 
 def psf_pixels(ctx: RunContext) -> int:
@@ -43,11 +54,30 @@ def psf_fits_bytes(ctx: RunContext) -> int:
     return ctx.fits_bytes() + 8 * (psf_pixels(ctx) - nx * ny)
 
 
-def planner_args(ctx: RunContext) -> dict:
+def planner_args(ctx: RunContext, top: bool = False) -> dict:
     """pegasus-plan options every level needs (the sub-workflows do not inherit the output
-    and staging sites; DESIGN.md). Never ``conf``: a child given --conf stops inheriting."""
-    return {"sites": [ctx.exec_site], "output_sites": [LOCAL],
-            "staging_sites": {ctx.exec_site: ctx.staging_site}, "cleanup": CLEANUP}
+    and staging sites; DESIGN.md). Never ``conf``: a child given --conf stops inheriting.
+    The top level's staging directory is ``<staging>/<run id>`` (``names.top_staging``)."""
+    args = {"sites": [ctx.exec_site], "output_sites": [LOCAL],
+            "staging_sites": {ctx.exec_site: ctx.staging_site},
+            "cleanup": TOP_CLEANUP if top else LEVEL_CLEANUP}
+    if top:
+        args["relative_dir"] = ctx.run_id
+    return args
+
+
+def carried(ctx: RunContext, k: int) -> list[str]:
+    """The files made at level ``k`` (0: the top) that later levels read. The SubWorkflow job
+    of cycle k+1 declares them as inputs: Pegasus then starts it only once they exist, hands
+    their staging copies to its planner (the input cache, which outranks any catalog) and
+    keeps them until it has finished. That is the whole hand-off: nothing waits for a
+    stage-out."""
+    r, p = ctx.run_id, ctx.parts
+    if k > 0:
+        return [names.model(r, k), names.state(r, k), names.residual_fits(r, k)]
+    weights = [names.weights_root(r, p)] if ctx.weighted else []
+    return [*(names.part(r, i, p) for i in range(p)), names.partitions(r), *weights,
+            names.psf_fits(r), names.dirty_fits(r)]
 
 
 class Builder:
@@ -86,7 +116,9 @@ class Builder:
             keep: Callable[[str], bool] = lambda lfn: True) -> Job:
         """A job of ``category`` (its transformation is ``htclean-<category>``, grid for the
         weights/grid/residual modes). ``outputs``: (LFN, estimated bytes); ``keep``: whether
-        an output is staged out to the output site (the record always is)."""
+        an output is staged out to the output site (the record always is). Nothing is
+        registered in an output replica catalog: later levels find files through their
+        inline catalogs and Pegasus's input cache, so registration jobs would be pure cost."""
         transformation = "htclean-grid" if category in ("weights", "residual") else \
             f"htclean-{category}"
         record = names.record(self.r, job_id)
@@ -96,12 +128,14 @@ class Builder:
         job.add_inputs(self.config, *map(File, inputs))
         for lfn, size in outputs:
             self.estimates[lfn] = size
-            job.add_outputs(File(lfn), stage_out=keep(lfn), register_replica=keep(lfn))
-        job.add_outputs(File(record), stage_out=True, register_replica=True)
+            job.add_outputs(File(lfn), stage_out=keep(lfn), register_replica=False)
+        job.add_outputs(File(record), stage_out=True, register_replica=False)
         total = self.input_bytes(self.config.lfn) + sum(map(self.input_bytes, inputs))
         profiles.apply(job, self.ctx, category, total)
         if category == "next":
             job.add_selector_profile(execution_site=LOCAL)
+        if job_id in self.ctx.inject:  # HTCondor expands $ENV() from the submitting DAGMan's
+            job.add_env(HTCLEAN_INJECT_FAILURE=f"$ENV({INJECT_SWITCH})")
         self.wf.add_jobs(job)
         return job
 
@@ -157,14 +191,17 @@ class Builder:
 
     def gather(self, tree: str, leaves: list[str], node_lfn: Callable[[int, int], str],
                root_args: list[str], root_outputs: list[tuple[str, int]],
-               node_bytes: int) -> None:
+               node_bytes: int, root_job: bool = True) -> list[str]:
         """A gather tree of fan-in ``partition.fan_in`` over ``leaves``; the root gets
         ``root_args`` and writes ``root_outputs`` (staged out), inner nodes (``node_bytes``
-        each) stay on staging."""
+        each) stay on staging. Without ``root_job`` the root is left to the caller (the next
+        job). Returns the root's inputs."""
         below = leaves
         tree_levels = gather_tree.levels(len(leaves), self.ctx.settings["partition"]["fan_in"])
         for depth, level in enumerate(tree_levels, start=1):
             root = depth == len(tree_levels)
+            if root and not root_job:
+                return [below[i] for i in level[0].inputs]
             current = []
             for node in level:
                 inputs = [below[i] for i in node.inputs]
@@ -177,7 +214,10 @@ class Builder:
                 self.add("gather", names.gather_job(tree, node.level, node.index),
                          ["--inputs", *inputs, *args], inputs, outputs,
                          keep=lambda lfn, root=root: root)
+                if root:
+                    return inputs
             below = current
+        raise AssertionError("a gather tree ends with its root")
 
     def deconvolve(self, k: int) -> None:
         r = self.r
@@ -190,21 +230,29 @@ class Builder:
                  [psf, residual, *previous],
                  [(names.model(r, k), SMALL_FILE), (names.state(r, k), SMALL_FILE)])
 
-    def next(self, k: int) -> None:
-        r = self.r
+    def next(self, k: int, gathered: list[str]) -> None:
+        """next-cKK: the root of the cycle's gather tree (``gathered``: its inputs), then the
+        loop's decision and the next level. It reads only its declared inputs: the partials,
+        the minor-cycle state and the partition manifest (the parts' sizes, for the next
+        level's disk requests)."""
+        r, ctx = self.r, self.ctx
         state = [names.state(r, k)] if k > 0 else []
-        residual = names.residual_fits(r, k)
+        residual, manifest = names.residual_fits(r, k), names.partitions(r)
+        psf = [names.psf_fits(r)] if k == 0 else []
         self.add("next", names.next_job(k),
-                 ["--cycle", k, "--residual", residual,
-                  *(["--state", state[0]] if state else []),
+                 ["--cycle", k, "--gather", *gathered, *(["--psf-fits", psf[0]] if psf else []),
+                  "--residual", residual, *(["--state", state[0]] if state else []),
+                  "--partitions", manifest,
                   "--workflow", names.cycle_file(k + 1), "--decision", names.decision(r, k)],
-                 [residual, *state],
-                 [(names.cycle_file(k + 1), SMALL_FILE), (names.decision(r, k), SMALL_FILE)])
+                 [*gathered, *state, manifest],
+                 [(residual, ctx.fits_bytes()), *((lfn, psf_fits_bytes(ctx)) for lfn in psf),
+                  (names.cycle_file(k + 1), SMALL_FILE), (names.decision(r, k), SMALL_FILE)])
 
     def subworkflow(self, k: int) -> None:
         """The SubWorkflow job of cycle ``k``: its YAML is written by next-c(k-1) at run time."""
         job_id = names.cycle_job(k)
         sub = SubWorkflow(names.cycle_file(k), is_planned=False, _id=job_id, node_label=job_id)
+        sub.add_inputs(*map(File, carried(self.ctx, k - 1)))
         sub.add_planner_args(basename=job_id, **planner_args(self.ctx))
         profiles.apply_subworkflow(sub)
         self.wf.add_jobs(sub)
@@ -242,7 +290,7 @@ class Builder:
         lfns = self.externals()
         rc = replicas.inline_catalog(self.ctx, lfns)
         self.wf.add_replica_catalog(rc)
-        self.bypass_remote({lfn: replicas.output_location(self.ctx, lfn)[1] for lfn in lfns})
+        self.bypass_remote({lfn: replicas.locations(self.ctx, lfn)[0][1] for lfn in lfns})
         return lfns
 
 
@@ -252,11 +300,9 @@ def top_workflow(ctx: RunContext) -> Workflow:
     parts = b.partition()
     weights = b.weights(parts) if ctx.weighted else None
     partials = [b.grid(i, part, weights) for i, part in enumerate(parts)]
-    psf, dirty = names.psf_fits(b.r), names.dirty_fits(b.r)
-    b.gather(names.cycle(0), partials, lambda lv, j: names.image_node(b.r, lv, j),
-             ["--psf-fits", psf, "--image-fits", dirty],
-             [(psf, psf_fits_bytes(ctx)), (dirty, ctx.fits_bytes())], image_partial_bytes(ctx))
-    b.next(0)
+    gathered = b.gather(names.cycle(0), partials, lambda lv, j: names.image_node(b.r, lv, j),
+                        [], [], image_partial_bytes(ctx), root_job=False)
+    b.next(0, gathered)
     b.subworkflow(1)
     b.bypass_remote({ctx.ms_lfn: ctx.settings["data"]["ms"]})
     return b.wf
@@ -270,10 +316,10 @@ def cycle_workflow(ctx: RunContext, k: int) -> tuple[Workflow, list[str]]:
     b.deconvolve(k)
     weights = names.weights_root(b.r, ctx.parts) if ctx.weighted else None
     partials = [b.residual(k, i, weights) for i in range(ctx.parts)]
-    out = names.residual_fits(b.r, k)
-    b.gather(names.cycle(k), partials, lambda lv, j: names.residual_node(b.r, k, lv, j),
-             ["--image-fits", out], [(out, ctx.fits_bytes())], ctx.partial_bytes(1))
-    b.next(k)
+    gathered = b.gather(names.cycle(k), partials,
+                        lambda lv, j: names.residual_node(b.r, k, lv, j), [], [],
+                        ctx.partial_bytes(1), root_job=False)
+    b.next(k, gathered)
     b.subworkflow(k + 1)
     return b.wf, b.attach_inline_catalog()
 

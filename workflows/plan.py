@@ -121,13 +121,22 @@ def _install(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+# DAGMan looks at its jobs' log every 5 s by default, and every job of a cycle's serial path
+# waits for that about three times (done, POST script, next submit). The variable reaches the
+# DAGMan of every level: the planner's DAGMan jobs pass _CONDOR_* through from their submitter.
+DAGMAN_ENV = {"_CONDOR_DAGMAN_USER_LOG_SCAN_INTERVAL": "1"}
+
+
 def pegasus_plan_command(ctx: RunContext) -> str:
-    """The pegasus-plan line that plans and submits the top level (for a pool)."""
+    """The pegasus-plan line that plans and submits the top level (for a pool), after the
+    DAGMan setting of ``DAGMAN_ENV``."""
     from Pegasus.client._client import get_planner_args
 
     args = get_planner_args(conf=ctx.out_dir / "pegasus.properties",
-                            dir=ctx.out_dir / "submit", submit=True, **graph.planner_args(ctx))
-    return shlex.join(["pegasus-plan", *args, str(ctx.out_dir / "workflow.yml")])
+                            dir=ctx.out_dir / "submit", submit=True,
+                            **graph.planner_args(ctx, top=True))
+    env = " ".join(f"{k}={v}" for k, v in DAGMAN_ENV.items())
+    return f"{env} " + shlex.join(["pegasus-plan", *args, str(ctx.out_dir / "workflow.yml")])
 
 
 def write_plan(ctx: RunContext, ms: replicas.MSInput, where: Path) -> dict[str, Path]:
@@ -147,12 +156,14 @@ def write_plan(ctx: RunContext, ms: replicas.MSInput, where: Path) -> dict[str, 
 
 
 def plan(config_path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-         site: str | None = None, force: bool = False) -> PlanResult:
+         site: str | None = None, force: bool = False,
+         inject: tuple[str, ...] = ()) -> PlanResult:
     """Validate ``config_path``, inspect its MS and write the plan into ``out_dir``
     (default: the configuration's ``output.dir``) for ``site`` (default: execution.site).
 
     Raises InputError (nothing written) for a bad configuration, an unreadable MS, or an
-    ``out_dir`` that holds something else (or a plan, without ``force``).
+    ``out_dir`` that holds something else (or a plan, without ``force``). ``inject``: job ids
+    for the failure-injection test hook (context.INJECT_ENV).
     """
     resolved, settings = load(config_path, site)
     out = Path(out_dir if out_dir is not None else settings["output"]["dir"]).absolute()
@@ -165,7 +176,7 @@ def plan(config_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     resolved["partition"].update(parts=parts, max_size=None)
     settings = config.parse(resolved)
 
-    ctx = RunContext(resolved, settings, out, ms.lfn, {ms.lfn: size})
+    ctx = RunContext(resolved, settings, out, ms.lfn, {ms.lfn: size}, tuple(inject))
     ctx.check()
 
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,17 +13,25 @@
   carry their own (compute: execution.retries, sub-workflows: 0).
 - ``dagman.maxpre`` bounds concurrent sub-workflow planning; ``dagman.<category>.maxjobs``
   throttles each job type (execution.throttles over the defaults below).
-- Cleanup: every level is planned with ``--cleanup inplace``; ``pegasus.file.cleanup.scope =
-  deferred`` makes each sub-workflow take that from its own planner arguments (hierarchical
-  workflows have cleanup off otherwise). That is safe here because no level reads another
-  level's scratch files: files that cross levels are staged out and named by their output
-  copies in the next level's replica catalog.
+- Cleanup: ``pegasus.file.cleanup.scope = deferred`` makes each level take its own
+  ``--cleanup`` (graph.py): leaf at the top, whose one cleanup job removes the top staging
+  directory, and with it every level's (they are nested inside it), once everything is over;
+  none below. Files cross levels through staging copies that therefore live until the end.
+- ``pegasus.dir.staging.mapper = Flat`` and the top level's ``--relative-dir <run id>`` put
+  the top level's files at ``<staging>/<run id>/<lfn>``; ``pegasus.selector.replica = Regex``
+  ranks those copies first (replicas.py), before the output site's.
+- ``pegasus.transfer.links = true`` where the staging site is the submit host (condorio,
+  sharedfs): a level's stage-in links the files of the levels above (the parts) instead of
+  copying them again every cycle.
 - ``pegasus.mode = production``; on pools, the submit host's worker package travels with the
   jobs (execute nodes need not download one).
 """
 
 from __future__ import annotations
 
+import re
+
+from htclean.catalogs.replicas import top_staging_dir
 from htclean.workflows import exitcode
 from htclean.workflows.config import CATEGORIES
 from htclean.workflows.context import LOCAL, RunContext
@@ -48,15 +56,29 @@ def properties(ctx: RunContext) -> dict[str, str]:
         "pegasus.integrity.checking": "nosymlink",
         "dagman.post.path.pegasus-exitcode": str(exitcode.path(ctx.out_dir)),
         "pegasus.file.cleanup.scope": "deferred",
+        "pegasus.dir.staging.mapper": "Flat",
+        "pegasus.selector.replica": "Regex",
+        "pegasus.selector.replica.regex.rank.1": literal_regex(top_staging_dir(ctx)[1]) + "/.*",
+        "pegasus.selector.replica.regex.rank.2": ".*",
         "dagman.retry": str(execution["retries"]),
         "dagman.maxpre": str(execution["maxpre"]),
     }
+    if ctx.staging_site == LOCAL:  # condorio, sharedfs: link the parts, never copy them
+        props["pegasus.transfer.links"] = "true"
     if ctx.site != LOCAL:
         props["pegasus.transfer.worker.package"] = "true"
     throttles = {**DEFAULT_THROTTLES, **(execution["throttles"] or {})}
     for category in CATEGORIES:
         props[f"dagman.{category}.maxjobs"] = str(throttles[category])
     return props
+
+
+def literal_regex(text: str) -> str:
+    """A Java regex matching ``text`` without backslashes (the properties format eats them):
+    each special character in a character class; a bracket, which Java's classes treat
+    specially, matched by '.' (any character, the bracket among them)."""
+    return re.sub(r"([.^$|?*+(){}\\])", r"[\1]", re.sub(r"[\[\]]", "?", text)).replace(
+        "[?]", ".")
 
 
 def to_text(props: dict[str, str]) -> str:

@@ -23,12 +23,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the jobs run (default: execution.site of the configuration)")
     parser.add_argument("--force", action="store_true",
                         help="replace a plan already in DIR (its outputs are deleted)")
+    parser.add_argument("--inject-failure", action="append", default=[], metavar="JOB_ID",
+                        help="test hook: JOB_ID's pool job (e.g. residual-c02-p001) fails "
+                        "whenever the DAGMan submitting it has PEGASUS_HTCLEAN_INJECT_FAILURE=1 "
+                        "in its environment (unset it and pegasus-run the rescue DAG)")
 
 
 def run(args: argparse.Namespace) -> int:
     from htclean.workflows.plan import plan
 
-    result = plan(args.config, args.output, site=args.site, force=args.force)
+    result = plan(args.config, args.output, site=args.site, force=args.force,
+                  inject=tuple(args.inject_failure))
     print(f"planned run {result.run_id}: {result.parts} part(s), site {result.site}, "
           f"in {result.out_dir}")
     print("plan and submit it with Pegasus:")
