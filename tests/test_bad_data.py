@@ -384,7 +384,9 @@ def is_grid(job) -> bool:
 
 
 def is_gather(job) -> bool:
-    return job.id.startswith("gather-c00")
+    """The first job that gathers partial images: a gather job, or the root of the tree
+    (next-c00, which gathers up to fan_in partials itself)."""
+    return job.id.startswith(("gather-c00", "next-c00"))
 
 
 def is_residual(job) -> bool:
