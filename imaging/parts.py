@@ -14,7 +14,7 @@ import json
 import os
 import zipfile
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -117,13 +117,22 @@ def _source(ms: str | os.PathLike, settings: dict[str, Any],
 
 def write_part(ms: str | os.PathLike, settings: dict[str, Any], out: str | os.PathLike, *,
                rows: Sequence[int] | np.ndarray | None = None,
-               channels: tuple[int, int] | None = None) -> dict[str, Any]:
+               channels: tuple[int, int] | None = None,
+               centre: tuple[float, float] | None = None) -> dict[str, Any]:
     """Write the rows ``rows`` (None = all) and channels ``channels`` of ``ms`` as a part
     file (partfile.py) at ``out``: Stokes I by ``data.polarization_rule``, phased to the
-    image centre, ``gridder.chunk_rows`` rows at a time. Returns the part's header."""
+    image centre, ``gridder.chunk_rows`` rows at a time. Returns the part's header.
+
+    centre: the run's phase centre (ra, dec) when it is not this MS's own (one of several
+    MSs, no ``image.phase_centre``): the part is phased to it and records it as its MS's
+    phase centre, so every part of the run has one image centre."""
     data = settings["data"]
+    if centre is not None and settings["image"].get("phase_centre") is None:
+        settings = {**settings, "image": {**settings["image"], "phase_centre": list(centre)}}
     geom, chunks = _source(ms, settings, rows, channels)
     info = msread.describe(ms, field=data["field"], spw=data["spw"], channels=channels)
+    if centre is not None:
+        info = replace(info, phase_centre=(float(geom.ra), float(geom.dec)))
     return partfile.write(out, chunks, info, data, (geom.ra, geom.dec))
 
 

@@ -362,3 +362,38 @@ def test_validate_refuses_an_image_name_the_planner_refuses(tmp_path, tiny_ms, c
     assert cli.main(["validate", str(cfg)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "execution.container" in err[0] and "htclean-0_1_0.sif" in err[0]
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_several_ms_are_all_catalogued_and_partitioned(tmp_path, tiny_ms, schemas, site):
+    """data.ms a list: each MS tarred, named in replicas.yml and read by the partition job;
+    the plan validates and holds together on every site."""
+    other = tmp_path / "other.ms"
+    tinyms.write_ms(str(other), tinyms.TinyObs(ntime=6, freq0=1.7e9))
+    result, ctx, docs = make_plan(tmp_path, tiny_ms, site, 3,
+                                  data={"ms": [str(tiny_ms), str(other)]})
+    assert ctx.ms_lfns == ("obs.ms.tar", "other.ms.tar")
+    assert {p.name for p in (result.out_dir / "inputs").iterdir()} == set(ctx.ms_lfns)
+    rc = {r["lfn"]: r for r in docs["replicas.yml"]["replicas"]}
+    assert set(ctx.ms_lfns) <= set(rc)
+    assert_valid(schemas["rc"], docs["replicas.yml"], "replicas.yml")
+    assert_valid(schemas["wf"], docs["workflow.yml"], "workflow.yml")
+    check_graph(docs["workflow.yml"], docs["transformations.yml"], set(rc), EXEC_SITE[site],
+                fan_in=4)
+    part = next(j for j in docs["workflow.yml"]["jobs"] if j["id"] == names.PARTITION)
+    args = [str(a) for a in part["arguments"]]
+    assert args[args.index("--ms") + 1:args.index("--axis")] == list(ctx.ms_lfns)
+    assert {u["lfn"] for u in part["uses"] if u["type"] == "input"} >= set(ctx.ms_lfns)
+
+
+def test_more_ms_than_parts_is_refused(tmp_path, tiny_ms, capsys):
+    other = tmp_path / "other.ms"
+    tinyms.write_ms(str(other), tinyms.TinyObs(ntime=6))
+    cfg = write_config(tmp_path, str(tiny_ms), "local", 1)
+    raw = yaml.safe_load(cfg.read_text())
+    raw["data"]["ms"] = [str(tiny_ms), str(other)]
+    cfg.write_text(yaml.safe_dump(raw))
+    assert cli.main(["plan", str(cfg), "-o", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "partition.parts" in err[0] and "2 Measurement Sets" in err[0]
+    assert not (tmp_path / "p").exists()

@@ -75,6 +75,19 @@ def text(nullable: bool = False, pattern: str | None = None):
     return check
 
 
+def text_list(pattern: str | None = None):
+    """A non-empty string or a non-empty list of them, parsed as a list."""
+    one = text(pattern=pattern)
+
+    def check(v):
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("must name at least one item, got an empty list")
+            return [one(x) for x in v]
+        return [one(v)]
+    return check
+
+
 def quantity(parser: Callable[[Any], float], positive: bool = False, nullable: bool = False):
     def check(v):
         if v is None and nullable:

@@ -97,8 +97,8 @@ class Builder:
         if lfn in self.estimates:
             return self.estimates[lfn]
         ctx, r = self.ctx, self.r
-        if lfn == ctx.ms_lfn:
-            return ctx.ms_bytes()
+        if lfn in ctx.ms_lfns:
+            return ctx.size(lfn, SMALL_FILE)
         if lfn.startswith(f"{r}-part-"):
             return ctx.size(lfn, ctx.part_bytes(0))
         if lfn == names.psf_fits(r):
@@ -147,9 +147,9 @@ class Builder:
         outputs = [(lfn, ctx.part_bytes(i)) for i, lfn in enumerate(parts)]
         manifest = names.partitions(r)
         self.add("partition", names.PARTITION,
-                 ["--ms", ctx.ms_lfn, "--axis", ctx.settings["partition"]["axis"],
+                 ["--ms", *ctx.ms_lfns, "--axis", ctx.settings["partition"]["axis"],
                   "--outputs", *parts, "--manifest", manifest],
-                 [ctx.ms_lfn], [*outputs, (manifest, SMALL_FILE)])
+                 ctx.ms_lfns, [*outputs, (manifest, SMALL_FILE)])
         return parts
 
     def weights(self, parts: list[str]) -> str:
@@ -304,7 +304,7 @@ def top_workflow(ctx: RunContext) -> Workflow:
                         [], [], image_partial_bytes(ctx), root_job=False)
     b.next(0, gathered)
     b.subworkflow(1)
-    b.bypass_remote({ctx.ms_lfn: ctx.settings["data"]["ms"]})
+    b.bypass_remote(dict(zip(ctx.ms_lfns, ctx.settings["data"]["ms"], strict=True)))
     return b.wf
 
 
