@@ -58,9 +58,22 @@ class Partial:
             images[name] = np.asarray(img, np.float64) + other.images[name]
         geom = self.geom if other.geom is None else (
             other.geom if self.geom is None else self.geom.union(other.geom))
+        meta = {**self.meta, **other.meta}
+        if "channel_weights" in self.meta and "channel_weights" in other.meta:
+            meta["channel_weights"] = add_channel_weights(self.meta["channel_weights"],
+                                                          other.meta["channel_weights"])
         return Partial(images, self.weight_sum + other.weight_sum,
                        self.visibilities + other.visibilities, self.nbad + other.nbad, geom,
-                       {**self.meta, **other.meta})
+                       meta)
+
+
+def add_channel_weights(a: list, b: list) -> list[list[float]]:
+    """Two lists of [frequency Hz, weight sum] added by frequency, ascending (multi-term MFS
+    partials carry them: imaging/parts_taylor.py)."""
+    sums: dict[float, float] = {}
+    for f, w in (*a, *b):
+        sums[float(f)] = sums.get(float(f), 0.0) + float(w)
+    return [[f, sums[f]] for f in sorted(sums)]
 
 
 def normalise(partial: Partial) -> dict[str, np.ndarray]:

@@ -79,6 +79,11 @@ class RunContext:
         return LOCAL if self.site == LOCAL else POOL
 
     @property
+    def nterms(self) -> int:
+        """Taylor terms of the multi-term MFS (1: a flat spectrum)."""
+        return int(self.settings["deconvolution"]["nterms"])
+
+    @property
     def weighted(self) -> bool:
         """Uniform and Briggs weighting need the global weight density first."""
         return self.settings["weighting"]["type"] != "natural"

@@ -166,12 +166,6 @@ def plan(config_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     for the failure-injection test hook (context.INJECT_ENV).
     """
     resolved, settings = load(config_path, site)
-    unwired = [key for key, on in (
-        ("deconvolution.nterms", settings["deconvolution"]["nterms"] > 1),
-        ("image.primary_beam", settings["image"]["primary_beam"])) if on]
-    if unwired:
-        raise InputError(f"{unwired[0]}: the workflow does not run it yet (the imaging core "
-                         "has it: imaging/mtmfs.py, imaging/primary_beam.py)")
     out = Path(out_dir if out_dir is not None else settings["output"]["dir"]).absolute()
     _check_target(out, force)
     ms = [replicas.ms_input(m, out / "inputs") for m in settings["data"]["ms"]]
@@ -185,6 +179,15 @@ def plan(config_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     run_id = settings["output"]["run_id"] or names.run_id(settings["image"]["name"])
     resolved["output"].update(run_id=run_id, dir=str(out))
     resolved["partition"].update(parts=parts, max_size=None)
+    if settings["deconvolution"]["nterms"] > 1 and settings["image"]["reference_frequency"] \
+            is None:
+        local = [m.source or m.path for m in ms]
+        if any(p is None for p in local):
+            raise InputError("image.reference_frequency: is required with nterms > 1 when "
+                             "data.ms is a URL (htclean cannot read a remote MS's band)")
+        from htclean.workflows.band import mean_frequency
+
+        resolved["image"]["reference_frequency"] = mean_frequency(local, settings["data"])
     settings = config.parse(resolved)
 
     sizes = {m.lfn: b for m, (b, _) in zip(ms, measured, strict=True)}

@@ -81,10 +81,11 @@ def check_resumable(config_path: str, out: Path) -> None:
                          "undo the change, or start a new run (--force or another -o)")
 
 
-def _print_products(result, image_name: str) -> None:
+def _print_products(result, image_name: str, nterms: int = 1,
+                    primary_beam: bool = False) -> None:
     from htclean.workflows import names
 
-    found = [result.storage_dir / p for p in names.products(image_name)
+    found = [result.storage_dir / p for p in names.products(image_name, nterms, primary_beam)
              if (result.storage_dir / p).exists()]
     print(f"done in {result.wall_s:.1f} s ({result.attempts} job attempt(s), "
           f"{result.skipped} already done); outputs in {result.storage_dir}")
@@ -118,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
                           progress=ProgressDisplay(sys.stderr),
                           job_timeout=getattr(args, "job_timeout", None))
     if result.exit_code == 0:
-        _print_products(result, settings["image"]["name"])
+        _print_products(result, settings["image"]["name"], settings["deconvolution"]["nterms"],
+                        settings["image"]["primary_beam"])
         return 0
     print(f"htclean run: {result.message}", file=sys.stderr)
     print(f"htclean run: the run can be resumed: htclean run {args.config} -o {out} --resume",
