@@ -397,3 +397,38 @@ def test_more_ms_than_parts_is_refused(tmp_path, tiny_ms, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "partition.parts" in err[0] and "2 Measurement Sets" in err[0]
     assert not (tmp_path / "p").exists()
+
+
+def test_nterms_2_plan_sets_the_reference_frequency_and_the_taylor_products(tmp_path, tiny_ms,
+                                                                            schemas):
+    """The default reference frequency is the mean over the imaged samples of every MS (tiny
+    MS: 4 channels from 1.4 GHz, 8 MHz apart, 252 rows; other: 4 from 1.7 GHz, 126 rows);
+    restore declares the multi-term and primary-beam products."""
+    other = tmp_path / "other.ms"
+    tinyms.write_ms(str(other), tinyms.TinyObs(ntime=6, freq0=1.7e9))
+    result, ctx, docs = make_plan(tmp_path, tiny_ms, "condor", 2,
+                                  data={"ms": [str(tiny_ms), str(other)]},
+                                  deconvolution={"nterms": 2},
+                                  image={"primary_beam": True})
+    expect = (252 * (1.4e9 + 12e6) + 126 * (1.7e9 + 12e6)) / (252 + 126)
+    assert ctx.settings["image"]["reference_frequency"] == pytest.approx(expect, rel=1e-12)
+    restore = next(j for j in docs["final"]["jobs"] if j["id"] == names.RESTORE)
+    outputs = {u["lfn"] for u in restore["uses"] if u["type"] == "output"}
+    assert {"htclean-image-tt0.fits", "htclean-image-tt1.fits", "htclean-alpha.fits",
+            "htclean-alpha-error.fits", "htclean-pb.fits", "htclean-image-tt0-pb.fits",
+            "htclean-alpha-pb.fits", "htclean-alpha.png"} <= outputs
+    assert "htclean-image.fits" not in outputs
+    for name in ("workflow.yml", "cycle-01", "final"):
+        assert_valid(schemas["wf"], docs[name], name)
+
+
+def test_nterms_2_from_a_url_needs_a_reference_frequency(tmp_path, capsys):
+    cfg = write_config(tmp_path, "osdf:///ospool/ap40/data/u/obs.ms.tar", "condor", 2,
+                       data={"size": "1GB"}, deconvolution={"nterms": 2})
+    assert cli.main(["plan", str(cfg), "-o", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "image.reference_frequency" in err[0]
+    raw = yaml.safe_load(cfg.read_text())
+    raw["image"]["reference_frequency"] = "1.5GHz"
+    cfg.write_text(yaml.safe_dump(raw))
+    assert cli.main(["plan", str(cfg), "-o", str(tmp_path / "p")]) == 0
