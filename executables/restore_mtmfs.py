@@ -31,6 +31,7 @@ from htclean.imaging.errors import InputError
 
 ASEC = math.pi / 180.0 / 3600.0
 ALPHA_CUT = 5.0  # alpha where restored tt0 > ALPHA_CUT x the robust sigma of (H^-1 R)_0
+ALPHA_RANGE = (-2.5, 1.5)  # the alpha preview's colour range (steep to inverted spectra)
 
 
 def pb_products(job: Job, name: str, psf_path: str, geom: Any, beam: Any,
@@ -127,7 +128,8 @@ def work(args: argparse.Namespace, job: Job) -> None:
                 ("psf", crop_centre(psf[0], geom.shape), "PSF tt0", "",
                  {"label": "PSF (peak 1)", "noise": False}),
                 ("alpha", alpha, "spectral index", "",
-                 {"label": "alpha", "noise": False, "stretch": "linear", "cmap": "coolwarm"}))
+                 {"label": "alpha", "noise": False, "stretch": "linear", "cmap": "coolwarm",
+                  "vmin": ALPHA_RANGE[0], "vmax": ALPHA_RANGE[1]}))
     for kind, data, title, unit, extra in previews:
         path = Path(f"{name}-{kind}.png")
         write_preview(path, data, tgeom, title=f"{name}: {title}", bunit=unit, beam=beam,

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -61,8 +63,17 @@ def runs(tmp_path_factory):
         ("pb", 1): wr.start(root / "p1", pbms, cell_asec=PB_CELL, size=PB_SIZE, nterms=1,
                             primary_beam=True),
     }
+    demo_dir = root / "demo"
+    started[("demo", 2)] = (demo_dir / "run" / "outputs", subprocess.Popen(
+        [sys.executable, "-m", "htclean.workflows.cli", "demo", "--wideband", str(demo_dir),
+         "--jobs", "1"], stdout=subprocess.DEVNULL,
+        stderr=open(root / "demo-stderr.txt", "wb")))  # noqa: SIM115 (kept by the child)
     out = {}
     for key, (outputs, proc) in started.items():
+        if key[0] == "demo":
+            assert proc.wait(timeout=900) == 0, (root / "demo-stderr.txt").read_text()
+            out[key] = outputs
+            continue
         assert proc.wait(timeout=900) == 0, (outputs.parent.parent / "stderr.txt").read_text()
         out[key] = outputs
     return out
@@ -145,3 +156,34 @@ def test_primary_beam_corrected_fluxes_out_to_the_half_power_radius(runs, nterms
         for dx, dy, _, a in _pb_sources():
             y, x = _pixel(dx, dy, PB_SIZE)
             assert alpha[y, x] == pytest.approx(a, abs=0.05), (dx, dy)
+
+
+def test_wideband_demo(runs):
+    """htclean demo --wideband: both MSs, nterms 2, the primary beam, the alpha preview; the
+    corrected tt0 and alpha of its sources against the band fit weighted as the data were
+    (Briggs weighting weights the upper channels 3x the lower: R-psf.fits' CHANWGT)."""
+    from htclean.imaging import fits_terms
+    from htclean.workflows.commands import demo_wideband as dw
+
+    out = runs[("demo", 2)]
+    assert (out / "wideband-alpha.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((out / "wideband-summary.json").read_text())
+    assert summary["nterms"] == 2 and summary["reference_frequency_hz"] == pytest.approx(1.5e9)
+    assert all((out / p).is_file() for p in summary["products"])
+    psf = next(p for p in out.glob("*-psf.fits") if p.name != "wideband-psf.fits")
+    freq, weight = fits_terms.read_channel_weights(psf)
+    assert len(freq) == 16 and weight[-1] > 2 * weight[0]
+    tt0, alpha = _read_named(out, "image-tt0-pb"), _read_named(out, "alpha-pb")
+    sigma = summary["alpha"]["cut_jy"] / 5
+    x = (freq - dw.REF_FREQ) / dw.REF_FREQ
+    for name, dx, dy, flux, a in dw.SOURCES:
+        y, xp = dw.SIZE // 2 + dy, dw.SIZE // 2 + dx
+        fit = np.polynomial.polynomial.polyfit(x, flux * (freq / dw.REF_FREQ) ** a, 1,
+                                               w=np.sqrt(weight))
+        assert tt0[y, xp] / sigma > 20, name
+        assert tt0[y, xp] == pytest.approx(fit[0], rel=0.02), name
+        assert alpha[y, xp] == pytest.approx(fit[1] / fit[0], abs=0.1), name
+
+
+def _read_named(outputs, kind: str) -> np.ndarray:
+    return fits.read_fits(outputs / f"wideband-{kind}.fits")[0]
