@@ -399,14 +399,15 @@ def test_more_ms_than_parts_is_refused(tmp_path, tiny_ms, capsys):
     assert not (tmp_path / "p").exists()
 
 
+@pytest.mark.parametrize("site", SITES)
 def test_nterms_2_plan_sets_the_reference_frequency_and_the_taylor_products(tmp_path, tiny_ms,
-                                                                            schemas):
+                                                                            schemas, site):
     """The default reference frequency is the mean over the imaged samples of every MS (tiny
     MS: 4 channels from 1.4 GHz, 8 MHz apart, 252 rows; other: 4 from 1.7 GHz, 126 rows);
     restore declares the multi-term and primary-beam products."""
     other = tmp_path / "other.ms"
     tinyms.write_ms(str(other), tinyms.TinyObs(ntime=6, freq0=1.7e9))
-    result, ctx, docs = make_plan(tmp_path, tiny_ms, "condor", 2,
+    result, ctx, docs = make_plan(tmp_path, tiny_ms, site, 2,
                                   data={"ms": [str(tiny_ms), str(other)]},
                                   deconvolution={"nterms": 2},
                                   image={"primary_beam": True})
@@ -418,8 +419,12 @@ def test_nterms_2_plan_sets_the_reference_frequency_and_the_taylor_products(tmp_
             "htclean-alpha-error.fits", "htclean-pb.fits", "htclean-image-tt0-pb.fits",
             "htclean-alpha-pb.fits", "htclean-alpha.png"} <= outputs
     assert "htclean-image.fits" not in outputs
-    for name in ("workflow.yml", "cycle-01", "final"):
+    rc_lfns = {r["lfn"] for r in docs["replicas.yml"]["replicas"]}
+    for name in ("workflow.yml", "cycle-01", "cycle-02", "final"):
         assert_valid(schemas["wf"], docs[name], name)
+        inline = {r["lfn"] for r in docs[name].get("replicaCatalog", {}).get("replicas", [])}
+        check_graph(docs[name], docs["transformations.yml"], inline or rc_lfns,
+                    EXEC_SITE[site], fan_in=4)
 
 
 def test_nterms_2_from_a_url_needs_a_reference_frequency(tmp_path, capsys):
