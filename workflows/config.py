@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import tarfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from htclean.workflows.config_checks import (
     image_size,
     integer,
     mapping_of,
+    ms_list_problems,
     number,
     quantity,
     scale_list,
@@ -327,6 +327,10 @@ def _consistency(flat: dict, parsed: dict, base: Path, check_files: bool) -> Ite
     if flat.get("deconvolution.scales") is not None and not multiscale:
         yield ConfigError("deconvolution.scales", "only applies to algorithm multiscale")
     nterms = parsed["deconvolution.nterms"]
+    if nterms > 1 and parsed["image.reference_frequency"] is None \
+            and any("://" in m for m in parsed["data.ms"]):
+        yield ConfigError("image.reference_frequency", "is required with deconvolution.nterms "
+                          "> 1 when data.ms is a URL (htclean cannot read a remote MS's band)")
     if nterms > 1 and parsed["deconvolution.algorithm"] == "clark":
         yield ConfigError("deconvolution.nterms", f"{nterms} terms need algorithm hogbom or "
                           "multiscale (the multi-term minor cycle has no Clark variant)")
@@ -354,7 +358,8 @@ def _consistency(flat: dict, parsed: dict, base: Path, check_files: bool) -> Ite
     if fov >= math.pi / 2:
         yield ConfigError("image.scale", f"the field of view ({units.format_angle(fov)}) "
                           "must be well below 90 degrees")
-    yield from _check_ms_list(parsed, base, check_files)
+    for key, message in ms_list_problems(parsed, base, check_files):
+        yield ConfigError(key, message)
     staging = parsed["execution.staging"]
     if staging:
         yield from _check_url("execution.staging", staging)
@@ -363,40 +368,6 @@ def _consistency(flat: dict, parsed: dict, base: Path, check_files: bool) -> Ite
             and not parsed["execution.staging"]:
         yield ConfigError("execution.staging", f"is required on site {site} with nonsharedfs "
                           "(an osdf:// directory under your /ospool/<ap>/data/<user>)")
-
-
-def _check_ms_list(parsed: dict, base: Path, check_files: bool) -> Iterable[ConfigError]:
-    """Every data.ms entry: a supported URL (site not local, data.size given) or an existing
-    MS directory or tar; no two with the same name (they travel as NAME.tar)."""
-    site, listed = parsed["execution.site"], parsed["data.ms"]
-    stems = [Path(m.rstrip("/")).name.removesuffix(".tar") for m in listed]
-    dup = sorted({s for s in stems if stems.count(s) > 1})
-    if dup:
-        yield ConfigError("data.ms", f"two Measurement Sets are named {dup[0]!r}; each travels "
-                          "as NAME.tar, so their names must differ")
-        return
-    for ms in listed:
-        if "://" in ms:
-            if not ms.startswith(("osdf://", "pelican://", "http://", "https://", "file://")):
-                yield ConfigError("data.ms", f"unsupported URL scheme in {ms!r}")
-            if len(listed) > 1:
-                yield ConfigError("data.ms", f"{ms!r}: a URL can only be imaged alone (htclean "
-                                  "cannot measure a remote MS, data.size gives one size)")
-            elif parsed["data.size"] is None:
-                yield ConfigError("data.size", "is required when data.ms is a URL "
-                                  "(htclean cannot measure a remote MS)")
-            if site == "local":
-                yield ConfigError("data.ms", "execution.site local needs a local MS, not a URL")
-            continue
-        if not check_files:
-            continue
-        path = (base / ms) if not os.path.isabs(ms) else Path(ms)
-        if not path.exists():
-            yield ConfigError("data.ms", f"no such Measurement Set: {path}")
-        elif path.is_dir() and not (path / "table.dat").exists():
-            yield ConfigError("data.ms", f"{path} is a directory but not a casacore table")
-        elif path.is_file() and not tarfile.is_tarfile(path):
-            yield ConfigError("data.ms", f"{path} is neither a Measurement Set nor a tar of one")
 
 
 def _check_url(path: str, url: str) -> Iterable[ConfigError]:
