@@ -437,3 +437,16 @@ def test_nterms_2_from_a_url_needs_a_reference_frequency(tmp_path, capsys):
     raw["image"]["reference_frequency"] = "1.5GHz"
     cfg.write_text(yaml.safe_dump(raw))
     assert cli.main(["plan", str(cfg), "-o", str(tmp_path / "p")]) == 0
+
+
+def test_a_planned_reference_frequency_does_not_block_resume(tmp_path, tiny_ms):
+    from htclean.workflows.commands.run import check_resumable
+
+    cfg = write_config(tmp_path, str(tiny_ms), "local", 1, deconvolution={"nterms": 2})
+    plan(cfg, tmp_path / "p", site="local")
+    check_resumable(str(cfg), tmp_path / "p")  # the plan filled image.reference_frequency
+    raw = yaml.safe_load(cfg.read_text())
+    raw["image"]["reference_frequency"] = "1.2GHz"
+    cfg.write_text(yaml.safe_dump(raw))
+    with pytest.raises(Exception, match="image.reference_frequency"):
+        check_resumable(str(cfg), tmp_path / "p")
