@@ -450,3 +450,22 @@ def test_a_planned_reference_frequency_does_not_block_resume(tmp_path, tiny_ms):
     cfg.write_text(yaml.safe_dump(raw))
     with pytest.raises(Exception, match="image.reference_frequency"):
         check_resumable(str(cfg), tmp_path / "p")
+
+
+def test_the_primary_beam_needs_one_pointing_at_the_image_centre(tmp_path, tiny_ms, capsys):
+    """Two MSs pointed 36 arcsec apart, or an image centre away from the pointing: refused
+    with one line (the beam is modelled at the image centre); one pointing plans."""
+    other = tmp_path / "other.ms"
+    tinyms.write_ms(str(other), tinyms.TinyObs(ntime=6, ra=1.2 + 36 * tinyms.ASEC / 0.825))
+    cfg = write_config(tmp_path, str(tiny_ms), "local", 2, image={"primary_beam": True},
+                       data={"ms": [str(tiny_ms), str(other)]})
+    assert cli.main(["plan", str(cfg), "-o", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "image.primary_beam: other.ms.tar" not in err[0]
+    assert "image.primary_beam: other.ms points 36" in err[0]
+    cfg = write_config(tmp_path, str(tiny_ms), "local", 2,
+                       image={"primary_beam": True, "phase_centre": "04h35m00s +34d22m00s"})
+    assert cli.main(["plan", str(cfg), "-o", str(tmp_path / "b")]) == 2
+    assert "from the image centre" in capsys.readouterr().err
+    cfg = write_config(tmp_path, str(tiny_ms), "local", 2, image={"primary_beam": True})
+    assert cli.main(["plan", str(cfg), "-o", str(tmp_path / "c")]) == 0

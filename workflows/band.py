@@ -1,4 +1,7 @@
-"""The default Taylor reference frequency of a multi-term run, measured at plan time.
+"""What ``htclean plan`` reads of the MSs' bands and pointings for wideband imaging.
+
+The default Taylor reference frequency of a multi-term run (``mean_frequency``), and the
+pointing the primary beam is centred on (``check_pointing``).
 
 ``image.reference_frequency`` null with ``deconvolution.nterms`` > 1: ``htclean plan`` writes
 the mean frequency of the samples the run images into the resolved configuration (as it
@@ -9,6 +12,7 @@ reads the row-selection columns and the spectral windows, not the data, weights 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -53,3 +57,27 @@ def mean_frequency(paths: list[str | Path], data: dict) -> float:
     if not n > 0:
         raise InputError("image.reference_frequency: no samples to take a mean frequency of")
     return total / n
+
+
+POINTING_TOLERANCE = 1e-6  # radians (0.2 arcsec): the same pointing
+
+
+def check_pointing(paths: list[str | Path], data: dict, phase_centre) -> None:
+    """InputError unless every MS points where the image is centred: the primary beam is
+    centred on the image centre (one pointing; no mosaics, no shifted image centre)."""
+    from htclean.executables import msparts
+    from htclean.imaging import msread
+
+    centres = []
+    for p in paths:
+        with msparts.unpacked(p) as path:
+            centres.append(msread.describe(path, field=data["field"],
+                                           spw=data["spw"]).phase_centre)
+    target = tuple(phase_centre) if phase_centre is not None else centres[0]
+    for p, (ra, dec) in zip(paths, centres, strict=True):
+        d = math.acos(min(1.0, math.sin(dec) * math.sin(target[1]) + math.cos(dec)
+                          * math.cos(target[1]) * math.cos(ra - target[0])))
+        if d > POINTING_TOLERANCE:
+            raise InputError(f"image.primary_beam: {Path(p).name} points "
+                             f"{math.degrees(d) * 3600:.1f} arcsec from the image centre; the "
+                             "beam is modelled for one pointing at the image centre (no mosaics)")

@@ -188,6 +188,11 @@ def plan(config_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
         from htclean.workflows.band import mean_frequency
 
         resolved["image"]["reference_frequency"] = mean_frequency(local, settings["data"])
+    if settings["image"]["primary_beam"] and all(m.source or m.path for m in ms):
+        from htclean.workflows.band import check_pointing
+
+        check_pointing([m.source or m.path for m in ms], settings["data"],
+                       settings["image"]["phase_centre"])
     settings = config.parse(resolved)
 
     sizes = {m.lfn: b for m, (b, _) in zip(ms, measured, strict=True)}
