@@ -112,13 +112,14 @@ def is_remote(url: str) -> bool:
     return urlparse(url).scheme in REMOTE_SCHEMES
 
 
-def replica_catalog(ctx: RunContext, ms: MSInput) -> ReplicaCatalog:
-    """replicas.yml: the resolved configuration and the input MS."""
+def replica_catalog(ctx: RunContext, ms: list[MSInput]) -> ReplicaCatalog:
+    """replicas.yml: the resolved configuration and the input MSs."""
     rc = ReplicaCatalog()
     config = names.config(ctx.run_id)
     site, url = output_location(ctx, config)
     rc.add_replica(site, config, url)
-    rc.add_replica(ms.site, ms.lfn, ms.url)
+    for m in ms:
+        rc.add_replica(m.site, m.lfn, m.url)
     return rc
 
 

@@ -110,6 +110,10 @@ def work(args: argparse.Namespace, job: Job) -> None:
     from htclean.imaging.clean import CleanParams, minor_cycle
     from htclean.imaging.components import ComponentList
 
+    if job.settings["deconvolution"]["nterms"] > 1:  # multi-term MFS: its own module
+        from htclean.executables import deconvolve_mtmfs
+
+        return deconvolve_mtmfs.work(args, job)
     k = args.cycle
     if k < 1:
         raise InputError(f"--cycle must be >= 1, got {k}")

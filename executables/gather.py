@@ -77,11 +77,12 @@ def check_config(job: Job, total) -> None:
     if not math.isclose(total.geom.cell, image["cell"], rel_tol=1e-9):
         raise InputError(f"--inputs: the partials have a cell of {total.geom.cell!r} rad, the "
                          f"configuration says {image['cell']!r}")
-    if "psf" in total.images:
+    psf_name = next((n for n in ("psf", "psf-tt0") if n in total.images), None)
+    if psf_name is not None:
         from htclean.imaging.geometry import psf_shape
 
         pnx, pny = psf_shape(want[0], want[1], image["psf_oversize"])
-        got = total.images["psf"].shape
+        got = total.images[psf_name].shape
         if got != (pny, pnx):
             raise InputError(f"--inputs: the PSF partials are {got[1]}x{got[0]} pixels, "
                              f"image.psf_oversize {image['psf_oversize']:g} needs {pnx}x{pny}")
@@ -111,6 +112,11 @@ def write_root(job: Job, total, image_fits: str, psf_fits: str | None, ninputs: 
     from htclean.imaging.geometry import psf_geometry
 
     names = set(total.images)
+    if any("-tt" in n for n in names):  # multi-term (or primary-beam) partials
+        from htclean.executables.gather_terms import write_terms_root
+
+        write_terms_root(job, total, image_fits, psf_fits, ninputs)
+        return
     if names == {"psf", "dirty"}:
         if psf_fits is None:
             raise InputError("--psf-fits: the image tree's root writes the PSF too")

@@ -9,6 +9,12 @@ Modes:
              image.psf_oversize x the image, same cell and centre)
   residual   the residual of the model component list (``residual`` float32)
 
+Where ``deconvolution.nterms`` > 1 the psf-dirty mode makes the Taylor-weighted dirty images
+``dirty-ttN`` and PSFs ``psf-ttN`` from the same read, and the residual mode predicts the
+Taylor component list (``--model`` in the multi-term format) and grids ``residual-ttN``
+(imaging/parts_taylor.py), about ``image.reference_frequency``. With ``image.primary_beam``
+on, the psf-dirty partial also carries the imaging weights summed per channel.
+
 The output is a partial (imaging.parts.save_partial): unnormalised images, their weight sum
 (float64), the count of visibilities and the geometry (size, cell, centre, band), so the
 gather needs no MS. Uniform and Briggs weighting need ``--weights`` (the density of all
@@ -75,7 +81,20 @@ def work(args: argparse.Namespace, job: Job) -> None:
     settings = job.settings
     density = None if args.mode == "weights" else load_density(job, args.weights)
     model = None
-    if args.mode == "residual":
+    nterms = int(settings["deconvolution"]["nterms"])
+    taylor = nterms > 1 or (args.mode == "psf-dirty" and settings["image"]["primary_beam"])
+    ref_freq = settings["image"]["reference_frequency"] or 0.0
+    if nterms > 1 and not ref_freq:
+        raise InputError("image.reference_frequency: not set (htclean plan sets it for "
+                         "nterms > 1)")
+    if args.mode == "residual" and nterms > 1:
+        from htclean.imaging.mtmfs import TaylorComponents
+
+        model, _ = TaylorComponents.read(job.read(args.model, "--model"))
+        if model.nterms != nterms:
+            raise InputError(f"--model: {args.model} has {model.nterms} Taylor terms, "
+                             f"deconvolution.nterms is {nterms}")
+    elif args.mode == "residual":
         from htclean.imaging.components import ComponentList
 
         model = ComponentList.read(job.read(args.model, "--model"))
@@ -93,6 +112,10 @@ def work(args: argparse.Namespace, job: Job) -> None:
             partial = parts.part_density(ms, settings)
             if ms == part:  # a part file: its visibilities were not read
                 job.partly_read[part] = partfile.bytes_read(part, vis=False)
+        elif taylor:
+            from htclean.imaging.parts_taylor import part_taylor
+
+            partial = part_taylor(ms, settings, density, ref_freq=ref_freq or 1.0, model=model)
         elif args.mode == "psf-dirty":
             partial = parts.part_psf_dirty(ms, settings, density)
         else:

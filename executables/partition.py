@@ -1,7 +1,7 @@
-"""htclean-partition: split a Measurement Set into parts, one part file per grid job.
+"""htclean-partition: split Measurement Sets into parts, one part file per grid job.
 
     htclean-partition --config R-config.yml --record R-partition.record.json
-                      --ms OBS.ms.tar --axis time|baseline|channel
+                      --ms OBS.ms.tar [OBS2.ms.tar ...] --axis time|baseline|channel
                       --outputs R-part-000.vis.npz R-part-001.vis.npz ...
                       --manifest R-partitions.json
 
@@ -14,11 +14,18 @@ part is written once as a part file (imaging/partfile.py: Stokes I complex64 by
 centre, channel frequencies), ``gridder.chunk_rows`` rows at a time; every cycle reads it as it
 is. The manifest lists the rows selected and, per part: file, rows, channels, channel range,
 time range (MJD s) and bytes. Every selected row and every channel is in exactly one part.
+
+Several MSs (``data.ms`` a list) are imaged as one: each gets parts in proportion to the
+samples it holds (rows x channels, at least one part each) and is split along the axis as
+above; every part is phased to one centre, ``image.phase_centre`` or the first MS's, so the
+weighting, the normalisation and the image are global. The MSs may differ in spectral
+windows, channel counts and flags.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -31,8 +38,8 @@ PROG = "htclean-partition"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = job_parser(PROG, __doc__)
-    parser.add_argument("--ms", required=True, metavar="MS.tar",
-                        help="the Measurement Set: a tar of one MS, or an MS directory")
+    parser.add_argument("--ms", required=True, nargs="+", metavar="MS.tar",
+                        help="the Measurement Set(s): tars of one MS each, or MS directories")
     parser.add_argument("--axis", choices=("time", "baseline", "channel"),
                         help="split along this axis (default: partition.axis of the config)")
     parser.add_argument("--outputs", required=True, nargs="+", metavar="PART.vis.npz",
@@ -61,8 +68,64 @@ def _table_shape(ms: Path) -> tuple[int, int]:
     return nrow, nchan
 
 
-def work(args: argparse.Namespace, job: Job) -> None:
+def share_parts(samples: list[int], nparts: int) -> list[int]:
+    """Parts per MS: about in proportion to its samples, at least one each (largest
+    remainder). InputError when there are fewer parts than MSs."""
+    if nparts < len(samples):
+        raise InputError(f"--outputs: {nparts} parts for {len(samples)} Measurement Sets; each "
+                         "needs at least one")
+    total = sum(samples) or 1
+    spare = nparts - len(samples)
+    exact = [spare * n / total for n in samples]
+    share = [1 + int(e) for e in exact]
+    order = sorted(range(len(samples)), key=lambda i: (int(exact[i]) - exact[i], i))
+    for i in order[:nparts - sum(share)]:
+        share[i] += 1
+    return share
+
+
+def _split(ms: Path, job: Job, axis: str, nparts: int, block: int, outputs: list[Path],
+           centre: tuple[float, float] | None) -> tuple[int, int, list[dict]]:
+    """Write the ``nparts`` parts of one MS; (rows, channels, manifest entries)."""
     from htclean.imaging import parts as imaging_parts
+
+    nrow, nchan = _table_shape(ms)
+    if nrow == 0:
+        raise InputError(f"--ms: {ms.name} has no rows")
+    data = job.settings["data"]
+    wanted = msparts.imaged_rows(ms, data["field"], data["spw"], block)
+    if wanted is not None:
+        nrow = len(wanted)
+    if axis == "channel":
+        nchan = msparts.channel_count(ms)
+        selections = msparts.split_channel(nchan, nparts)
+    else:
+        selections = msparts.key_ranges(ms, axis, nparts, block, wanted)
+    entries = []
+    for out, sel in zip(outputs, selections, strict=True):
+        if axis == "channel":
+            picked, chans = wanted, sel
+        else:
+            picked = msparts.rows_in_range(ms, axis, sel[0], sel[1], block, wanted)
+            chans = None
+        imaging_parts.write_part(ms, job.settings, out, rows=picked, channels=chans,
+                                 centre=centre)
+        job.output(out)
+        c0, c1 = chans or (0, nchan)
+        entries.append({"file": out.name, "rows": nrow if picked is None else len(picked),
+                        "channels": c1 - c0, "channel_range": [int(c0), int(c1)],
+                        "time_range": list(msparts.time_range(ms, block, picked)),
+                        "bytes": out.stat().st_size})
+    return nrow, nchan, entries
+
+
+def _first_centre(ms: Path, data: dict) -> tuple[float, float]:
+    from htclean.imaging import msread
+
+    return msread.describe(ms, field=data["field"], spw=data["spw"]).phase_centre
+
+
+def work(args: argparse.Namespace, job: Job) -> None:
     from htclean.imaging.partfile import SUFFIX
 
     outputs = [Path(o) for o in args.outputs]
@@ -73,39 +136,39 @@ def work(args: argparse.Namespace, job: Job) -> None:
             raise InputError(f"--outputs: {o} must end in {SUFFIX}")
     axis = args.axis or job.settings["partition"]["axis"]
     block = int(job.settings["gridder"]["chunk_rows"])
-    src = job.read(args.ms, "--ms", allow_dir=True)
-    nparts = len(outputs)
-    parts = []
-    with msparts.unpacked(src, scratch=outputs[0].parent) as ms:
-        nrow, nchan = _table_shape(ms)
-        if nrow == 0:
-            raise InputError(f"--ms: {src} has no rows")
-        data = job.settings["data"]
-        wanted = msparts.imaged_rows(ms, data["field"], data["spw"], block)
-        if wanted is not None:
-            nrow = len(wanted)
-        if axis == "channel":
-            nchan = msparts.channel_count(ms)
-            selections = msparts.split_channel(nchan, nparts)
-        else:
-            selections = msparts.key_ranges(ms, axis, nparts, block, wanted)
-        for out, sel in zip(outputs, selections, strict=True):
-            if axis == "channel":
-                picked, chans = wanted, sel
-            else:
-                picked = msparts.rows_in_range(ms, axis, sel[0], sel[1], block, wanted)
-                chans = None
-            imaging_parts.write_part(ms, job.settings, out, rows=picked, channels=chans)
-            job.output(out)
-            c0, c1 = chans or (0, nchan)
-            parts.append({"file": out.name, "rows": nrow if picked is None else len(picked),
-                          "channels": c1 - c0, "channel_range": [int(c0), int(c1)],
-                          "time_range": list(msparts.time_range(ms, block, picked)),
-                          "bytes": out.stat().st_size})
-    job.visibilities = nrow * nchan
-    manifest = {"ms": src.name, "axis": axis, "rows": nrow, "channels": nchan,
-                "parts": parts}
+    sources = [job.read(m, "--ms", allow_dir=True) for m in args.ms]
+    if len({s.name for s in sources}) != len(sources):
+        raise InputError("--ms: the same Measurement Set is named twice")
+    scratch = outputs[0].parent
+    with contextlib.ExitStack() as stack:
+        opened = [stack.enter_context(msparts.unpacked(s, scratch=scratch)) for s in sources]
+        several = len(opened) > 1
+        shares = share_parts([_samples(ms, job.settings["data"], block) for ms in opened],
+                             len(outputs)) if several else [len(outputs)]
+        centre = _first_centre(opened[0], job.settings["data"]) if several else None
+        done, results = 0, []
+        for src, ms, n in zip(sources, opened, shares, strict=True):
+            results.append((src, *_split(ms, job, axis, n, block, outputs[done:done + n],
+                                         centre)))
+            done += n
+    job.visibilities = sum(nrow * nchan for _, nrow, nchan, _ in results)
+    if not several:
+        src, nrow, nchan, entries = results[0]
+        manifest = {"ms": src.name, "axis": axis, "rows": nrow, "channels": nchan,
+                    "parts": entries}
+    else:
+        manifest = {"ms": [src.name for src, *_ in results], "axis": axis,
+                    "rows": sum(r[1] for r in results),
+                    "parts": [{**e, "ms": src.name} for src, _, _, entries in results
+                              for e in entries]}
     job.write_json(args.manifest, manifest)
+
+
+def _samples(ms: Path, data: dict, block: int) -> int:
+    """Rows the imaging reads x the widest window's channels: the MS's share of the work."""
+    nrow, nchan = _table_shape(ms)
+    wanted = msparts.imaged_rows(ms, data["field"], data["spw"], block)
+    return (nrow if wanted is None else len(wanted)) * nchan
 
 
 def main(argv: list[str] | None = None) -> int:

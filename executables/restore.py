@@ -87,6 +87,10 @@ def work(args: argparse.Namespace, job: Job) -> None:
     name = args.name
     if not name or "/" in name:
         raise InputError(f"--name: {name!r} must be a plain file-name prefix")
+    if job.settings["deconvolution"]["nterms"] > 1:  # multi-term MFS: its own module
+        from htclean.executables import restore_mtmfs
+
+        return restore_mtmfs.work(args, job)
     residual, geom = _read(job, args.residual, "--residual")
     dirty, dirty_geom = _read(job, args.dirty, "--dirty")
     g = dirty_geom
@@ -144,6 +148,10 @@ def work(args: argparse.Namespace, job: Job) -> None:
         "products": [f"{name}-{k}.fits" for k, *_ in fits_products]
         + [f"{name}-{k}.png" for k in ("image", "residual", "psf")],
     }
+    if job.settings["image"]["primary_beam"]:  # NAME-pb.fits, NAME-image-pb.fits
+        from htclean.executables.restore_mtmfs import pb_products
+
+        summary["products"] += pb_products(job, name, args.psf, geom, beam, {"image": image})
     job.write_json(out / f"{name}-summary.json", summary)
 
 

@@ -14,7 +14,7 @@ import json
 import os
 import zipfile
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +58,22 @@ class Partial:
             images[name] = np.asarray(img, np.float64) + other.images[name]
         geom = self.geom if other.geom is None else (
             other.geom if self.geom is None else self.geom.union(other.geom))
+        meta = {**self.meta, **other.meta}
+        if "channel_weights" in self.meta and "channel_weights" in other.meta:
+            meta["channel_weights"] = add_channel_weights(self.meta["channel_weights"],
+                                                          other.meta["channel_weights"])
         return Partial(images, self.weight_sum + other.weight_sum,
                        self.visibilities + other.visibilities, self.nbad + other.nbad, geom,
-                       {**self.meta, **other.meta})
+                       meta)
+
+
+def add_channel_weights(a: list, b: list) -> list[list[float]]:
+    """Two lists of [frequency Hz, weight sum] added by frequency, ascending (multi-term MFS
+    partials carry them: imaging/parts_taylor.py)."""
+    sums: dict[float, float] = {}
+    for f, w in (*a, *b):
+        sums[float(f)] = sums.get(float(f), 0.0) + float(w)
+    return [[f, sums[f]] for f in sorted(sums)]
 
 
 def normalise(partial: Partial) -> dict[str, np.ndarray]:
@@ -117,13 +130,22 @@ def _source(ms: str | os.PathLike, settings: dict[str, Any],
 
 def write_part(ms: str | os.PathLike, settings: dict[str, Any], out: str | os.PathLike, *,
                rows: Sequence[int] | np.ndarray | None = None,
-               channels: tuple[int, int] | None = None) -> dict[str, Any]:
+               channels: tuple[int, int] | None = None,
+               centre: tuple[float, float] | None = None) -> dict[str, Any]:
     """Write the rows ``rows`` (None = all) and channels ``channels`` of ``ms`` as a part
     file (partfile.py) at ``out``: Stokes I by ``data.polarization_rule``, phased to the
-    image centre, ``gridder.chunk_rows`` rows at a time. Returns the part's header."""
+    image centre, ``gridder.chunk_rows`` rows at a time. Returns the part's header.
+
+    centre: the run's phase centre (ra, dec) when it is not this MS's own (one of several
+    MSs, no ``image.phase_centre``): the part is phased to it and records it as its MS's
+    phase centre, so every part of the run has one image centre."""
     data = settings["data"]
+    if centre is not None and settings["image"].get("phase_centre") is None:
+        settings = {**settings, "image": {**settings["image"], "phase_centre": list(centre)}}
     geom, chunks = _source(ms, settings, rows, channels)
     info = msread.describe(ms, field=data["field"], spw=data["spw"], channels=channels)
+    if centre is not None:
+        info = replace(info, phase_centre=(float(geom.ra), float(geom.dec)))
     return partfile.write(out, chunks, info, data, (geom.ra, geom.dec))
 
 

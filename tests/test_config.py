@@ -68,6 +68,22 @@ BAD = [
     (lambda c: c["data"].update(ms=__file__), "data.ms"),
     (lambda c: c["image"].update(psf_oversize=0.5), "image.psf_oversize"),
     (lambda c: c["image"].update(size=512, scale="8amin"), "image.psf_oversize"),
+    (lambda c: c["data"].update(ms=[c["data"]["ms"], "/nonexistent/b.ms"]), "data.ms"),
+    (lambda c: c["data"].update(ms=[c["data"]["ms"], c["data"]["ms"] + ".tar"]), "data.ms"),
+    (lambda c: c["data"].update(ms=[]), "data.ms"),
+    (lambda c: (c["data"].update(ms=[c["data"]["ms"], "osdf:///ospool/ap40/d/u/b.ms.tar"]),
+                c["data"].update(size="1GB"), c.update(execution={"site": "condor"})),
+     "data.ms"),
+    (lambda c: c.update(deconvolution={"nterms": 4}), "deconvolution.nterms"),
+    (lambda c: c.update(deconvolution={"nterms": 2, "algorithm": "clark"}),
+     "deconvolution.nterms"),
+    (lambda c: c["image"].update(pb_limit=0), "image.pb_limit"),
+    (lambda c: (c["data"].update(ms="osdf:///ospool/ap40/d/u/a.ms.tar", size="1GB"),
+                c.update(execution={"site": "condor"}, deconvolution={"nterms": 2})),
+     "image.reference_frequency"),
+    (lambda c: c["image"].update(primary_beam="yes"), "image.primary_beam"),
+    (lambda c: c["image"].update(reference_frequency="1.5 parsec"),
+     "image.reference_frequency"),
 ]
 
 
@@ -208,3 +224,24 @@ def test_init_config_fills_the_suggested_geometry(tmp_path, small_ms):
     resolved, parsed = config.load(path)
     assert parsed["image"]["nx"] == info.suggested_size
     assert math.isclose(parsed["image"]["cell"], info.suggested_cell, rel_tol=2e-3)
+
+
+def test_several_ms_resolve_to_absolute_paths_in_order(tmp_path, fake_ms):
+    other = tmp_path / "b.ms"
+    other.mkdir()
+    (other / "table.dat").write_bytes(b"")
+    raw = good(fake_ms)
+    raw["data"]["ms"] = ["b.ms", str(fake_ms)]
+    raw["deconvolution"] = {"nterms": 2}
+    raw["image"].update(primary_beam=True, reference_frequency="1.5GHz")
+    resolved, settings = config.load(write(tmp_path, raw))
+    assert resolved["data"]["ms"] == [str(other.resolve()), str(fake_ms)]
+    assert settings["data"]["ms"] == resolved["data"]["ms"]
+    assert settings["deconvolution"]["nterms"] == 2
+    assert settings["image"]["reference_frequency"] == 1.5e9
+    assert settings["image"]["primary_beam"] is True and settings["image"]["pb_limit"] == 0.2
+    single = config.load(write(tmp_path, good(fake_ms)))
+    assert single[0]["data"]["ms"] == str(fake_ms)       # the user's form is kept
+    assert single[1]["data"]["ms"] == [str(fake_ms)]
+    assert single[1]["deconvolution"]["nterms"] == 1
+    assert single[1]["image"]["reference_frequency"] is None

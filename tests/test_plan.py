@@ -362,3 +362,110 @@ def test_validate_refuses_an_image_name_the_planner_refuses(tmp_path, tiny_ms, c
     assert cli.main(["validate", str(cfg)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "execution.container" in err[0] and "htclean-0_1_0.sif" in err[0]
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_several_ms_are_all_catalogued_and_partitioned(tmp_path, tiny_ms, schemas, site):
+    """data.ms a list: each MS tarred, named in replicas.yml and read by the partition job;
+    the plan validates and holds together on every site."""
+    other = tmp_path / "other.ms"
+    tinyms.write_ms(str(other), tinyms.TinyObs(ntime=6, freq0=1.7e9))
+    result, ctx, docs = make_plan(tmp_path, tiny_ms, site, 3,
+                                  data={"ms": [str(tiny_ms), str(other)]})
+    assert ctx.ms_lfns == ("obs.ms.tar", "other.ms.tar")
+    assert {p.name for p in (result.out_dir / "inputs").iterdir()} == set(ctx.ms_lfns)
+    rc = {r["lfn"]: r for r in docs["replicas.yml"]["replicas"]}
+    assert set(ctx.ms_lfns) <= set(rc)
+    assert_valid(schemas["rc"], docs["replicas.yml"], "replicas.yml")
+    assert_valid(schemas["wf"], docs["workflow.yml"], "workflow.yml")
+    check_graph(docs["workflow.yml"], docs["transformations.yml"], set(rc), EXEC_SITE[site],
+                fan_in=4)
+    part = next(j for j in docs["workflow.yml"]["jobs"] if j["id"] == names.PARTITION)
+    args = [str(a) for a in part["arguments"]]
+    assert args[args.index("--ms") + 1:args.index("--axis")] == list(ctx.ms_lfns)
+    assert {u["lfn"] for u in part["uses"] if u["type"] == "input"} >= set(ctx.ms_lfns)
+
+
+def test_more_ms_than_parts_is_refused(tmp_path, tiny_ms, capsys):
+    other = tmp_path / "other.ms"
+    tinyms.write_ms(str(other), tinyms.TinyObs(ntime=6))
+    cfg = write_config(tmp_path, str(tiny_ms), "local", 1)
+    raw = yaml.safe_load(cfg.read_text())
+    raw["data"]["ms"] = [str(tiny_ms), str(other)]
+    cfg.write_text(yaml.safe_dump(raw))
+    assert cli.main(["plan", str(cfg), "-o", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "partition.parts" in err[0] and "2 Measurement Sets" in err[0]
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_nterms_2_plan_sets_the_reference_frequency_and_the_taylor_products(tmp_path, tiny_ms,
+                                                                            schemas, site):
+    """The default reference frequency is the mean over the imaged samples of every MS (tiny
+    MS: 4 channels from 1.4 GHz, 8 MHz apart, 252 rows; other: 4 from 1.7 GHz, 126 rows);
+    restore declares the multi-term and primary-beam products."""
+    other = tmp_path / "other.ms"
+    tinyms.write_ms(str(other), tinyms.TinyObs(ntime=6, freq0=1.7e9))
+    result, ctx, docs = make_plan(tmp_path, tiny_ms, site, 2,
+                                  data={"ms": [str(tiny_ms), str(other)]},
+                                  deconvolution={"nterms": 2},
+                                  image={"primary_beam": True})
+    expect = (252 * (1.4e9 + 12e6) + 126 * (1.7e9 + 12e6)) / (252 + 126)
+    assert ctx.settings["image"]["reference_frequency"] == pytest.approx(expect, rel=1e-12)
+    restore = next(j for j in docs["final"]["jobs"] if j["id"] == names.RESTORE)
+    outputs = {u["lfn"] for u in restore["uses"] if u["type"] == "output"}
+    assert {"htclean-image-tt0.fits", "htclean-image-tt1.fits", "htclean-alpha.fits",
+            "htclean-alpha-error.fits", "htclean-pb.fits", "htclean-image-tt0-pb.fits",
+            "htclean-alpha-pb.fits", "htclean-alpha.png"} <= outputs
+    assert "htclean-image.fits" not in outputs
+    rc_lfns = {r["lfn"] for r in docs["replicas.yml"]["replicas"]}
+    for name in ("workflow.yml", "cycle-01", "cycle-02", "final"):
+        assert_valid(schemas["wf"], docs[name], name)
+        inline = {r["lfn"] for r in docs[name].get("replicaCatalog", {}).get("replicas", [])}
+        check_graph(docs[name], docs["transformations.yml"], inline or rc_lfns,
+                    EXEC_SITE[site], fan_in=4)
+
+
+def test_nterms_2_from_a_url_needs_a_reference_frequency(tmp_path, capsys):
+    cfg = write_config(tmp_path, "osdf:///ospool/ap40/data/u/obs.ms.tar", "condor", 2,
+                       data={"size": "1GB"}, deconvolution={"nterms": 2})
+    assert cli.main(["plan", str(cfg), "-o", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "image.reference_frequency" in err[0]
+    raw = yaml.safe_load(cfg.read_text())
+    raw["image"]["reference_frequency"] = "1.5GHz"
+    cfg.write_text(yaml.safe_dump(raw))
+    assert cli.main(["plan", str(cfg), "-o", str(tmp_path / "p")]) == 0
+
+
+def test_a_planned_reference_frequency_does_not_block_resume(tmp_path, tiny_ms):
+    from htclean.workflows.commands.run import check_resumable
+
+    cfg = write_config(tmp_path, str(tiny_ms), "local", 1, deconvolution={"nterms": 2})
+    plan(cfg, tmp_path / "p", site="local")
+    check_resumable(str(cfg), tmp_path / "p")  # the plan filled image.reference_frequency
+    raw = yaml.safe_load(cfg.read_text())
+    raw["image"]["reference_frequency"] = "1.2GHz"
+    cfg.write_text(yaml.safe_dump(raw))
+    with pytest.raises(Exception, match="image.reference_frequency"):
+        check_resumable(str(cfg), tmp_path / "p")
+
+
+def test_the_primary_beam_needs_one_pointing_at_the_image_centre(tmp_path, tiny_ms, capsys):
+    """Two MSs pointed 36 arcsec apart, or an image centre away from the pointing: refused
+    with one line (the beam is modelled at the image centre); one pointing plans."""
+    other = tmp_path / "other.ms"
+    tinyms.write_ms(str(other), tinyms.TinyObs(ntime=6, ra=1.2 + 36 * tinyms.ASEC / 0.825))
+    cfg = write_config(tmp_path, str(tiny_ms), "local", 2, image={"primary_beam": True},
+                       data={"ms": [str(tiny_ms), str(other)]})
+    assert cli.main(["plan", str(cfg), "-o", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "image.primary_beam: other.ms.tar" not in err[0]
+    assert "image.primary_beam: other.ms points 36" in err[0]
+    cfg = write_config(tmp_path, str(tiny_ms), "local", 2,
+                       image={"primary_beam": True, "phase_centre": "04h35m00s +34d22m00s"})
+    assert cli.main(["plan", str(cfg), "-o", str(tmp_path / "b")]) == 2
+    assert "from the image centre" in capsys.readouterr().err
+    cfg = write_config(tmp_path, str(tiny_ms), "local", 2, image={"primary_beam": True})
+    assert cli.main(["plan", str(cfg), "-o", str(tmp_path / "c")]) == 0

@@ -7,7 +7,8 @@ the image equal to the embedded engine's; ``pegasus-statistics``, ``pegasus-anal
 ``htclean report`` on the submit directory; a pool job failing beyond its retries, named by
 ``pegasus-analyzer -r``, and ``pegasus-run`` finishing from the rescue DAGs without rerunning a
 succeeded job; the local plan run by Pegasus's Shell code generator; the OSPool and PATH plans
-with their images used where they live.
+with their images used where they live; a wideband run (two MSs, nterms 2, the primary
+beam) on the pool equal to the engine's, and its OSPool/PATH plans staging both MSs.
 
 Marked ``pool``; skipped with the reason where the bundle is not installed, the pool is not
 running, or the tests do not run as root (``run-as-user.sh`` needs it). Small on purpose: a
@@ -134,8 +135,9 @@ def workspace(pool) -> Path:
     return ws
 
 
-def write_config(where: Path, ms: Path, **execution) -> Path:
-    cfg = {"data": {"ms": str(ms)},
+def write_config(where: Path, ms: Path | list[Path], name: str = "config.yml",
+                 wideband: bool = False, **execution) -> Path:
+    cfg = {"data": {"ms": [str(m) for m in ms] if isinstance(ms, list) else str(ms)},
            "image": {"name": NAME, "size": 64, "scale": "2asec"},
            "gridder": {"epsilon": 1.0e-7, "threads": 1, "device": "cpu", "chunk_rows": 500},
            "deconvolution": {"niter": 300, "gain": 0.2, "mgain": 0.8, "auto_threshold": 3.0,
@@ -143,9 +145,25 @@ def write_config(where: Path, ms: Path, **execution) -> Path:
            "partition": {"parts": 2, "axis": "time"},
            "execution": {"request_memory": "1GB", "request_cpus": 1, "retries": 1,
                          "container": None, **execution}}
-    path = where / "config.yml"
+    if wideband:
+        cfg["deconvolution"].update(nterms=2, max_cycles=2)
+        cfg["image"].update(primary_beam=True)
+        cfg["partition"]["parts"] = 3
+    path = where / name
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def write_wideband(where: Path) -> list[Path]:
+    """Two tiny observations, 1.2-1.4 and 1.6-1.8 GHz (tinyms, same array and sky)."""
+    out = []
+    for k, f0 in enumerate((1.2e9, 1.6e9)):
+        ms = where / f"band{k}.ms"
+        tinyms.write_ms(str(ms), tinyms.TinyObs(nant=10, ntime=8, nchan=4, dfreq=50e6,
+                                                freq0=f0, noise=0.02, sources=SOURCES,
+                                                seed=5 + k))
+        out.append(ms)
+    return out
 
 
 class Run:
@@ -153,9 +171,9 @@ class Run:
 
     def __init__(self, ws: Path, venv: Path, key: str, site: str = "condor",
                  plan_args: str = "", generator: str | None = None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, config: str = "config.yml"):
         self.venv, self.out = venv, ws / key
-        text = checked(as_user(f"htclean plan {ws}/config.yml -o {self.out} --site {site} "
+        text = checked(as_user(f"htclean plan {ws}/{config} -o {self.out} --site {site} "
                                f"{plan_args}", path=venv, timeout=120)).strip().splitlines()
         line = text[-1].strip()
         assert "pegasus-plan " in line and " --submit " in line, text
@@ -205,20 +223,30 @@ def job_events(submit: Path) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def runs(pool, user_venv, workspace, tmp_path_factory):
     """The condor run, the run whose FAILING job fails beyond its retries, the local plan
-    under the Shell code generator (all three at once), and the embedded engine's run."""
+    under the Shell code generator, the wideband condor run (all four at once), and the
+    embedded engine's runs."""
     write_config(workspace, workspace / "obs.ms")
-    os.chown(workspace / "config.yml", *(lambda u: (u.pw_uid, u.pw_gid))(
-        __import__("pwd").getpwnam(USER)))
+    bands = write_wideband(workspace)
+    write_config(workspace, bands, name="config-wb.yml", wideband=True)
+    owner = (lambda u: (u.pw_uid, u.pw_gid))(__import__("pwd").getpwnam(USER))
+    for path in [workspace / "config.yml", workspace / "config-wb.yml", *bands,
+                 *(p for b in bands for p in b.rglob("*"))]:
+        os.chown(path, *owner)
     started = {
         "good": Run(workspace, user_venv, "good"),
         "faulty": Run(workspace, user_venv, "faulty", plan_args=f"--inject-failure {FAILING}",
                       env={SWITCH: "1"}),
-        "shell": Run(workspace, user_venv, "shell", site="local", generator="Shell")}
+        "shell": Run(workspace, user_venv, "shell", site="local", generator="Shell"),
+        "wideband": Run(workspace, user_venv, "wideband", config="config-wb.yml")}
     engine = tmp_path_factory.mktemp("engine")
     cfg = write_config(engine, workspace / "obs.ms")
     subprocess.run([str(user_venv / "htclean"), "run", str(cfg), "-o", str(engine / "run")],
                    check=True, capture_output=True, timeout=RUN_TIMEOUT_S)
     started["engine"] = read_fits(engine / "run" / "outputs" / f"{NAME}-image.fits")[0]
+    cfg = write_config(engine, bands, name="config-wb.yml", wideband=True)
+    subprocess.run([str(user_venv / "htclean"), "run", str(cfg), "-o", str(engine / "wb")],
+                   check=True, capture_output=True, timeout=RUN_TIMEOUT_S)
+    started["engine-wb"] = engine / "wb" / "outputs"
     return started
 
 
@@ -233,6 +261,23 @@ def test_a_condor_run_succeeds_across_its_cycles_and_equals_the_engine(runs):
     assert {re.sub(r"\.\d+$", "", lv) for lv in levels} == {good.run_id, "cycle-01", "cycle-02"}
     assert close_to(good.image(), runs["engine"]) <= 1e-6
     print(f"condor run: {good.wall:.0f} s")
+
+
+WIDEBAND_PRODUCTS = ("image-tt0", "image-tt1", "residual-tt0", "model-tt1", "alpha", "pb",
+                     "image-tt0-pb", "alpha-pb")
+
+
+def test_a_wideband_condor_run_equals_the_engine(runs):
+    """Two MSs, nterms 2, the primary beam: the pool's products equal the engine's."""
+    wb = runs["wideband"]
+    assert wb.wait() == 0
+    for kind in WIDEBAND_PRODUCTS:
+        pool = read_fits(wb.out / "outputs" / f"{NAME}-{kind}.fits")[0]
+        engine = read_fits(runs["engine-wb"] / f"{NAME}-{kind}.fits")[0]
+        assert np.array_equal(np.isnan(pool), np.isnan(engine)), kind
+        finite = np.isfinite(engine)
+        assert close_to(pool[finite], engine[finite]) <= 1e-6, kind
+    print(f"wideband condor run: {wb.wall:.0f} s")
 
 
 def test_statistics_analyzer_and_report_read_every_level(runs):
@@ -305,6 +350,28 @@ def test_pool_plans_use_the_image_where_it_lives(tmp_path, site, image):
     where = image if "://" in image else f"file://{image}"
     assert subs and all(f"container_image = {where}\n" in s for s in subs)
     assert all("universe = container" in s for s in subs)
+
+
+@pytest.mark.parametrize("site", ["condor", "ospool", "path"])
+def test_wideband_plans_carry_both_measurement_sets(tmp_path, site):
+    """Plan only: the real planner accepts the wideband plan (two MSs, nterms 2, the primary
+    beam) and stages both MS tars to the partition job."""
+    why = planner_only()
+    if why:
+        pytest.skip(why)
+    bands = write_wideband(tmp_path)
+    extra = {"staging": "osdf:///ospool/ap40/data/u/staging"} if site != "condor" else {}
+    cfg = write_config(tmp_path, bands, wideband=True, site=site, **extra)
+    result = plan(cfg, tmp_path / "plan")
+    line = result.command.replace(" --submit", "")
+    proc = subprocess.run(["bash", "-c", f". {TESTPOOL}/env.sh && {line}"], text=True,
+                          capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    submit = result.out_dir / "submit" / result.run_id
+    staged = {t["lfn"] for p in submit.rglob("stage_in*.in") for t in json.loads(p.read_text())}
+    assert {"band0.ms.tar", "band1.ms.tar"} <= staged, staged
+    job = next(submit.rglob("htclean-partition_*.sh")).read_text()
+    assert "--ms band0.ms.tar band1.ms.tar --axis" in job
 
 
 if __name__ == "__main__":  # pragma: no cover

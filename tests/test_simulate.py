@@ -305,3 +305,21 @@ def test_cli_reports_a_bad_sources_file_in_one_line(tmp_path, capsys, text, mess
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and err.startswith("htclean simulate: error:")
     assert not (tmp_path / "x.ms").exists()
+
+
+def test_cli_primary_beam_and_reference_frequency(tmp_path, capsys):
+    """--primary-beam attenuates the sources by the VLA beam (the truth says so and lists the
+    apparent flux); --ref-freq is where the fluxes are given."""
+    sky = tmp_path / "sky.yml"
+    sky.write_text("- {name: on, flux: 1.0, offset: [0asec, 0asec], spectral_index: -1}\n"
+                   "- {name: off, flux: 1.0, offset: [10amin, 0amin]}\n")
+    out = str(tmp_path / "pb.ms")
+    assert main(["simulate", out, "--sources", str(sky), "--primary-beam", "--ref-freq",
+                 "1.5GHz", "--nchan", "2", "--duration", "20min", "--noise", "0"]) == 0
+    truth = json.loads((tmp_path / "pb.ms.sources.json").read_text())
+    assert truth["primary_beam"]["applied"] and truth["reference_frequency"] == 1.5e9
+    on, off = truth["sources"]
+    assert on["apparent_flux"] == pytest.approx(1.0)
+    assert 0.4 < off["apparent_flux"] < 0.9 and off["intrinsic_flux"] == 1.0
+    with ct.table(os.path.join(out, "HISTORY"), ack=False) as t:
+        assert "--primary-beam=True" in " ".join(t.getcell("CLI_COMMAND", 0))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import tarfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +28,13 @@ from htclean.workflows.config_checks import (
     image_size,
     integer,
     mapping_of,
+    ms_list_problems,
     number,
     quantity,
     scale_list,
     sky_position,
     text,
+    text_list,
 )
 
 REQUIRED = object()  # default of a parameter the user must give
@@ -75,8 +76,10 @@ SINGLE_EPSILON = 1e-5  # the finest gridder.epsilon single precision is used at
 
 PARAMETERS: tuple[Param, ...] = (
     # data
-    Param("data.ms", REQUIRED, "Measurement Set to image: a path, a .ms.tar, or an osdf:// URL",
-          text(), "observation.ms"),
+    Param("data.ms", REQUIRED,
+          "Measurement Set(s) to image: a path, a .ms.tar or an osdf:// URL, or a list of them "
+          "(imaged together: one weighting, normalisation and phase centre)",
+          text_list(), "observation.ms"),
     Param("data.column", "DATA", "visibility column: DATA or CORRECTED_DATA",
           choice("DATA", "CORRECTED_DATA", "MODEL_DATA")),
     Param("data.field", 0, "FIELD_ID to image", integer(0)),
@@ -101,8 +104,18 @@ PARAMETERS: tuple[Param, ...] = (
           "PSF size relative to the image: 2 keeps PSF subtraction exact anywhere in the image "
           "(1 = the image size, as CASA and WSClean; deep cleans may then diverge)",
           number(1.0, 4.0)),
-    Param("image.phase_centre", None, "image centre 'RA Dec' (J2000); null = the MS phase centre",
-          sky_position),
+    Param("image.phase_centre", None,
+          "image centre 'RA Dec' (J2000); null = the phase centre of the (first) MS", sky_position),
+    Param("image.primary_beam", False,
+          "correct for the VLA primary beam (EVLA Memo 195), weighted over the channels as the "
+          "data are: writes NAME-pb.fits and NAME-image-pb.fits", boolean),
+    Param("image.pb_limit", 0.2,
+          "primary-beam-corrected pixels where the beam is below this level are blanked "
+          "(tclean pblimit)", number(0.0, 1.0, lo_open=True)),
+    Param("image.reference_frequency", None,
+          "reference frequency of the Taylor terms and of the products' header; null = the "
+          "weighted mean frequency of all the data", quantity(units.frequency, positive=True,
+                                                              nullable=True), "1.5GHz"),
     # weighting
     Param("weighting.type", "natural", "natural, uniform or briggs",
           choice("natural", "uniform", "briggs")),
@@ -123,6 +136,9 @@ PARAMETERS: tuple[Param, ...] = (
     # deconvolution
     Param("deconvolution.algorithm", "hogbom", "hogbom, clark or multiscale",
           choice("hogbom", "clark", "multiscale")),
+    Param("deconvolution.nterms", 1,
+          "Taylor terms of the multi-term MFS (Rau & Cornwell 2011): 1 = a flat spectrum, "
+          "2 adds the spectral index, 3 its curvature (hogbom or multiscale)", integer(1, 3)),
     Param("deconvolution.niter", 1000, "maximum CLEAN components in total", integer(0)),
     Param("deconvolution.gain", 0.1, "loop gain", number(0.0, 1.0, lo_open=True)),
     Param("deconvolution.mgain", 0.8,
@@ -310,6 +326,14 @@ def _consistency(flat: dict, parsed: dict, base: Path, check_files: bool) -> Ite
     multiscale = parsed["deconvolution.algorithm"] == "multiscale"
     if flat.get("deconvolution.scales") is not None and not multiscale:
         yield ConfigError("deconvolution.scales", "only applies to algorithm multiscale")
+    nterms = parsed["deconvolution.nterms"]
+    if nterms > 1 and parsed["image.reference_frequency"] is None \
+            and any("://" in m for m in parsed["data.ms"]):
+        yield ConfigError("image.reference_frequency", "is required with deconvolution.nterms "
+                          "> 1 when data.ms is a URL (htclean cannot read a remote MS's band)")
+    if nterms > 1 and parsed["deconvolution.algorithm"] == "clark":
+        yield ConfigError("deconvolution.nterms", f"{nterms} terms need algorithm hogbom or "
+                          "multiscale (the multi-term minor cycle has no Clark variant)")
     if parsed["partition.parts"] is not None and parsed["partition.max_size"] is not None:
         yield ConfigError("partition.max_size", "give partition.parts or partition.max_size, "
                           "not both")
@@ -334,29 +358,12 @@ def _consistency(flat: dict, parsed: dict, base: Path, check_files: bool) -> Ite
     if fov >= math.pi / 2:
         yield ConfigError("image.scale", f"the field of view ({units.format_angle(fov)}) "
                           "must be well below 90 degrees")
-    ms = parsed["data.ms"]
-    remote = "://" in ms
-    site = parsed["execution.site"]
-    if remote:
-        if not ms.startswith(("osdf://", "pelican://", "http://", "https://", "file://")):
-            yield ConfigError("data.ms", f"unsupported URL scheme in {ms!r}")
-        if parsed["data.size"] is None:
-            yield ConfigError("data.size", "is required when data.ms is a URL "
-                              "(htclean cannot measure a remote MS)")
-        if site == "local":
-            yield ConfigError("data.ms", "execution.site local needs a local MS, not a URL")
-    elif check_files:
-        path = (base / ms) if not os.path.isabs(ms) else Path(ms)
-        if not path.exists():
-            yield ConfigError("data.ms", f"no such Measurement Set: {path}")
-        elif path.is_dir() and not (path / "table.dat").exists():
-            yield ConfigError("data.ms", f"{path} is a directory but not a casacore table")
-        elif path.is_file() and not tarfile.is_tarfile(path):
-            yield ConfigError("data.ms", f"{path} is neither a Measurement Set nor a tar of one")
+    for key, message in ms_list_problems(parsed, base, check_files):
+        yield ConfigError(key, message)
     staging = parsed["execution.staging"]
     if staging:
         yield from _check_url("execution.staging", staging)
-    data_conf = parsed["execution.data_configuration"]
+    data_conf, site = parsed["execution.data_configuration"], parsed["execution.site"]
     if site in ("ospool", "path") and data_conf in ("auto", "nonsharedfs") \
             and not parsed["execution.staging"]:
         yield ConfigError("execution.staging", f"is required on site {site} with nonsharedfs "
@@ -396,14 +403,23 @@ def resolve(raw: dict, base_dir: str | os.PathLike = ".") -> dict:
             value = 0.0
         if p.path == "deconvolution.scales" and value is None:
             value = [0, 4, 16] if flat.get("deconvolution.algorithm") == "multiscale" else None
-        if p.path in ("data.ms", "output.dir") and value and "://" not in value:
-            value = str((base / value).resolve()) if not os.path.isabs(value) else value
+        if p.path == "data.ms" and isinstance(value, list):
+            value = [_absolute(base, v) for v in value]
+        elif p.path in ("data.ms", "output.dir") and value:
+            value = _absolute(base, value)
         node = out
         *parents, leaf = p.path.split(".")
         for name in parents:
             node = node.setdefault(name, {})
         node[leaf] = value
     return out
+
+
+def _absolute(base: Path, value: Any) -> Any:
+    """A local path made absolute against ``base``; a URL (or a non-string) as it is."""
+    if not isinstance(value, str) or "://" in value or os.path.isabs(value):
+        return value
+    return str((base / value).resolve())
 
 
 def parse(resolved: dict) -> dict:

@@ -4,8 +4,11 @@ ValueError with the reason (the caller adds the key path)."""
 from __future__ import annotations
 
 import math
+import os
 import re
-from collections.abc import Callable
+import tarfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 
@@ -72,6 +75,19 @@ def text(nullable: bool = False, pattern: str | None = None):
         if pattern and not re.fullmatch(pattern, v):
             raise ValueError(f"{v!r} may only contain letters, digits, '.', '_' and '-'")
         return v
+    return check
+
+
+def text_list(pattern: str | None = None):
+    """A non-empty string or a non-empty list of them, parsed as a list."""
+    one = text(pattern=pattern)
+
+    def check(v):
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("must name at least one item, got an empty list")
+            return [one(x) for x in v]
+        return [one(v)]
     return check
 
 
@@ -183,3 +199,38 @@ def container_image(v):
                          f"first '.' ({suffix!r}) and refuses it; rename it with one suffix, "
                          f"e.g. {better} (accepted: {', '.join(IMAGE_SUFFIXES)})")
     return v
+
+
+def ms_list_problems(parsed: dict, base: Path, check_files: bool) -> Iterator[tuple[str, str]]:
+    """(key, problem) of every data.ms entry: a supported URL (site not local, data.size
+    given) or an existing MS directory or tar; no two with the same name (each travels as
+    NAME.tar)."""
+    site, listed = parsed["execution.site"], parsed["data.ms"]
+    stems = [Path(m.rstrip("/")).name.removesuffix(".tar") for m in listed]
+    dup = sorted({s for s in stems if stems.count(s) > 1})
+    if dup:
+        yield ("data.ms", f"two Measurement Sets are named {dup[0]!r}; each travels as "
+               "NAME.tar, so their names must differ")
+        return
+    for ms in listed:
+        if "://" in ms:
+            if not ms.startswith(("osdf://", "pelican://", "http://", "https://", "file://")):
+                yield ("data.ms", f"unsupported URL scheme in {ms!r}")
+            if len(listed) > 1:
+                yield ("data.ms", f"{ms!r}: a URL can only be imaged alone (htclean cannot "
+                       "measure a remote MS, data.size gives one size)")
+            elif parsed["data.size"] is None:
+                yield ("data.size", "is required when data.ms is a URL (htclean cannot "
+                       "measure a remote MS)")
+            if site == "local":
+                yield ("data.ms", "execution.site local needs a local MS, not a URL")
+            continue
+        if not check_files:
+            continue
+        path = (base / ms) if not os.path.isabs(ms) else Path(ms)
+        if not path.exists():
+            yield ("data.ms", f"no such Measurement Set: {path}")
+        elif path.is_dir() and not (path / "table.dat").exists():
+            yield ("data.ms", f"{path} is a directory but not a casacore table")
+        elif path.is_file() and not tarfile.is_tarfile(path):
+            yield ("data.ms", f"{path} is neither a Measurement Set nor a tar of one")

@@ -33,15 +33,15 @@ class RunContext:
 
     ``resolved``: the resolved configuration (what config.yml holds); ``settings``: its
     parsed form; ``out_dir``: the absolute plan directory (outputs in ``out_dir/outputs``);
-    ``ms_lfn``: the input MS's LFN; ``sizes``: measured sizes in bytes by LFN (the MS tar at
-    plan time, the parts once they exist), used for request_disk; ``inject``: the job ids of
-    the failure-injection test hook (``INJECT_ENV``).
+    ``ms_lfns``: the input MSs' LFNs (data.ms, in order); ``sizes``: measured sizes in bytes
+    by LFN (the MS tars at plan time, the parts once they exist), used for request_disk;
+    ``inject``: the job ids of the failure-injection test hook (``INJECT_ENV``).
     """
 
     resolved: dict
     settings: dict
     out_dir: Path
-    ms_lfn: str
+    ms_lfns: tuple[str, ...]
     sizes: Mapping[str, int] = field(default_factory=dict)
     inject: tuple[str, ...] = ()
 
@@ -57,7 +57,8 @@ class RunContext:
                                  "htclean plan?")
         inject = tuple(s.strip() for s in os.environ.get(INJECT_ENV, "").split(",") if s.strip())
         return cls(resolved, settings, Path(settings["output"]["dir"]),
-                   names.ms_lfn(settings["data"]["ms"]), dict(sizes or {}), inject)
+                   tuple(names.ms_lfn(m) for m in settings["data"]["ms"]), dict(sizes or {}),
+                   inject)
 
     @property
     def run_id(self) -> str:
@@ -76,6 +77,11 @@ class RunContext:
     def exec_site(self) -> str:
         """The Pegasus site that runs the compute jobs."""
         return LOCAL if self.site == LOCAL else POOL
+
+    @property
+    def nterms(self) -> int:
+        """Taylor terms of the multi-term MFS (1: a flat spectrum)."""
+        return int(self.settings["deconvolution"]["nterms"])
 
     @property
     def weighted(self) -> bool:
@@ -136,7 +142,8 @@ class RunContext:
         return int(self.sizes.get(lfn, estimate))
 
     def ms_bytes(self) -> int:
-        return self.size(self.ms_lfn, SMALL_FILE)
+        """All the input MSs together."""
+        return sum(self.size(lfn, SMALL_FILE) for lfn in self.ms_lfns)
 
     def part_bytes(self, i: int) -> int:
         """A part's size: measured once it exists, else the MS size / P."""

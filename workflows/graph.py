@@ -45,13 +45,14 @@ def psf_pixels(ctx: RunContext) -> int:
 
 def image_partial_bytes(ctx: RunContext) -> int:
     """An image-tree partial (R-image-*.npz): the dirty image and the larger PSF, float32."""
-    return ctx.partial_bytes(1) + 4 * psf_pixels(ctx)
+    n = ctx.nterms
+    return ctx.partial_bytes(n) + 4 * psf_pixels(ctx) * (2 * n - 1)
 
 
 def psf_fits_bytes(ctx: RunContext) -> int:
     """R-psf.fits: the PSF at its own size (as ``RunContext.fits_bytes`` for the image)."""
     nx, ny = ctx.image_shape
-    return ctx.fits_bytes() + 8 * (psf_pixels(ctx) - nx * ny)
+    return (ctx.fits_bytes() + 8 * (psf_pixels(ctx) - nx * ny)) * (2 * ctx.nterms - 1)
 
 
 def planner_args(ctx: RunContext, top: bool = False) -> dict:
@@ -97,8 +98,8 @@ class Builder:
         if lfn in self.estimates:
             return self.estimates[lfn]
         ctx, r = self.ctx, self.r
-        if lfn == ctx.ms_lfn:
-            return ctx.ms_bytes()
+        if lfn in ctx.ms_lfns:
+            return ctx.size(lfn, SMALL_FILE)
         if lfn.startswith(f"{r}-part-"):
             return ctx.size(lfn, ctx.part_bytes(0))
         if lfn == names.psf_fits(r):
@@ -106,7 +107,7 @@ class Builder:
         if lfn.startswith(f"{r}-image-"):
             return ctx.size(lfn, image_partial_bytes(ctx))
         if lfn.endswith(".fits"):
-            return ctx.size(lfn, ctx.fits_bytes())
+            return ctx.size(lfn, ctx.fits_bytes() * ctx.nterms)
         if lfn.endswith(".npz"):
             return ctx.size(lfn, ctx.partial_bytes(2))
         return ctx.size(lfn, SMALL_FILE)
@@ -147,9 +148,9 @@ class Builder:
         outputs = [(lfn, ctx.part_bytes(i)) for i, lfn in enumerate(parts)]
         manifest = names.partitions(r)
         self.add("partition", names.PARTITION,
-                 ["--ms", ctx.ms_lfn, "--axis", ctx.settings["partition"]["axis"],
+                 ["--ms", *ctx.ms_lfns, "--axis", ctx.settings["partition"]["axis"],
                   "--outputs", *parts, "--manifest", manifest],
-                 [ctx.ms_lfn], [*outputs, (manifest, SMALL_FILE)])
+                 ctx.ms_lfns, [*outputs, (manifest, SMALL_FILE)])
         return parts
 
     def weights(self, parts: list[str]) -> str:
@@ -186,7 +187,7 @@ class Builder:
         self.add("residual", names.residual_job(k, i, p),
                  ["--mode", "residual", "--part", part, *w, "--model", model, "--output", out],
                  [part, *([weights] if weights else []), model],
-                 [(out, self.ctx.partial_bytes(1))], keep=lambda _: False)
+                 [(out, self.ctx.partial_bytes(self.ctx.nterms))], keep=lambda _: False)
         return out
 
     def gather(self, tree: str, leaves: list[str], node_lfn: Callable[[int, int], str],
@@ -245,7 +246,8 @@ class Builder:
                   "--partitions", manifest,
                   "--workflow", names.cycle_file(k + 1), "--decision", names.decision(r, k)],
                  [*gathered, *state, manifest],
-                 [(residual, ctx.fits_bytes()), *((lfn, psf_fits_bytes(ctx)) for lfn in psf),
+                 [(residual, ctx.fits_bytes() * ctx.nterms),
+                  *((lfn, psf_fits_bytes(ctx)) for lfn in psf),
                   (names.cycle_file(k + 1), SMALL_FILE), (names.decision(r, k), SMALL_FILE)])
 
     def subworkflow(self, k: int) -> None:
@@ -267,7 +269,8 @@ class Builder:
                   *(["--model", last[0], "--state", last[1]] if last else []),
                   "--name", name],
                  [psf, dirty, residual, *last],
-                 [(lfn, self.ctx.fits_bytes()) for lfn in names.products(name)])
+                 [(lfn, self.ctx.fits_bytes()) for lfn in names.products(
+                     name, self.ctx.nterms, self.ctx.settings["image"]["primary_beam"])])
 
     # --- files from earlier levels -----------------------------------------------------
 
@@ -304,7 +307,7 @@ def top_workflow(ctx: RunContext) -> Workflow:
                         [], [], image_partial_bytes(ctx), root_job=False)
     b.next(0, gathered)
     b.subworkflow(1)
-    b.bypass_remote({ctx.ms_lfn: ctx.settings["data"]["ms"]})
+    b.bypass_remote(dict(zip(ctx.ms_lfns, ctx.settings["data"]["ms"], strict=True)))
     return b.wf
 
 
@@ -318,7 +321,7 @@ def cycle_workflow(ctx: RunContext, k: int) -> tuple[Workflow, list[str]]:
     partials = [b.residual(k, i, weights) for i in range(ctx.parts)]
     gathered = b.gather(names.cycle(k), partials,
                         lambda lv, j: names.residual_node(b.r, k, lv, j), [], [],
-                        ctx.partial_bytes(1), root_job=False)
+                        ctx.partial_bytes(ctx.nterms), root_job=False)
     b.next(k, gathered)
     b.subworkflow(k + 1)
     return b.wf, b.attach_inline_catalog()

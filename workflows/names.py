@@ -127,9 +127,28 @@ def record(r: str, job: str) -> str:
     return f"{r}-{job}.record.json"
 
 
-def products(image_name: str) -> list[str]:
-    """What restore writes: ``NAME-image.fits`` ... ``NAME-summary.json``."""
-    return [f"{image_name}-{p}" for p in PRODUCTS]
+def products(image_name: str, nterms: int = 1, primary_beam: bool = False) -> list[str]:
+    """What restore writes: ``NAME-image.fits`` ... ``NAME-summary.json``; multi-term and
+    primary-beam products as executables/restore_mtmfs.py names them."""
+    single = [f"{image_name}-{p}" for p in PRODUCTS] if nterms == 1 else []
+    return single + taylor_products(image_name, nterms, primary_beam)
+
+
+def taylor_products(name: str, nterms: int, primary_beam: bool) -> list[str]:
+    """The products of a multi-term (nterms > 1) restore, and the primary beam's (any
+    nterms): executables/restore_mtmfs.py."""
+    out: list[str] = []
+    if nterms > 1:
+        for kind in ("image", "residual", "model"):
+            out += [f"{name}-{kind}-tt{t}.fits" for t in range(nterms)]
+        out += [f"{name}-{k}.fits" for k in ("alpha", "alpha-error", "psf", "dirty")]
+        out += [f"{name}-{k}.png" for k in ("image-tt0", "residual-tt0", "psf", "alpha")]
+        out.append(f"{name}-summary.json")
+    if primary_beam:
+        out.append(f"{name}-pb.fits")
+        out += [f"{name}-image-tt0-pb.fits", f"{name}-alpha-pb.fits"] if nterms > 1 else \
+            [f"{name}-image-pb.fits"]
+    return out
 
 
 # --- job ids (= DAGMan node labels) -----------------------------------------------------------

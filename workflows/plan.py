@@ -4,7 +4,7 @@
     DIR/sites.yml             site catalog           DIR/transformations.yml   transformations
     DIR/replicas.yml          replica catalog        DIR/pegasus.properties    properties
     DIR/config.yml            the resolved configuration (run id, parts, site, output.dir set)
-    DIR/inputs/<ms>.tar       the input MS as one file (when data.ms is an MS directory)
+    DIR/inputs/<ms>.tar       each input MS as one file (where data.ms names an MS directory)
     DIR/bin/htclean-exitcode  the DAGMan POST script (workflows.exitcode)
     DIR/scratch, DIR/outputs  the submit host's scratch and output directories (empty)
 
@@ -139,7 +139,7 @@ def pegasus_plan_command(ctx: RunContext) -> str:
     return f"{env} " + shlex.join(["pegasus-plan", *args, str(ctx.out_dir / "workflow.yml")])
 
 
-def write_plan(ctx: RunContext, ms: replicas.MSInput, where: Path) -> dict[str, Path]:
+def write_plan(ctx: RunContext, ms: list[replicas.MSInput], where: Path) -> dict[str, Path]:
     """Write every plan file of ``ctx`` into the directory ``where``; returns them by name."""
     files = {name: where / name for name in PLAN_FILES}
     for sub in ("outputs", "scratch"):
@@ -168,15 +168,35 @@ def plan(config_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     resolved, settings = load(config_path, site)
     out = Path(out_dir if out_dir is not None else settings["output"]["dir"]).absolute()
     _check_target(out, force)
-    ms = replicas.ms_input(settings["data"]["ms"], out / "inputs")
-    size, rows = inspect_ms(ms, settings)
+    ms = [replicas.ms_input(m, out / "inputs") for m in settings["data"]["ms"]]
+    measured = [inspect_ms(m, settings) for m in ms]
+    size = sum(b for b, _ in measured)
+    rows = None if any(n is None for _, n in measured) else sum(n for _, n in measured)
     parts = choose_parts(settings, size, rows)
+    if parts < len(ms):
+        raise InputError(f"partition.parts: {parts} parts for {len(ms)} Measurement Sets; "
+                         "each MS needs at least one part")
     run_id = settings["output"]["run_id"] or names.run_id(settings["image"]["name"])
     resolved["output"].update(run_id=run_id, dir=str(out))
     resolved["partition"].update(parts=parts, max_size=None)
+    if settings["deconvolution"]["nterms"] > 1 and settings["image"]["reference_frequency"] \
+            is None:
+        local = [m.source or m.path for m in ms]
+        if any(p is None for p in local):
+            raise InputError("image.reference_frequency: is required with nterms > 1 when "
+                             "data.ms is a URL (htclean cannot read a remote MS's band)")
+        from htclean.workflows.band import mean_frequency
+
+        resolved["image"]["reference_frequency"] = mean_frequency(local, settings["data"])
+    if settings["image"]["primary_beam"] and all(m.source or m.path for m in ms):
+        from htclean.workflows.band import check_pointing
+
+        check_pointing([m.source or m.path for m in ms], settings["data"],
+                       settings["image"]["phase_centre"])
     settings = config.parse(resolved)
 
-    ctx = RunContext(resolved, settings, out, ms.lfn, {ms.lfn: size}, tuple(inject))
+    sizes = {m.lfn: b for m, (b, _) in zip(ms, measured, strict=True)}
+    ctx = RunContext(resolved, settings, out, tuple(m.lfn for m in ms), sizes, tuple(inject))
     ctx.check()
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -185,12 +205,14 @@ def plan(config_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the plan directory is not
     try:
-        if ms.source is not None:
-            from htclean.executables.msparts import pack
+        packed = dict(ctx.sizes)
+        for m in ms:
+            if m.source is not None:
+                from htclean.executables.msparts import pack
 
-            (tmp / "inputs").mkdir()
-            tar = pack(ms.source, tmp / "inputs" / ms.lfn)
-            ctx = replace(ctx, sizes={ms.lfn: tar.stat().st_size})
+                (tmp / "inputs").mkdir(exist_ok=True)
+                packed[m.lfn] = pack(m.source, tmp / "inputs" / m.lfn).stat().st_size
+        ctx = replace(ctx, sizes=packed)
         files = write_plan(ctx, ms, tmp)
         _install(tmp, out)
     finally:

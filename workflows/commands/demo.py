@@ -8,7 +8,9 @@ partition, the parts' PSF and dirty images, the major/minor cycles, the restore.
 DIR/run/outputs and the run's report (per-job statistics, concurrency plot) in DIR/run/report.
 
 DIR must be new, empty, or a directory an earlier demo made (its run is replaced; the
-simulated observation is reused).
+simulated observation is reused). ``--wideband`` runs the wideband demo instead
+(workflows/commands/demo_wideband.py: two MSs over 1-2 GHz, nterms 2, the primary beam; DIR
+default demo-wideband-out).
 """
 
 from __future__ import annotations
@@ -30,8 +32,12 @@ PARTS = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dir", nargs="?", default="demo-out", metavar="DIR",
-                        help="where to put everything (default demo-out)")
+    parser.add_argument("dir", nargs="?", default=None, metavar="DIR",
+                        help="where to put everything (default demo-out, or "
+                        "demo-wideband-out with --wideband)")
+    parser.add_argument("--wideband", action="store_true",
+                        help="two observations over 1-2 GHz imaged together with multi-term "
+                        "MFS (spectral index) and the VLA primary beam")
     parser.add_argument("--jobs", type=int, default=0, metavar="N",
                         help="jobs at a time (default 0 = CPU cores)")
 
@@ -107,7 +113,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.jobs < 0:
         raise InputError(f"--jobs must be >= 0 (0 = CPU cores), got {args.jobs}")
-    out = Path(args.dir).absolute()
+    if getattr(args, "wideband", False):
+        from htclean.workflows.commands import demo_wideband
+
+        return demo_wideband.run(args)
+    out = Path(args.dir or "demo-out").absolute()
     prepare_dir(out)
     truth = simulate_observation(out)
     config = out / CONFIG_NAME

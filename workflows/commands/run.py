@@ -23,6 +23,7 @@ HELP = "run the workflow on this machine (the embedded engine); --resume goes on
 # What plan fills in or overrides; the rest must match for --resume.
 PLANNED_KEYS = ("output.run_id", "output.dir", "partition.parts", "partition.max_size",
                 "execution.site")
+FILLED_KEYS = ("image.reference_frequency",)  # null in the user's file: plan sets a value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +56,8 @@ def changed_keys(current: dict, planned: dict) -> list[str]:
     """Configuration keys whose values differ, ignoring those ``plan`` fills in."""
     a, b = _flat(current), _flat(planned)
     keys = sorted(set(a) | set(b))
-    return [k for k in keys if k not in PLANNED_KEYS
+    filled = {k for k in FILLED_KEYS if a.get(k) is None}  # plan chose them: unchanged
+    return [k for k in keys if k not in PLANNED_KEYS and k not in filled
             and json.dumps(a.get(k), sort_keys=True) != json.dumps(b.get(k), sort_keys=True)]
 
 
@@ -81,10 +83,11 @@ def check_resumable(config_path: str, out: Path) -> None:
                          "undo the change, or start a new run (--force or another -o)")
 
 
-def _print_products(result, image_name: str) -> None:
+def _print_products(result, image_name: str, nterms: int = 1,
+                    primary_beam: bool = False) -> None:
     from htclean.workflows import names
 
-    found = [result.storage_dir / p for p in names.products(image_name)
+    found = [result.storage_dir / p for p in names.products(image_name, nterms, primary_beam)
              if (result.storage_dir / p).exists()]
     print(f"done in {result.wall_s:.1f} s ({result.attempts} job attempt(s), "
           f"{result.skipped} already done); outputs in {result.storage_dir}")
@@ -118,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
                           progress=ProgressDisplay(sys.stderr),
                           job_timeout=getattr(args, "job_timeout", None))
     if result.exit_code == 0:
-        _print_products(result, settings["image"]["name"])
+        _print_products(result, settings["image"]["name"], settings["deconvolution"]["nterms"],
+                        settings["image"]["primary_beam"])
         return 0
     print(f"htclean run: {result.message}", file=sys.stderr)
     print(f"htclean run: the run can be resumed: htclean run {args.config} -o {out} --resume",

@@ -52,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fraction of samples flagged at random (default 0)")
     parser.add_argument("--image-size", type=int, help="truth image size N (default suggested)")
     parser.add_argument("--cell", help="truth image cell, e.g. 2asec (default suggested)")
+    parser.add_argument("--ref-freq", help="the sources' reference frequency, where their flux "
+                        "is given (default the band centre)")
+    parser.add_argument("--primary-beam", action="store_true",
+                        help="attenuate the sources by the VLA primary beam in each channel "
+                        "(EVLA Memo 195); the truth then lists intrinsic and apparent fluxes")
     parser.add_argument("--force", action="store_true", help="overwrite an existing OUT.ms")
 
 
@@ -164,6 +169,10 @@ def build_spec(args: argparse.Namespace):
             changes[name] = getattr(args, name)
     if args.cell:
         changes["cell"] = _quantity(units.angle, args.cell, "cell")
+    if getattr(args, "ref_freq", None):
+        changes["ref_freq"] = _quantity(units.frequency, args.ref_freq, "ref-freq")
+    if getattr(args, "primary_beam", False):
+        changes["primary_beam"] = True
     return replace(SimulationSpec.demo(), **changes)
 
 
