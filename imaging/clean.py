@@ -209,14 +209,14 @@ def prepare(residual: Any, psf: Any) -> tuple[np.ndarray, np.ndarray]:
             raise InputError(f"{name} must be a 2-D image (ny, nx), got shape {a.shape}")
         if a.dtype.kind not in "iuf":
             raise InputError(f"{name} must be real numbers, got {a.dtype}")
-        if not np.isfinite(a).all():
+        if not (np.isfinite(a.min()) and np.isfinite(a.max())):  # NaN propagates; no copies
             raise InputError(f"{name} has NaN or infinite pixels")
     dtype = np.float32 if res.dtype == np.float32 else np.float64
     cy, cx = p.shape[0] // 2, p.shape[1] // 2
     centre = float(p[cy, cx])
     if centre <= 0.0:
         raise InputError(f"psf must peak at its centre pixel ({cy}, {cx}); found {centre:g} there")
-    top = float(np.abs(p).max())
+    top = max(float(p.max()), -float(p.min()))
     if top > centre * (1.0 + 1e-6):
         raise InputError(f"psf must peak at its centre pixel ({cy}, {cx}): |psf| reaches {top:g}"
                          f" elsewhere, {centre:g} at the centre")
