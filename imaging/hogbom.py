@@ -8,9 +8,10 @@ the whole residual at once (shifted PSFs for a few, an FFT convolution for many)
 again if a pixel outside the list rose above the floor meanwhile. This is Clark's cycle with
 no exterior-sidelobe limit, as WSClean's Högbom with its sub-minor loop: the same components
 as the textbook loop over every pixel, in the same order, except when a pixel outside the
-list rises above the floor in the middle of a list (it is taken in the next list). Each
-iteration costs the list's length, not the image's: at 4096² with a 2x PSF, a deep cycle of
-37 000 components took 1005 CPU s over every pixel.
+list rises above the list's limit in the middle of a list (it is taken in the next list).
+Each iteration costs the list's length, not the image's: at 4096² with a 2x PSF, the deep last
+cycle of the 50M benchmark (37 000 components, as many as WSClean's) took 1005 CPU s over
+every pixel, 21 CPU s on the list.
 """
 
 from __future__ import annotations
