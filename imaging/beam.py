@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.ndimage
-import scipy.optimize
 
 from htclean.imaging.errors import InputError
 
@@ -140,6 +139,8 @@ def fit_clean_beam(psf: np.ndarray, cell: float, *, level: float = CUTOFF) -> Be
 
     def misfit(q: np.ndarray) -> np.ndarray:
         return np.exp(-(design @ q)) - val
+
+    import scipy.optimize  # ~0.1 s of imports, only where a beam is fitted
 
     fit = scipy.optimize.least_squares(misfit, start, method="lm", xtol=1e-12, ftol=1e-12)
     return _from_quadratic(*fit.x, cell=cell)
