@@ -24,7 +24,7 @@ from htclean.imaging.geometry import ImageGeometry
 STRETCHES = ("asinh", "linear")
 NOISE_WIDTH = 2.0  # the asinh stretch is linear within this many robust sigmas of zero
 MIN_WIDTH = 1e-4  # ... and at least this fraction of the largest |pixel| (noise-free images)
-SHOWN_PIXELS = 1024  # a preview draws at most this many pixels a side (``downsample``)
+SHOWN_PIXELS = 512  # a preview draws at most this many pixels a side (``downsample``)
 _PREFIXES = ((0.1, 1.0, ""), (1e-3, 1e-3, "m"), (1e-6, 1e-6, "µ"), (1e-9, 1e-9, "n"))
 
 

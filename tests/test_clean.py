@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import scipy.fft
 import scipy.signal
 
 from htclean.imaging.clean import (
@@ -342,14 +343,23 @@ def test_cycle_threshold_combines_auto_threshold():
 # --- the FFT pieces --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kshape", [(5, 7), (40, 31), (90, 80)])
+@pytest.mark.parametrize("kshape", [(5, 7), (40, 31), (90, 80), (60, 88), (61, 87)])
 def test_convolver_is_linear_convolution(kshape):
     rng = np.random.default_rng(3)
     image, kernel = rng.normal(size=(30, 44)), rng.normal(size=kshape)
     full = scipy.signal.convolve2d(image, kernel)
     cy, cx = kshape[0] // 2, kshape[1] // 2
-    np.testing.assert_allclose(Convolver(image.shape, [kernel]).convolve(image),
-                               full[cy:cy + 30, cx:cx + 44], atol=1e-10)
+    conv = Convolver(image.shape, [kernel, kernel[::-1]])
+    np.testing.assert_allclose(conv.convolve(image), full[cy:cy + 30, cx:cx + 44], atol=1e-10)
+    # the transform is never longer than 2n - 1 (rounded up): a 2x PSF costs no more padding
+    assert conv.pad[0] <= scipy.fft.next_fast_len(min(30 + kshape[0] - 1, 59), True)
+    both = conv.convolve_all(image)
+    np.testing.assert_array_equal(both[0], conv.convolve(image))
+    flipped = scipy.signal.convolve2d(image, kernel[::-1])
+    np.testing.assert_allclose(both[1], flipped[cy:cy + 30, cx:cx + 44], atol=1e-10)
+    single = Convolver(image.shape, [kernel], dtype=np.float32).convolve(image)
+    assert single.dtype == np.float32
+    np.testing.assert_allclose(single, full[cy:cy + 30, cx:cx + 44], atol=1e-4)
 
 
 @pytest.mark.parametrize("scale", [0.0, 5.0])
