@@ -15,10 +15,10 @@ w-gridding (``-use-wgridder``), ``-j THREADS`` / request_cpus THREADS. Sizes:
 Prints per size and imager: wall time, CPU time (user + system of the whole process tree, the
 steadier figure on a shared machine), major cycles, peak memory of the largest process
 (os.wait4's ru_maxrss of the imager and everything it ran) and, for htclean, the largest job
-record's peak, the bytes the residual jobs read per major cycle and the MS tar they would
-have read per part before part files. Then the ratio htclean / WSClean. The machine's load
-average is printed before and after each run: on a shared machine the ratio is what it is
-worth only when both ran under the same load.
+record's peak and which job it was, the bytes the residual jobs read per major cycle and the
+MS tar they would have read per part before part files. Then the ratio htclean / WSClean.
+The machine's load average is printed before and after each run: on a shared machine the
+ratio is what it is worth only when both ran under the same load.
 """
 
 from __future__ import annotations
@@ -120,8 +120,9 @@ def run_htclean(ms: Path, truth: dict, work: Path, threads: int, parts: int | No
     cycles = max(1, len({r["job"].split("-p")[0] for r in residual}))
     tar = next(iter(glob.glob(str(run / "inputs" / "*.tar"))), None)
     nparts = len(glob.glob(str(run / "outputs" / "*-part-*")))
+    largest = max(recs, key=lambda r: r["max_rss_mb"])
     return {"wall": wall, "peak": peak, "cpu": cpu,
-            "job_peak": max(r["max_rss_mb"] for r in recs),
+            "job_peak": largest["max_rss_mb"], "job_peak_name": largest["job"],
             "cycles": summary["cycles"], "iterations": summary["iterations"],
             "jobs": len(recs), "bytes_cycle": sum(r["bytes_read"] for r in residual) / cycles,
             "tar_part": (Path(tar).stat().st_size if tar else ms_tar_bytes(ms)) / max(nparts, 1),
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {size} | {nvis / 1e6:.2f}M | {n}² | {wst} | {ht['wall']:.1f} s, "
               f"{ht['cpu']:.0f} CPU s ({ht['jobs']} jobs, {ht['cycles']} cycles) | {ratio} | "
               f"{wsm} / "
-              f"{ht['peak'] / 1024:.2f} ({ht['job_peak'] / 1024:.2f}) GiB | "
+              f"{ht['peak'] / 1024:.2f} ({ht['job_peak_name']}: {ht['job_peak'] / 1024:.2f}) GiB | "
               f"{ht['bytes_cycle'] / 1e6:.1f} MB ({ht['tar_part'] / 1e6:.1f} MB) |")
     return 0
 

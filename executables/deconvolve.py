@@ -78,9 +78,11 @@ def read_state(path: str | Path) -> dict[str, Any]:
 
 
 def _read_image(job: Job, path: str, what: str):
+    import numpy as np
+
     from htclean.imaging.fits import read_fits
 
-    image, geom, _ = read_fits(job.read(path, what))
+    image, geom, _ = read_fits(job.read(path, what), np.float32)  # as stored: half the memory
     nx, ny = job.settings["image"]["nx"], job.settings["image"]["ny"]
     if image.shape != (ny, nx):
         raise InputError(f"{what}: {path} is {image.shape[1]}x{image.shape[0]} pixels, the "
@@ -89,13 +91,15 @@ def _read_image(job: Job, path: str, what: str):
 
 
 def read_psf(job: Job, path: str, geom: ImageGeometry) -> tuple[np.ndarray, ImageGeometry]:
-    """The PSF of ``--psf`` (pny, pnx) float64 and its geometry: ``image.psf_oversize`` x the
-    configured image (imaging.geometry.psf_shape), on the grid of the image ``geom`` (same
-    cell and centre). InputError naming the file otherwise."""
+    """The PSF of ``--psf`` (pny, pnx) float32 (as stored: half the memory) and its geometry:
+    ``image.psf_oversize`` x the configured image (imaging.geometry.psf_shape), on the grid of
+    the image ``geom`` (same cell and centre). InputError naming the file otherwise."""
+    import numpy as np
+
     from htclean.imaging.fits import read_fits
     from htclean.imaging.geometry import psf_shape
 
-    psf, psf_geom, _ = read_fits(job.read(path, "--psf"))
+    psf, psf_geom, _ = read_fits(job.read(path, "--psf"), np.float32)
     image = job.settings["image"]
     pnx, pny = psf_shape(image["nx"], image["ny"], image["psf_oversize"])
     if psf.shape != (pny, pnx):
@@ -122,7 +126,13 @@ def work(args: argparse.Namespace, job: Job) -> None:
     if k > 1 and args.model is None:
         raise InputError(f"--model, --state: cycle {k} needs the outputs of cycle {k - 1}")
     residual, geom = _read_image(job, args.residual, "--residual")
+    params = CleanParams.from_settings(job.settings)
+    # the noise estimate's copies of the residual come and go before the PSF is read
+    threshold = params.cycle_threshold(residual)
     psf, _ = read_psf(job, args.psf, geom)
+    centre = psf[psf.shape[0] // 2, psf.shape[1] // 2]
+    if centre > 0:  # normalised in place, so the minor cycle needs no copy (else its error)
+        psf /= centre
     nx, ny = geom.nx, geom.ny
     history: list[dict[str, Any]] = []
     done = 0
@@ -137,8 +147,6 @@ def work(args: argparse.Namespace, job: Job) -> None:
         if (model.nx, model.ny) != (nx, ny):
             raise InputError(f"--model: {args.model} is for a {model.nx}x{model.ny} image, "
                              f"the residual is {nx}x{ny}")
-    params = CleanParams.from_settings(job.settings)
-    threshold = params.cycle_threshold(residual)
     if job.device.startswith("gpu:"):  # run_job chose the GPU (gridder.device): clean on it
         from htclean.imaging import device, gpu_clean
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.ndimage
-import scipy.optimize
 
 from htclean.imaging.errors import InputError
 
@@ -113,7 +112,9 @@ def fit_clean_beam(psf: np.ndarray, cell: float, *, level: float = CUTOFF) -> Be
     ``psf`` ``(ny, nx)`` with its peak at ``(ny // 2, nx // 2)``; ``cell`` the pixel size in
     radians (square pixels). Returns bmaj/bmin FWHM in radians and bpa in degrees (module doc).
     """
-    p = np.asarray(psf, dtype=np.float64)
+    p = np.asarray(psf)  # any real dtype; only the main lobe's pixels are read, in float64
+    if p.dtype.kind not in "iuf":
+        p = p.astype(np.float64)
     if p.ndim != 2 or min(p.shape) < 3:
         raise InputError(f"psf must be a 2-D image of at least 3x3 pixels, got shape {p.shape}")
     if not (math.isfinite(cell) and cell > 0):
@@ -129,7 +130,7 @@ def fit_clean_beam(psf: np.ndarray, cell: float, *, level: float = CUTOFF) -> Be
     yy, xx = np.nonzero(mask)
     e = -(xx + win[1].start - cx).astype(np.float64)
     n = (yy + win[0].start - cy).astype(np.float64)
-    val = p[win][mask] / p[cy, cx]
+    val = p[win][mask].astype(np.float64) / float(p[cy, cx])
     if val.size < 3:
         raise InputError("the PSF main lobe is narrower than a pixel: cannot fit a beam "
                          "(the cell is too large for this PSF)")
@@ -138,6 +139,8 @@ def fit_clean_beam(psf: np.ndarray, cell: float, *, level: float = CUTOFF) -> Be
 
     def misfit(q: np.ndarray) -> np.ndarray:
         return np.exp(-(design @ q)) - val
+
+    import scipy.optimize  # ~0.1 s of imports, only where a beam is fitted
 
     fit = scipy.optimize.least_squares(misfit, start, method="lm", xtol=1e-12, ftol=1e-12)
     return _from_quadratic(*fit.x, cell=cell)

@@ -49,9 +49,9 @@ def exterior_sidelobe(psf: np.ndarray) -> float:
     ``patch_half_width`` (0 when the PSF fits in the patch)."""
     h = patch_half_width(psf)
     cy, cx = psf.shape[0] // 2, psf.shape[1] // 2
-    outside = np.abs(psf)
-    outside[max(0, cy - h):cy + h + 1, max(0, cx - h):cx + h + 1] = 0.0
-    return float(outside.max())
+    y0, y1, x0, x1 = max(0, cy - h), cy + h + 1, max(0, cx - h), cx + h + 1
+    outside = (psf[:y0], psf[y1:], psf[y0:y1, :x0], psf[y0:y1, x1:])  # views, no copy
+    return max((max(float(p.max()), -float(p.min())) for p in outside if p.size), default=0.0)
 
 
 def select(image: np.ndarray, limit: float, border: int = 0) -> tuple[np.ndarray, float]:
@@ -81,46 +81,60 @@ def list_clean(values: np.ndarray, flat: np.ndarray, nx: int, psf: np.ndarray, g
     """Högbom iterations restricted to a list of pixels, exact on those pixels.
 
     ``values`` (m,) float64 at ascending flat indices ``flat`` of an image ``nx`` wide (updated
-    in place); ``psf`` a ``bordered`` PSF (or scale-convolved PSF) whose centre is its pixel
-    ``((py - 2) // 2 + 1, (px - 2) // 2 + 1)``. Each iteration takes the largest |value|
-    (lowest index on ties), stops when it is <= ``limit`` or after ``budget`` iterations,
-    records ``gain x value / psf centre`` there and subtracts that amplitude x the shifted PSF
-    from every listed pixel. Returns ``(list positions, amplitudes)`` of the iterations.
+    in place); ``psf`` the PSF (or scale-convolved PSF), centre ``(py // 2, px // 2)``. Each
+    iteration takes the largest |value| (lowest index on ties), stops when it is <= ``limit``
+    or after ``budget`` iterations, records ``gain x value / psf centre`` there and subtracts
+    that amplitude x the shifted PSF from every listed pixel (zero where the PSF does not
+    reach). Returns ``(list positions, amplitudes)`` of the iterations.
     """
     py, px = psf.shape
-    cy, cx = (py - 2) // 2 + 1, (px - 2) // 2 + 1
+    cy, cx = py // 2, px // 2
     centre = float(psf[cy, cx])
-    flat_psf = psf.reshape(-1)
     ly, lx = np.divmod(flat, nx)
-    ly, lx = ly.astype(np.int32), lx.astype(np.int32)
+    span_y = int(ly.max() - ly.min()) if ly.size else 0
+    span_x = int(lx.max() - lx.min()) if lx.size else 0
+    covered = min(cy, py - 1 - cy) >= span_y and min(cx, px - 1 - cx) >= span_x
+    if not covered:  # offsets beyond the PSF: clip them onto a zero border
+        psf = bordered(psf)
+        py, px, cy, cx = py + 2, px + 2, cy + 1, cx + 1
+    flat_psf = psf.reshape(-1)
     absv = np.abs(values)
-    iy = np.empty_like(ly)
-    ix = np.empty_like(lx)
     picks: list[int] = []
     amps: list[float] = []
+    if covered:  # every list pixel's offset from every other is inside the PSF
+        base = ly * px + lx  # PSF index of a list pixel, less that of the picked one's centre
+        index = np.empty_like(base)
+    else:
+        ly, lx = ly.astype(np.int32), lx.astype(np.int32)
+        iy, ix = np.empty_like(ly), np.empty_like(lx)
+    shifted = np.empty(values.size, dtype=psf.dtype)
     while len(picks) < budget:
         k = int(absv.argmax())
         if absv[k] <= limit:
             break
         a = gain * float(values[k]) / centre
-        np.clip(ly - (ly[k] - cy), 0, py - 1, out=iy)
-        np.clip(lx - (lx[k] - cx), 0, px - 1, out=ix)
-        iy *= px
-        iy += ix
-        values -= a * flat_psf[iy]
+        if covered:
+            np.subtract(base, int(base[k]) - (cy * px + cx), out=index)
+            np.take(flat_psf, index, out=shifted)
+        else:
+            np.clip(ly - (ly[k] - cy), 0, py - 1, out=iy)
+            np.clip(lx - (lx[k] - cx), 0, px - 1, out=ix)
+            iy *= px
+            iy += ix
+            np.take(flat_psf, iy, out=shifted)
+        shifted *= a
+        values -= shifted
         np.abs(values, out=absv)
         picks.append(k)
         amps.append(a)
     return np.array(picks, dtype=np.int64), np.array(amps)
 
 
-def run(residual: np.ndarray, psf: np.ndarray, params: CleanParams, *, iterations_done: int,
-        threshold: float) -> MinorCycleResult:
-    """Clark minor cycle on ``residual`` (modified in place and returned in the result);
-    ``psf`` normalised to 1 at its centre (``clean.prepare`` makes both)."""
+def listed_clean(residual: np.ndarray, psf: np.ndarray, params: CleanParams, *,
+                 iterations_done: int, threshold: float, ext: float) -> MinorCycleResult:
+    """The minor cycle of Clark (``ext``: the exterior sidelobe) and of Högbom (``ext`` 0):
+    list cycles (module docstring) until a stop rule holds on the exactly updated residual."""
     ny, nx = residual.shape
-    ext = exterior_sidelobe(psf)
-    full = bordered(psf)
     subtract = PSFSubtractor(residual.shape, psf, threads=params.threads)
     y, x, v = find_peak(residual)
     peak_start = abs(v)
@@ -136,7 +150,7 @@ def run(residual: np.ndarray, psf: np.ndarray, params: CleanParams, *, iteration
         if flat.size == 0:  # more than MAX_LIST pixels tie with the peak
             flat, limit = np.array([y * nx + x]), stop.floor()
         values = residual.reshape(-1)[flat].astype(np.float64)
-        picks, a = list_clean(values, flat, nx, full, params.gain, limit, stop.budget - done)
+        picks, a = list_clean(values, flat, nx, psf, params.gain, limit, stop.budget - done)
         cy, cx = np.divmod(flat[picks], nx)
         subtract(residual, cy, cx, a)
         ys.append(cy)
@@ -148,3 +162,11 @@ def run(residual: np.ndarray, psf: np.ndarray, params: CleanParams, *, iteration
                                       np.concatenate(ys or [[]]).astype(np.int64),
                                       np.concatenate(amps or [[]]), np.zeros(done), nx, ny)
     return result(comps, residual, done, peak_start, abs(v), reason)
+
+
+def run(residual: np.ndarray, psf: np.ndarray, params: CleanParams, *, iterations_done: int,
+        threshold: float) -> MinorCycleResult:
+    """Clark minor cycle on ``residual`` (modified in place and returned in the result);
+    ``psf`` normalised to 1 at its centre (``clean.prepare`` makes both)."""
+    return listed_clean(residual, psf, params, iterations_done=iterations_done,
+                        threshold=threshold, ext=exterior_sidelobe(psf))

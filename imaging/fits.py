@@ -91,15 +91,26 @@ def write_fits(path: str | os.PathLike, image: np.ndarray, geom: ImageGeometry, 
         tmp.unlink(missing_ok=True)
 
 
-def read_fits(path: str | os.PathLike) -> tuple[np.ndarray, ImageGeometry, Any]:
-    """(image (ny, nx) float64, geometry, astropy Header) of a FITS image written by
-    ``write_fits`` (or any RA---SIN/DEC--SIN image with square pixels, CDELT1 < 0)."""
+def _native(data: Any, dtype: Any) -> np.ndarray:
+    """``data`` as a native-endian ``dtype`` array; FITS's big-endian floats of that size are
+    byte-swapped in place (no second copy of a large image)."""
+    if isinstance(data, np.ndarray) and data.dtype.kind == "f" and not data.dtype.isnative \
+            and data.dtype.itemsize == np.dtype(dtype).itemsize and data.flags.writeable:
+        data = data.byteswap(inplace=True).view(data.dtype.newbyteorder("="))
+    return np.asarray(data, dtype)
+
+
+def read_fits(path: str | os.PathLike, dtype: Any = np.float64,
+              ) -> tuple[np.ndarray, ImageGeometry, Any]:
+    """(image (ny, nx) of ``dtype``, geometry, astropy Header) of a FITS image written by
+    ``write_fits`` (or any RA---SIN/DEC--SIN image with square pixels, CDELT1 < 0).
+    ``write_fits`` stores float32: ``dtype=np.float32`` reads it exactly in half the memory."""
     from astropy.io import fits
 
     try:
         with fits.open(path, memmap=False) as hdul:
             h = hdul[0].header.copy()
-            data = np.asarray(hdul[0].data, np.float64)
+            data = _native(hdul[0].data, dtype)
     except (OSError, ValueError) as exc:
         raise InputError(f"{path} is not a readable FITS file: {exc}") from None
     if h.get("CTYPE1") != "RA---SIN" or h.get("CTYPE2") != "DEC--SIN":

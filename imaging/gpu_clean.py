@@ -33,6 +33,7 @@ from htclean.imaging.clean import (
     subtract_shifted,
     sum_by_pixel,
 )
+from htclean.imaging.clean import Convolver as CpuConvolver
 from htclean.imaging.components import ComponentList, add_stamps, scale_kernel
 from htclean.imaging.cpus import resolve_threads
 from htclean.imaging.device import select as select_device
@@ -70,8 +71,15 @@ def select_pixels(xp: ModuleType, image: Any, limit: float,
 
 class Convolver:
     """``clean.Convolver`` on xp: linear (zero-padded) convolution of ``(ny, nx)`` images with
-    fixed kernels (centres at ``(ky // 2, kx // 2)``); real FFTs by scipy.fft on numpy and by
-    cupy.fft (cuFFT) on CuPy. Kernel transforms are computed once."""
+    fixed kernels (centres at ``(ky // 2, kx // 2)``); on numpy it is ``clean.Convolver``
+    itself (same arithmetic), on CuPy real FFTs by cupy.fft (cuFFT). Kernel transforms are
+    computed once."""
+
+    def __new__(cls, xp: ModuleType, shape: tuple[int, int], kernels: list[np.ndarray], *,
+                dtype: Any = np.float64, threads: int = 0) -> Any:
+        if xp is np:
+            return CpuConvolver(shape, kernels, dtype=dtype, threads=threads)
+        return super().__new__(cls)
 
     def __init__(self, xp: ModuleType, shape: tuple[int, int], kernels: list[np.ndarray], *,
                  dtype: Any = np.float64, threads: int = 0):
@@ -183,31 +191,15 @@ def hogbom(xp: ModuleType, residual: Any, psf: np.ndarray, params: CleanParams, 
            iterations_done: int, threshold: float) -> MinorCycleResult:
     """hogbom.run on xp: ``residual`` (ny, nx) device array (modified in place), ``psf``
     normalised host array (``clean.prepare``). The result's residual is a numpy array."""
-    ny, nx = residual.shape
-    p = xp.asarray(psf)
-    y, x, v = find_peak(xp, residual)
-    peak_start = abs(v)
-    stop = StopRule(params, peak_start, iterations_done, threshold)
-    ys: list[int] = []
-    xs: list[int] = []
-    amps: list[float] = []
-    while (reason := stop.reason(abs(v), len(amps))) is None:
-        a = params.gain * v
-        subtract_shifted(residual, p, y, x, a)
-        ys.append(y)
-        xs.append(x)
-        amps.append(a)
-        y, x, v = find_peak(xp, residual)
-    comps = _components([(xs, ys, amps, 0.0)], nx, ny)
-    return result(comps, to_numpy(residual), len(amps), peak_start, abs(v), reason)
+    return clark(xp, residual, psf, params, iterations_done=iterations_done,
+                 threshold=threshold, ext=0.0)
 
 
 def clark(xp: ModuleType, residual: Any, psf: np.ndarray, params: CleanParams, *,
-          iterations_done: int, threshold: float) -> MinorCycleResult:
-    """clark.run on xp (arguments as ``hogbom``)."""
+          iterations_done: int, threshold: float, ext: float | None = None) -> MinorCycleResult:
+    """clark.run on xp (arguments as ``hogbom``; ``ext`` 0 is hogbom.run)."""
     ny, nx = residual.shape
-    ext = cpu_clark.exterior_sidelobe(psf)
-    full = cpu_clark.bordered(psf)
+    ext = cpu_clark.exterior_sidelobe(psf) if ext is None else ext
     subtract = Subtractor(xp, residual.shape, psf, threads=params.threads)
     y, x, v = find_peak(xp, residual)
     peak_start = abs(v)
@@ -220,7 +212,7 @@ def clark(xp: ModuleType, residual: Any, psf: np.ndarray, params: CleanParams, *
         if flat.size == 0:  # more than MAX_LIST pixels tie with the peak
             flat, limit = np.array([y * nx + x]), stop.floor()
         values = to_numpy(residual.reshape(-1)[xp.asarray(flat)]).astype(np.float64)
-        picks, a = cpu_clark.list_clean(values, flat, nx, full, params.gain, limit,
+        picks, a = cpu_clark.list_clean(values, flat, nx, psf, params.gain, limit,
                                         stop.budget - done)
         cy, cx = np.divmod(flat[picks], nx)
         subtract(residual, cy, cx, a)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from htclean.imaging.beam import fit_clean_beam
-from htclean.imaging.clark import bordered, list_clean, select
+from htclean.imaging.clark import list_clean, select
 from htclean.imaging.clean import (
     CleanParams,
     Convolver,
@@ -45,7 +45,7 @@ from htclean.imaging.errors import InputError
 @dataclass(frozen=True)
 class Scale:
     """One scale: ``scale`` (pixels), its ``kernel`` (n, n), ``radius`` n // 2, ``bias``
-    factor and ``psf2``: psf ⊛ K ⊛ K on the PSF's grid and dtype, ``clark.bordered``."""
+    factor and ``psf2``: psf ⊛ K ⊛ K on the PSF's grid and dtype (``clark.list_clean``'s)."""
 
     scale: float
     kernel: np.ndarray
@@ -71,13 +71,13 @@ def prepare_scales(psf: np.ndarray, params: CleanParams, shape: tuple[int, int])
     for s in usable:
         k = scale_kernel(s)
         if s == 0.0:
-            psf2 = psf.astype(np.float64)
+            psf2 = psf
         else:
             psf2 = fftconvolve(psf.astype(np.float64), fftconvolve(k, k), mode="same")
         if psf2[psf.shape[0] // 2, psf.shape[1] // 2] <= 0.0:
             continue
         bias = 1.0 if s == 0.0 or len(usable) < 2 else params.scale_bias ** -math.log2(s / sref)
-        out.append(Scale(s, k, k.shape[0] // 2, bias, bordered(psf2.astype(psf.dtype))))
+        out.append(Scale(s, k, k.shape[0] // 2, bias, psf2.astype(psf.dtype, copy=False)))
     if not out:
         raise InputError(f"none of the multiscale scales {list(params.scales)} fits a "
                          f"{shape[1]}x{shape[0]} image with this PSF")

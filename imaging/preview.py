@@ -24,6 +24,7 @@ from htclean.imaging.geometry import ImageGeometry
 STRETCHES = ("asinh", "linear")
 NOISE_WIDTH = 2.0  # the asinh stretch is linear within this many robust sigmas of zero
 MIN_WIDTH = 1e-4  # ... and at least this fraction of the largest |pixel| (noise-free images)
+SHOWN_PIXELS = 512  # a preview draws at most this many pixels a side (``downsample``)
 _PREFIXES = ((0.1, 1.0, ""), (1e-3, 1e-3, "m"), (1e-6, 1e-6, "µ"), (1e-9, 1e-9, "n"))
 
 
@@ -55,7 +56,7 @@ def colour_norm(image: np.ndarray, *, stretch: str = "asinh", vmin: float | None
 
     if stretch not in STRETCHES:
         raise InputError(f"stretch must be one of {', '.join(STRETCHES)}, got {stretch!r}")
-    finite = _finite(np.asarray(image, np.float64))
+    finite = _finite(np.asarray(image))
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     lo, hi = lo if vmin is None else vmin, hi if vmax is None else vmax
     if not lo <= hi:
@@ -94,6 +95,26 @@ def colour_ticks(norm: Any, min_gap: float = 0.08) -> list[float]:
                 chosen.append(value)
                 positions.append(where)
     return sorted(chosen)
+
+
+def downsample(image: np.ndarray, limit: int = SHOWN_PIXELS) -> tuple[np.ndarray, int]:
+    """``(shown, factor)``: ``image`` reduced by an integer ``factor`` so that neither side
+    exceeds ``limit`` pixels, each block of factor x factor pixels shown as its pixel of
+    largest |value| (a point source keeps its peak; blocks past the edge are NaN-padded);
+    the image itself when it is small enough. A figure is ~500 pixels wide: drawing a 4096²
+    image resampled it in float64 at full size."""
+    ny, nx = image.shape
+    factor = -(-max(ny, nx) // limit)
+    if factor <= 1:
+        return image, 1
+    by, bx = -(-ny // factor), -(-nx // factor)
+    padded = np.full((by * factor, bx * factor), np.nan, dtype=image.dtype)
+    padded[:ny, :nx] = image
+    blocks = padded.reshape(by, factor, bx, factor).transpose(0, 2, 1, 3).reshape(by, bx, -1)
+    size = np.abs(blocks)
+    size[np.isnan(size)] = -1.0
+    pick = size.argmax(axis=2)[..., None]
+    return np.take_along_axis(blocks, pick, axis=2)[..., 0], factor
 
 
 def _statistics(image: np.ndarray, bunit: str, noise: bool) -> str:
@@ -148,7 +169,9 @@ def figure(image: np.ndarray, geom: ImageGeometry, *, title: str = "", bunit: st
     from matplotlib.figure import Figure
     from mpl_toolkits.axes_grid1 import make_axes_locatable
 
-    image = np.asarray(image, np.float64)
+    image = np.asarray(image)
+    if image.dtype.kind != "f":
+        image = image.astype(np.float64)
     if image.shape != geom.shape:
         raise InputError(f"image has shape {image.shape}, the geometry says {geom.shape}")
     norm = colour_norm(image, stretch=stretch, vmin=vmin, vmax=vmax)
@@ -160,8 +183,14 @@ def figure(image: np.ndarray, geom: ImageGeometry, *, title: str = "", bunit: st
     top = (geom.ny - geom.ny // 2 - 0.5) * asec
     fig = Figure(figsize=(6.4, 5.8), dpi=100, layout="tight")
     ax = fig.add_subplot(1, 1, 1)
-    shown = ax.imshow(image, origin="lower", cmap=cmap, extent=(left, right, bottom, top),
+    small, factor = downsample(image)
+    # the shown array covers whole blocks: its far edges lie past the image's (NaN there)
+    far_x = left - small.shape[1] * factor * asec
+    far_y = bottom + small.shape[0] * factor * asec
+    shown = ax.imshow(small, origin="lower", cmap=cmap, extent=(left, far_x, bottom, far_y),
                       norm=norm, interpolation="nearest")
+    ax.set_xlim(left, right)
+    ax.set_ylim(bottom, top)
     ax.set_xlabel("RA offset (arcsec)")
     ax.set_ylabel("Dec offset (arcsec)")
     lines = [title] if title else []

@@ -15,8 +15,9 @@ DIRECT_FACTOR = 20  # direct stamps when model pixels x beam pixels < this x ima
 
 
 def restore(components: ComponentList, residual: Any, beam: Beam, cell: float, *,
-            threads: int = 0) -> np.ndarray:
-    """``components.to_image() ⊛ beam + residual``: ``(ny, nx)`` float64 in Jy/beam.
+            threads: int = 0, dtype: Any = np.float64) -> np.ndarray:
+    """``components.to_image() ⊛ beam + residual``: ``(ny, nx)`` ``dtype`` in Jy/beam
+    (float32, as FITS stores it, halves the memory of a large image).
 
     ``residual`` ``(ny, nx)`` Jy/beam matching the component list's image size; ``beam`` the
     clean beam (peak 1, so a model in Jy/pixel becomes Jy/beam); ``cell`` the pixel size in
@@ -31,14 +32,14 @@ def restore(components: ComponentList, residual: Any, beam: Beam, cell: float, *
         raise InputError(f"residual must be real numbers, got {res.dtype}")
     if not (np.isfinite(cell) and cell > 0):
         raise InputError(f"cell must be a positive angle in radians, got {cell!r}")
-    out = res.astype(np.float64, copy=True)
+    out = res.astype(dtype, copy=True)
     if len(components) == 0:
         return out
     kernel = beam.kernel(cell, limit=res.shape)
-    model = components.to_image()
+    model = components.to_image(dtype)
     ys, xs = np.nonzero(model)
     if ys.size * kernel.size < DIRECT_FACTOR * model.size:
         add_stamps(out, ys, xs, model[ys, xs], kernel)
     else:
-        out += Convolver(res.shape, [kernel], threads=threads).convolve(model)
+        out += Convolver(res.shape, [kernel], dtype=dtype, threads=threads).convolve(model)
     return out

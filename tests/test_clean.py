@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+import scipy.fft
 import scipy.signal
 
-from htclean.imaging import hogbom
 from htclean.imaging.clean import (
     CleanParams,
     Convolver,
@@ -234,16 +234,32 @@ def test_ties_go_to_the_lowest_flat_index():
     assert (out.components.y.tolist(), out.components.x.tolist()) == ([2], [6])
 
 
-def test_block_peaks_agree_with_plain_search():
+def textbook_hogbom(res: np.ndarray, psf: np.ndarray, gain: float, floor: float):
+    """Högbom over every pixel: [(y, x, amp)] and the residual."""
+    res = res.copy()
+    found = []
+    y, x, v = find_peak(res)
+    while abs(v) > floor:
+        found.append((y, x, gain * v))
+        subtract_shifted(res, psf, y, x, gain * v)
+        y, x, v = find_peak(res)
+    return found, res
+
+
+@pytest.mark.parametrize("mgain,threshold", [(0.8, 0.0), (1.0, 0.05)])
+def test_hogbom_list_cycle_equals_textbook_hogbom(mgain, threshold):
+    """Högbom on the list of pixels above the floor picks what the loop over every pixel
+    picks, in the same order (no pixel outside the list rises above the floor here)."""
     rng = np.random.default_rng(5)
-    image = rng.integers(-3, 4, (300, 70)).astype(np.float64)  # many ties
-    blocks = hogbom.BlockPeaks(image)
-    assert blocks.peak() == find_peak(image)
-    psf = rng.normal(size=(41, 33))
-    for _ in range(20):
-        y, x, v = blocks.peak()
-        blocks.subtract(psf, y, x, 0.5 * v)
-        assert blocks.peak() == find_peak(image)
+    psf = ripple_psf(128, 128)
+    res = sky_residual(psf, (64, 64), SOURCES) + rng.normal(0, 0.01, (64, 64))
+    out = minor_cycle(res, psf, params(mgain=mgain), iterations_done=0, threshold=threshold)
+    floor = max(threshold, (1 - mgain) * np.abs(res).max())
+    found, expected = textbook_hogbom(res, psf, 0.1, floor)
+    assert out.iterations == len(found) > 30
+    ys, xs, amps = (np.array(c) for c in zip(*found, strict=True))
+    assert out.components == ComponentList.from_arrays(xs, ys, amps, np.zeros(ys.size), 64, 64)
+    np.testing.assert_allclose(out.residual, expected, atol=1e-12)
 
 
 @pytest.mark.parametrize("algorithm", ["hogbom", "clark", "multiscale"])
@@ -327,14 +343,23 @@ def test_cycle_threshold_combines_auto_threshold():
 # --- the FFT pieces --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kshape", [(5, 7), (40, 31), (90, 80)])
+@pytest.mark.parametrize("kshape", [(5, 7), (40, 31), (90, 80), (60, 88), (61, 87)])
 def test_convolver_is_linear_convolution(kshape):
     rng = np.random.default_rng(3)
     image, kernel = rng.normal(size=(30, 44)), rng.normal(size=kshape)
     full = scipy.signal.convolve2d(image, kernel)
     cy, cx = kshape[0] // 2, kshape[1] // 2
-    np.testing.assert_allclose(Convolver(image.shape, [kernel]).convolve(image),
-                               full[cy:cy + 30, cx:cx + 44], atol=1e-10)
+    conv = Convolver(image.shape, [kernel, kernel[::-1]])
+    np.testing.assert_allclose(conv.convolve(image), full[cy:cy + 30, cx:cx + 44], atol=1e-10)
+    # the transform is never longer than 2n - 1 (rounded up): a 2x PSF costs no more padding
+    assert conv.pad[0] <= scipy.fft.next_fast_len(min(30 + kshape[0] - 1, 59), True)
+    both = conv.convolve_all(image)
+    np.testing.assert_array_equal(both[0], conv.convolve(image))
+    flipped = scipy.signal.convolve2d(image, kernel[::-1])
+    np.testing.assert_allclose(both[1], flipped[cy:cy + 30, cx:cx + 44], atol=1e-10)
+    single = Convolver(image.shape, [kernel], dtype=np.float32).convolve(image)
+    assert single.dtype == np.float32
+    np.testing.assert_allclose(single, full[cy:cy + 30, cx:cx + 44], atol=1e-4)
 
 
 @pytest.mark.parametrize("scale", [0.0, 5.0])

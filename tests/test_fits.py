@@ -200,3 +200,29 @@ def test_preview_beam_ellipse_orientation(bpa):
     assert 2 * np.hypot(*far) == pytest.approx(120 * per_asec, rel=0.05)  # true size
     assert centre[0] < x0 and centre[1] < y0  # bottom left
     assert 'beam 120" x 40", PA' in ax.get_title()
+
+
+def test_read_fits_float32_is_the_stored_image(tmp_path):
+    g = ImageGeometry(nx=48, ny=40, cell=math.radians(1 / 3600), ra=1.0, dec=0.5, freq=1.4e9)
+    image = np.random.default_rng(2).normal(size=(40, 48))
+    fits.write_fits(tmp_path / "a.fits", image, g)
+    single, g32, _ = fits.read_fits(tmp_path / "a.fits", np.float32)
+    double, g64, _ = fits.read_fits(tmp_path / "a.fits")
+    assert single.dtype == np.float32 and double.dtype == np.float64 and g32 == g64
+    assert single.dtype.isnative and single.flags.writeable
+    np.testing.assert_array_equal(single, image.astype(np.float32))
+    np.testing.assert_array_equal(double, single.astype(np.float64))
+
+
+def test_preview_downsample_keeps_the_extremes():
+    rng = np.random.default_rng(3)
+    image = rng.normal(size=(1100, 700)).astype(np.float32)
+    image[1001, 3], image[5, 650] = 50.0, -60.0
+    small, factor = preview.downsample(image, limit=512)
+    assert factor == 3 and small.shape == (367, 234) and small.dtype == np.float32
+    assert small[333, 1] == 50.0 and small[1, 216] == -60.0
+    assert not np.isnan(small).any()  # every block holds a pixel of the image
+    block = image[300:303, 90:93]
+    assert small[100, 30] == block.flat[np.abs(block).argmax()]
+    tiny = np.zeros((500, 20))
+    assert preview.downsample(tiny, limit=512) == (tiny, 1)
