@@ -49,6 +49,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
+from htclean.executables import heap
 from htclean.executables.outcome import (
     EXIT_CLASSES,
     EXIT_INPUT,
@@ -283,6 +284,7 @@ def run_job(executable: str, parser: argparse.ArgumentParser,
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    heap.return_freed_memory()  # the job's peak memory is what it holds, not what it freed
     start = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     job = Job(job_name(args.record, executable), executable, argv)

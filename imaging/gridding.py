@@ -102,7 +102,7 @@ def _check(uvw: np.ndarray, freq: np.ndarray, shape: tuple[int, int], what: str)
 
 def dirty(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray | None,
           weight: np.ndarray | None, geom: ImageGeometry, params: GridParams,
-          tile: tuple[int, int] | None = None) -> np.ndarray:
+          tile: tuple[int, int] | None = None, add_to: np.ndarray | None = None) -> np.ndarray:
     """Unnormalised dirty image ``Re sum w V exp(-2 pi i (u l + v m + w (n - 1)))``.
 
     uvw (nrow, 3) float64 metres; freq (nchan,) Hz; vis (nrow, nchan) complex, or None for
@@ -111,7 +111,8 @@ def dirty(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray | None,
     double; the CPU's may be a transposed view), not divided by the weight sum. tile (ny, nx):
     on the CPU, grid an image larger than that as tiles of at most that size (ducc0 shifted
     to each tile's centre; the same image, a tile's grid in memory at a time: a 2x PSF costs
-    the memory of the image's).
+    the memory of the image's). add_to: an image of the gridder's float type the result is
+    added to, tile by tile, and returned (a tiled image is then never held twice).
     """
     shape = (uvw.shape[0] if uvw.ndim == 2 else -1, freq.shape[0] if freq.ndim == 1 else -1)
     if resolve_device(params.device) == "gpu":
@@ -119,7 +120,11 @@ def dirty(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray | None,
 
         if vis is None:
             vis = np.ones(shape, params.complex)
-        return gpu_gridding.dirty(uvw, freq, vis, weight, geom, params)
+        image = gpu_gridding.dirty(uvw, freq, vis, weight, geom, params)
+        if add_to is None:
+            return image
+        add_to += image
+        return add_to
     if vis is not None:
         _check(uvw, freq, vis.shape, "vis")
     if weight is not None:
@@ -132,15 +137,21 @@ def dirty(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray | None,
             "vis": np.broadcast_to(params.complex(1), shape) if vis is None else
             np.ascontiguousarray(vis, dtype=params.complex),
             "wgt": None if weight is None else np.ascontiguousarray(weight, dtype=params.real)}
+    if add_to is not None and add_to.shape != geom.shape:
+        raise InputError(f"add_to has shape {add_to.shape}, expected {geom.shape}")
     if tile is None or (geom.ny <= tile[0] and geom.nx <= tile[1]):
-        return _vis2dirty(args, geom.nx, geom.ny, geom.cell, params).T
-    out = np.empty(geom.shape, params.real)
+        image = _vis2dirty(args, geom.nx, geom.ny, geom.cell, params).T
+        if add_to is None:
+            return image
+        add_to += image
+        return add_to
+    out = np.zeros(geom.shape, params.real) if add_to is None else add_to
     for y0, m in _tiles(geom.ny, tile[0]):
         for x0, n in _tiles(geom.nx, tile[1]):
             # ducc0's image centre, relative to the phase centre (pixel (nx // 2, ny // 2))
             shift = ((x0 + n // 2 - geom.nx // 2) * geom.cell,
                      -(y0 + m // 2 - geom.ny // 2) * geom.cell)
-            out[y0:y0 + m, x0:x0 + n] = _vis2dirty(args, n, m, geom.cell, params, shift).T
+            out[y0:y0 + m, x0:x0 + n] += _vis2dirty(args, n, m, geom.cell, params, shift).T
     return out
 
 

@@ -25,10 +25,11 @@ silently different image.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -184,8 +185,11 @@ def _groups(chunks: list[dict], max_vis: int | None) -> list[list[dict]]:
     return groups
 
 
-def _read_into(zf: zipfile.ZipFile, name: str, out: np.ndarray, path: Path) -> None:
-    """Read the .npy member ``name`` straight into ``out`` (C-contiguous, same shape/dtype)."""
+def _read_into(zf: zipfile.ZipFile, name: str, out: np.ndarray, path: Path, *,
+               subtract: bool = False) -> None:
+    """Read the .npy member ``name`` straight into ``out`` (C-contiguous, same shape/dtype).
+    subtract: ``out`` becomes the member minus ``out``, read a block of rows at a time (a few
+    MB beside ``out``, not a second array of its size)."""
     with zf.open(f"{name}.npy") as f:
         version = np.lib.format.read_magic(f)
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
@@ -194,13 +198,30 @@ def _read_into(zf: zipfile.ZipFile, name: str, out: np.ndarray, path: Path) -> N
         if tuple(shape) != out.shape or fortran or np.dtype(dtype) != out.dtype:
             raise InputError(f"{path}: member {name} is {dtype}{shape}, not {out.dtype}"
                              f"{out.shape}")
-        view = memoryview(out.reshape(-1).view(np.uint8))
-        done = 0
-        while done < len(view):
-            got = f.readinto(view[done:])
-            if not got:
-                raise InputError(f"{path}: member {name} is truncated")
-            done += got
+        if not subtract:
+            _fill(f, out.reshape(-1), name, path)
+            return
+        flat = out.reshape(-1)
+        block = np.empty(min(flat.size, _BLOCK_BYTES // max(out.itemsize, 1)), out.dtype)
+        for start in range(0, flat.size, block.size):
+            part = flat[start:start + block.size]
+            got = block[:part.size]
+            _fill(f, got, name, path)
+            np.subtract(got, part, out=part)
+
+
+_BLOCK_BYTES = 1 << 23  # what a subtracting read holds beside its array
+
+
+def _fill(f: Any, out: np.ndarray, name: str, path: Path) -> None:
+    """Read exactly ``out.nbytes`` bytes of an open member into ``out`` (1-D, contiguous)."""
+    view = memoryview(out.view(np.uint8))
+    done = 0
+    while done < len(view):
+        got = f.readinto(view[done:])
+        if not got:
+            raise InputError(f"{path}: member {name} is truncated")
+        done += got
 
 
 def _read_group(zf: zipfile.ZipFile, group: list[dict], vis: bool, path: Path) -> VisChunk:
@@ -238,3 +259,43 @@ def read_chunks(path: str | os.PathLike, header: dict[str, Any] | None = None,
                 del chunk
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise InputError(f"{p}: unreadable part file ({exc})") from None
+
+
+def read_residual_chunks(path: str | os.PathLike, header: dict[str, Any],
+                         predict: Callable[[VisChunk], np.ndarray],
+                         max_vis: int | None = None) -> Iterator[VisChunk]:
+    """The part's chunks with ``vis`` = data - ``predict(chunk)``: the model's visibilities
+    (complex64 (nrow, nchan), writable; called with the chunk's uvw, freq and weight) are
+    predicted first and the data subtracted in their array as it is read, so a residual job
+    holds one visibility array per chunk, not two. As ``read_chunks`` otherwise."""
+    p = Path(path)
+    with _reading(p):
+        zf = zipfile.ZipFile(p)
+    with zf:
+        for i, group in enumerate(_groups(header["chunks"], max_vis)):
+            with _reading(p):
+                chunk = _read_group(zf, group, False, p)
+            chunk.nbad = int(header["nbad"]) if i == 0 else 0
+            model = predict(chunk)
+            if model.shape != chunk.weight.shape or model.dtype != np.complex64:
+                raise RuntimeError(f"predicted {model.dtype}{model.shape}, not complex64"
+                                   f"{chunk.weight.shape}")
+            r = 0
+            for c in group:
+                with _reading(p):
+                    _read_into(zf, f"{c['name']}-vis", model[r:r + c["rows"]], p,
+                               subtract=True)
+                r += c["rows"]
+            chunk.vis = model
+            del model
+            yield chunk
+            del chunk
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """A part file that cannot be read is an InputError naming it."""
+    try:
+        yield
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: unreadable part file ({exc})") from None

@@ -192,12 +192,16 @@ def _slices(chunk: msread.VisChunk, rows: int = SLICE_ROWS) -> Iterator[msread.V
 
 def _imaging_weights(chunk: msread.VisChunk, kind: str, robust: float | None,
                      density: np.ndarray | None, geom: ImageGeometry,
-                     params: gridding.GridParams) -> np.ndarray:
+                     params: gridding.GridParams, *, in_place: bool = False) -> np.ndarray:
     """weighting.apply of a chunk in the gridder's float type, computed SLICE_ROWS rows at a
-    time (the same values; a fraction of the temporaries)."""
+    time (the same values; a fraction of the temporaries). in_place: written over the
+    chunk's data weights where they are of that type and writable (the caller no longer
+    needs them: a residual job then holds one weight array, not two)."""
     if kind == "natural":
         return chunk.weight.astype(params.real, copy=False)
-    out = np.empty(chunk.weight.shape, params.real)
+    weight = chunk.weight
+    out = weight if in_place and weight.dtype == params.real and weight.flags.writeable \
+        and weight.flags.c_contiguous else np.empty(weight.shape, params.real)
     for r, piece in zip(range(0, len(out), SLICE_ROWS), _slices(chunk), strict=False):
         out[r:r + SLICE_ROWS] = weighting.apply(piece, kind, robust, density, geom)
     return out
@@ -224,7 +228,7 @@ def part_psf_dirty(ms: str | os.PathLike, settings: dict[str, Any],
     wsum, nvis, nbad = 0.0, 0, 0
     bands: dict[bytes, tuple[np.ndarray, list, list]] = {}  # freq -> (freq, uvws, weights)
     for chunk in chunks:
-        w = _imaging_weights(chunk, kind, robust, grid, geom, params)
+        w = _imaging_weights(chunk, kind, robust, grid, geom, params, in_place=True)
         img += gridding.dirty(chunk.uvw, chunk.freq, chunk.vis, w, geom, params)
         band = bands.setdefault(chunk.freq.tobytes(), (chunk.freq, [], []))
         band[1].append(chunk.uvw)
@@ -240,7 +244,7 @@ def part_psf_dirty(ms: str | os.PathLike, settings: dict[str, Any],
         uvw, w = np.concatenate(uvws), np.concatenate(weights)
         uvws.clear()
         weights.clear()
-        psf += gridding.dirty(uvw, freq, None, w, pgeom, params, tile=geom.shape)
+        gridding.dirty(uvw, freq, None, w, pgeom, params, tile=geom.shape, add_to=psf)
         del uvw, w
     return Partial({"psf": psf, "dirty": img}, wsum, nvis, nbad, geom)
 
@@ -259,19 +263,30 @@ def part_residual(ms: str | os.PathLike, settings: dict[str, Any], components: A
                   rows: Sequence[int] | np.ndarray | None = None,
                   channels: tuple[int, int] | None = None) -> Partial:
     """Residual image of a part from one read: image ``residual`` (ny, nx), unnormalised
-    ``dirty(V - predict(model))``. components: a ComponentList (or a model image, Jy/pixel)."""
+    ``dirty(V - predict(model))``. components: a ComponentList (or a model image, Jy/pixel).
+
+    From a part file in single precision the model's visibilities are predicted first and the
+    data subtracted in their array as it is read (partfile.read_residual_chunks): one
+    visibility array per chunk, and the imaging weights in the data weights' own array."""
     geom, chunks = _source(ms, settings, rows, channels)
     params = gridding.GridParams.from_settings(settings)
     kind, robust = _weights(settings)
     grid = _density_of(density)
-    model = model_image(components, geom)
+    # float32 in Fortran order: the gridder's transposed view of it is the array itself
+    model = np.asfortranarray(model_image(components, geom), params.real)
     empty = not np.any(model)
+    deferred = not empty and partfile.is_part_file(ms) and \
+        np.dtype(params.complex) == np.complex64
+    if deferred:
+        chunks = partfile.read_residual_chunks(
+            ms, partfile.read_header(ms),
+            lambda c: gridding.predict(model, c.uvw, c.freq, geom, params), GROUP_VIS)
     img = np.zeros(geom.shape, params.real)
     wsum, nvis, nbad = 0.0, 0, 0
     for chunk in chunks:
-        w = _imaging_weights(chunk, kind, robust, grid, geom, params)
+        w = _imaging_weights(chunk, kind, robust, grid, geom, params, in_place=True)
         vis = chunk.vis.astype(params.complex, copy=False)  # the chunk's own: changed in place
-        if not empty:
+        if not empty and not deferred:
             np.subtract(vis, gridding.predict(model, chunk.uvw, chunk.freq, geom, params),
                         out=vis)
         img += gridding.dirty(chunk.uvw, chunk.freq, vis, w, geom, params)

@@ -450,3 +450,13 @@ def test_deconvolve_cycles_state_and_restore(tiny, tmp_path, monkeypatch, capsys
     assert summary["stop_reason"] in loop.REASONS and summary["components"] == m2["count"]
     assert summary["image"]["peak"] == pytest.approx(1.0, abs=0.05)  # the 1 Jy source
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_jobs_fix_the_mmap_threshold():
+    """On glibc (this project's Linux machines) a job fixes the mmap threshold, so the large
+    temporaries it frees leave its resident memory (executables/heap.py)."""
+    import platform
+
+    from htclean.executables import heap
+
+    assert heap.return_freed_memory() == (platform.libc_ver()[0] == "glibc")

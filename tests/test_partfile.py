@@ -97,3 +97,32 @@ def test_chunks_joined_up_to_max_vis(tmp_path):
         np.testing.assert_array_equal(np.concatenate([getattr(g, name) for g in got[:2]]),
                                       joined.astype(getattr(got[0], name).dtype))
     assert len(list(partfile.read_chunks(path, max_vis=1 << 30))) == 2
+
+
+def test_residual_chunks_subtract_in_the_prediction(tmp_path, monkeypatch):
+    """read_residual_chunks gives data - prediction exactly, in the prediction's own array,
+    also when the subtraction is done in several blocks; a truncated part is one InputError."""
+    monkeypatch.setattr(partfile, "_BLOCK_BYTES", 8 * 7)  # several blocks per member
+    rng = np.random.default_rng(6)
+    chunks = [chunk(rng, 30, 8, True), chunk(rng, 25, 8, False), chunk(rng, 20, 4, True, 1)]
+    path = tmp_path / "p.vis.npz"
+    header = partfile.write(path, chunks, INFO, DATA, (1.0, 0.5))
+    predicted = []
+
+    def predict(c: VisChunk) -> np.ndarray:
+        model = (rng.normal(size=c.weight.shape) + 1j).astype(np.complex64)
+        predicted.append((model, model.copy()))
+        return model
+
+    got = list(partfile.read_residual_chunks(path, header, predict, max_vis=55 * 8))
+    plain = list(partfile.read_chunks(path, header, max_vis=55 * 8))
+    assert len(got) == len(plain) == 2
+    for g, p, (array, before) in zip(got, plain, predicted, strict=True):
+        assert g.vis is array  # formed where the prediction was, no second array
+        np.testing.assert_array_equal(g.vis, p.vis - before)
+        np.testing.assert_array_equal(g.weight, p.weight)
+        np.testing.assert_array_equal(g.uvw, p.uvw)
+    cut = tmp_path / "cut.vis.npz"
+    cut.write_bytes(path.read_bytes()[:-300])
+    with pytest.raises(InputError, match="cut.vis.npz"):
+        list(partfile.read_residual_chunks(cut, header, predict))
