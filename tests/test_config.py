@@ -84,6 +84,8 @@ BAD = [
     (lambda c: c["image"].update(primary_beam="yes"), "image.primary_beam"),
     (lambda c: c["image"].update(reference_frequency="1.5 parsec"),
      "image.reference_frequency"),
+    (lambda c: (c["image"].update(name="field"), c.update(output={"run_id": "field"})),
+     "output.run_id"),
 ]
 
 
@@ -245,3 +247,15 @@ def test_several_ms_resolve_to_absolute_paths_in_order(tmp_path, fake_ms):
     assert single[1]["data"]["ms"] == [str(fake_ms)]
     assert single[1]["deconvolution"]["nterms"] == 1
     assert single[1]["image"]["reference_frequency"] is None
+
+
+def test_exponents_without_a_dot_are_numbers(tmp_path, fake_ms):
+    """``epsilon: 1e-6`` (YAML 1.2, as users write it) is a number, not the string PyYAML's
+    YAML 1.1 makes of it; strings that only start with digits stay strings."""
+    path = write(tmp_path, f"data: {{ms: {fake_ms}}}\nimage: {{size: 256, scale: 2asec}}\n"
+                           "gridder: {epsilon: 1e-6, precision: double}\n"
+                           "deconvolution: {threshold: 1e-5Jy, gain: 5E-2}\n")
+    _, parsed = config.load(path)
+    assert parsed["gridder"]["epsilon"] == 1e-6
+    assert parsed["deconvolution"]["gain"] == 0.05
+    assert parsed["deconvolution"]["threshold"] == pytest.approx(1e-5)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,13 +256,30 @@ def _unknown(path: str) -> str:
     return f"unknown {'section' if '.' not in path else 'key'}{hint}"
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2's floats: ``1e-6`` is a number, as users write it (YAML 1.1, PyYAML's
+    default, wants ``1.0e-6`` and reads ``1e-6`` as a string)."""
+
+
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in
+                                   yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
 def read_yaml(path: str | os.PathLike) -> dict:
     """Read a configuration file; raise ConfigError naming the file when it is not a mapping."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(str(p), "no such configuration file")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml.load(p.read_text(), Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -334,6 +352,10 @@ def _consistency(flat: dict, parsed: dict, base: Path, check_files: bool) -> Ite
     if nterms > 1 and parsed["deconvolution.algorithm"] == "clark":
         yield ConfigError("deconvolution.nterms", f"{nterms} terms need algorithm hogbom or "
                           "multiscale (the multi-term minor cycle has no Clark variant)")
+    if parsed["output.run_id"] is not None and parsed["output.run_id"] == parsed["image.name"]:
+        yield ConfigError("output.run_id", f"must differ from image.name "
+                          f"({parsed['image.name']!r}): the run's own files (RUN_ID-psf.fits, "
+                          "...) would take the products' names (NAME-psf.fits, ...)")
     if parsed["partition.parts"] is not None and parsed["partition.max_size"] is not None:
         yield ConfigError("partition.max_size", "give partition.parts or partition.max_size, "
                           "not both")
