@@ -1,7 +1,7 @@
 """The htclean configuration: reading, validating, resolving and parsing it.
 
-The declarations in ``PARAMETERS`` (config_keys.py) drive validation (``validate``), the commented template
-(``template``), the resolved configuration that travels with every job (``resolve``) and the
+The declarations in ``PARAMETERS`` (config_keys.py) drive validation (``validate``), the
+commented template (``template``), the resolved configuration that travels with every job (``resolve``) and the
 parsed settings the code uses (``parse``: quantities in base units: radians, Jy, bytes).
 """
 
@@ -31,7 +31,6 @@ from htclean.workflows.config_keys import (  # noqa: F401 (the keys are config's
     ConfigError,
     Param,
 )
-
 
 # --- loading, validation, resolution -------------------------------------------------------
 
