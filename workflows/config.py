@@ -2,7 +2,8 @@
 
 The declarations in ``PARAMETERS`` (config_keys.py) drive validation (``validate``), the
 commented template (``template``), the resolved configuration that travels with every job
-(``resolve``) and the parsed settings the code uses (``parse``: quantities in base units: radians, Jy, bytes).
+(``resolve``) and the parsed settings the code uses (``parse``: quantities in base units:
+radians, Jy, bytes).
 """
 
 from __future__ import annotations
