@@ -25,7 +25,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from htclean.imaging import device, gpu_gridding, gridding
+from htclean.imaging import device, gpu_gridding, gpu_plan, gridding
 from htclean.imaging.geometry import ImageGeometry
 
 C = gpu_gridding.C
@@ -65,7 +65,7 @@ def line(what: str, seconds: float, nvis: int) -> None:
 
 def describe(uvw, freq, weight, geom, params) -> str:
     samples = gpu_gridding.Samples(np, uvw, freq, weight != 0, params.wgridding)
-    plan = gpu_gridding.make_plan(geom.ny, geom.nx, geom.cell, *samples.w_range(),
+    plan = gpu_plan.make_plan(geom.ny, geom.nx, geom.cell, *samples.w_range(),
                                   params.epsilon, params.precision, params.wgridding)
     return (f"the GPU gridder's plan: grid {plan.nu0}x{plan.nu1}, kernel support "
             f"{plan.kernel.support}, {plan.nplanes} w-plane(s); ducc0 picks its own")

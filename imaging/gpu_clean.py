@@ -33,8 +33,8 @@ from htclean.imaging.clean import (
     subtract_shifted,
     sum_by_pixel,
 )
-from htclean.imaging.clean import Convolver as CpuConvolver
 from htclean.imaging.components import ComponentList, add_stamps, scale_kernel
+from htclean.imaging.convolver import Convolver as CpuConvolver
 from htclean.imaging.cpus import resolve_threads
 from htclean.imaging.device import select as select_device
 from htclean.imaging.device import to_numpy
@@ -70,8 +70,8 @@ def select_pixels(xp: ModuleType, image: Any, limit: float,
 
 
 class Convolver:
-    """``clean.Convolver`` on xp: linear (zero-padded) convolution of ``(ny, nx)`` images with
-    fixed kernels (centres at ``(ky // 2, kx // 2)``); on numpy it is ``clean.Convolver``
+    """``convolver.Convolver`` on xp: linear (zero-padded) convolution of ``(ny, nx)`` images with
+    fixed kernels (centres at ``(ky // 2, kx // 2)``); on numpy it is ``convolver.Convolver``
     itself (same arithmetic), on CuPy real FFTs by cupy.fft (cuFFT). Kernel transforms are
     computed once."""
 

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from htclean.imaging.clean import CleanParams, Convolver, StopRule, fftconvolve
+from htclean.imaging.clean import CleanParams, StopRule, fftconvolve
 from htclean.imaging.components import add_stamps, scale_kernel
+from htclean.imaging.convolver import Convolver
 from htclean.imaging.errors import InputError
 from htclean.imaging.mtmfs import TaylorComponents, score, subtract
 from htclean.imaging.multiscale import beam_pixels

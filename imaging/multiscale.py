@@ -29,7 +29,6 @@ from htclean.imaging.beam import fit_clean_beam
 from htclean.imaging.clark import list_clean, select
 from htclean.imaging.clean import (
     CleanParams,
-    Convolver,
     MinorCycleResult,
     PSFSubtractor,
     StopRule,
@@ -39,6 +38,7 @@ from htclean.imaging.clean import (
     result,
 )
 from htclean.imaging.components import ComponentList, scale_kernel
+from htclean.imaging.convolver import Convolver
 from htclean.imaging.errors import InputError
 
 

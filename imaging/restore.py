@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from htclean.imaging.beam import Beam
-from htclean.imaging.clean import Convolver
 from htclean.imaging.components import ComponentList, add_stamps
+from htclean.imaging.convolver import Convolver
 from htclean.imaging.errors import InputError
 
 DIRECT_FACTOR = 20  # direct stamps when model pixels x beam pixels < this x image pixels

@@ -11,13 +11,13 @@ import scipy.signal
 
 from htclean.imaging.clean import (
     CleanParams,
-    Convolver,
     PSFSubtractor,
     find_peak,
     minor_cycle,
     subtract_shifted,
 )
 from htclean.imaging.components import ComponentList, scale_kernel
+from htclean.imaging.convolver import Convolver
 from htclean.imaging.errors import InputError
 from htclean.imaging.noise import robust_sigma
 from htclean.workflows import config

@@ -14,7 +14,15 @@ import pytest
 import scipy.integrate
 import scipy.signal
 
-from htclean.imaging import clean, device, gpu_clean, gpu_gridding, gpu_kernels, gpu_monitor
+from htclean.imaging import (
+    clean,
+    device,
+    gpu_clean,
+    gpu_gridding,
+    gpu_kernels,
+    gpu_monitor,
+    gpu_plan,
+)
 from htclean.imaging import gridding as cpu_gridding
 from htclean.imaging.clean import CleanParams
 from htclean.imaging.errors import InputError
@@ -136,9 +144,9 @@ def test_choose_kernel_support_and_limits():
 
 
 def test_good_size_is_smooth_and_even():
-    assert gpu_gridding.good_size(128) == 128
-    assert gpu_gridding.good_size(2 * 1001) == 2016  # 2^5 3^2 7
-    n = gpu_gridding.good_size(2 * 4097)
+    assert gpu_plan.good_size(128) == 128
+    assert gpu_plan.good_size(2 * 1001) == 2016  # 2^5 3^2 7
+    n = gpu_plan.good_size(2 * 4097)
     assert n % 2 == 0 and n >= 8194
 
 
@@ -453,7 +461,7 @@ def test_w_planes_cover_every_sample_and_sorting_keeps_them():
     uvw, freq, _, _ = observation(7, spread=3000.0)
     samples = gpu_gridding.Samples(np, uvw, freq, None, True)
     wmin, wmax = samples.w_range()
-    plan = gpu_gridding.make_plan(WIDE.ny, WIDE.nx, WIDE.cell, wmin, wmax, 1e-5, "double", True)
+    plan = gpu_plan.make_plan(WIDE.ny, WIDE.nx, WIDE.cell, wmin, wmax, 1e-5, "double", True)
     assert plan.nplanes > plan.kernel.support  # really w-stacked
     t = (samples.w - plan.w_first) / plan.dw
     first = np.floor(t - plan.kernel.support / 2) + 1
