@@ -2,11 +2,14 @@
 
     python benchmarks/vs_wsclean.py [--sizes demo 3m 50m] [--dir DIR] [--threads N]
                                     [--no-wsclean] [--parts P] [--precision single|double]
+                                    [--epsilon 1e-5]
 
 For each size, simulates the observation once with `htclean simulate` (kept in DIR), then runs
 WSClean (when ``wsclean`` is on PATH) and `htclean run` one after the other on the same MS:
 Briggs 0, Hogbom, gain 0.1, mgain 0.8, auto-threshold 3, niter 100000, the same size and cell,
-w-gridding (``-use-wgridder``), ``-j THREADS`` / request_cpus THREADS. Sizes:
+w-gridding (``-use-wgridder``) at the same accuracy (``-wgridder-accuracy EPSILON`` /
+gridder.epsilon EPSILON; default 1e-5, htclean's default, where WSClean's own is 1e-4),
+``-j THREADS`` / request_cpus THREADS. Sizes:
 
   demo  htclean demo's observation (VLA D, 3 h, 4 x 16 MHz), its suggested image
   3m    VLA C, 4 h at 27 s, 16 x 8 MHz: 3.0M visibilities, 1024 x 1024
@@ -74,13 +77,14 @@ def timed(cmd: list[str], log: Path) -> tuple[float, float, float]:
     return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
-def run_wsclean(ms: Path, truth: dict, work: Path, threads: int) -> dict:
+def run_wsclean(ms: Path, truth: dict, work: Path, threads: int, epsilon: float) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     n = str(int(truth["image"]["size"]))
     cmd = ["wsclean", "-name", str(work / "wsclean"), "-size", n, n,
            "-scale", f"{truth['image']['cell_asec']:.6g}asec", "-data-column", "DATA",
            "-weight", "briggs", "0", "-niter", str(NITER), "-gain", "0.1", "-mgain", "0.8",
-           "-auto-threshold", "3", "-use-wgridder", "-no-update-model-required",
+           "-auto-threshold", "3", "-use-wgridder", "-wgridder-accuracy", f"{epsilon:g}",
+           "-no-update-model-required",
            "-j", str(threads), str(ms)]
     wall, peak, cpu = timed(cmd, work / "wsclean.log")
     text = (work / "wsclean.log").read_text()
@@ -90,8 +94,9 @@ def run_wsclean(ms: Path, truth: dict, work: Path, threads: int) -> dict:
 
 
 def htclean_config(ms: Path, truth: dict, threads: int, parts: int | None,
-                   precision: str | None) -> str:
-    gridder = f"gridder:\n  precision: {precision}\n" if precision else ""
+                   precision: str | None, epsilon: float) -> str:
+    gridder = f"gridder:\n  epsilon: {epsilon!r}\n" + (
+        f"  precision: {precision}\n" if precision else "")
     part = f"partition:\n  parts: {parts}\n" if parts else ""
     return (f"data:\n  ms: {ms}\nimage:\n  name: bench\n  size: {int(truth['image']['size'])}\n"
             f"  scale: {truth['image']['cell_asec']:.6g}asec\n"
@@ -107,10 +112,10 @@ def records(run: Path) -> list[dict]:
 
 
 def run_htclean(ms: Path, truth: dict, work: Path, threads: int, parts: int | None,
-                precision: str | None) -> dict:
+                precision: str | None, epsilon: float) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     config = work / "bench.yml"
-    config.write_text(htclean_config(ms, truth, threads, parts, precision))
+    config.write_text(htclean_config(ms, truth, threads, parts, precision, epsilon))
     run = work / "run"
     wall, peak, cpu = timed([htclean_exe(), "run", str(config), "-o", str(run), "--force"],
                             work / "htclean.log")
@@ -150,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parts", type=int, help="partition.parts (default: the configuration's)")
     p.add_argument("--precision", choices=("single", "double"),
                    help="gridder.precision (default: the configuration's)")
+    p.add_argument("--epsilon", type=float, default=1e-5,
+                   help="gridding accuracy of both (WSClean -wgridder-accuracy, gridder.epsilon)")
     p.add_argument("--no-wsclean", action="store_true")
     args = p.parse_args(argv)
     work = Path(args.dir).absolute()
@@ -163,13 +170,14 @@ def main(argv: list[str] | None = None) -> int:
         ws = None
         if have_ws:
             print(f"[{size}] wsclean ... (load {load()})", flush=True)
-            ws = run_wsclean(ms, truth, work / size / "wsclean", args.threads)
+            ws = run_wsclean(ms, truth, work / size / "wsclean", args.threads, args.epsilon)
         print(f"[{size}] htclean run ... (load {load()})", flush=True)
         ht = run_htclean(ms, truth, work / size / "htclean", args.threads, args.parts,
-                         args.precision)
+                         args.precision, args.epsilon)
         print(f"[{size}] done (load {load()})", flush=True)
         rows.append((size, nvis, int(truth["image"]["size"]), ws, ht))
-    print(f"\n{os.cpu_count()} CPUs, {args.threads} threads; load after: {load()}")
+    print(f"\n{os.cpu_count()} CPUs, {args.threads} threads, gridding accuracy "
+          f"{args.epsilon:g}; load after: {load()}")
     print("| size | visibilities | image | WSClean | htclean run | ratio (CPU s ratio) | peak "
           "memory WSClean / htclean (largest job) | bytes read per cycle (MS tar per part "
           "before) |")

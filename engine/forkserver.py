@@ -106,27 +106,41 @@ class Client:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
+        self._ready = False
         self._dir: str | None = None
         self.address: str | None = None
 
-    def _start(self) -> None:
+    def _spawn(self) -> None:
+        """Start the server process; it loads its modules while the caller goes on."""
         self._dir = tempfile.mkdtemp(prefix="htclean-forkserver-")
         self.address = os.path.join(self._dir, "socket")
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "htclean.engine.forkserver", self.address],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
-        ready = self._proc.stdout.readline()
-        if ready.strip() != b"ready":
+        self._ready = False
+        atexit.register(self.close)
+
+    def _await_ready(self) -> None:
+        if self._ready:
+            return
+        if self._proc.stdout.readline().strip() != b"ready":
             self.close()
             raise OSError("the fork server did not start")
-        atexit.register(self.close)
+        self._ready = True
+
+    def prestart(self) -> None:
+        """Start the server now (its imports overlap the caller's work, e.g. planning)."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._spawn()
 
     def launch(self, argv: list[str], cwd: str | os.PathLike, env: dict[str, str],
                stdin, stdout, stderr) -> ForkedProcess:
         """Fork ``argv`` (a served console script) in the server; OSError if it cannot."""
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
-                self._start()
+                self._spawn()
+            self._await_ready()
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             conn.connect(self.address)
@@ -164,6 +178,12 @@ class Client:
 
 
 _client = Client()
+
+
+def prestart() -> None:
+    """Start the fork server ahead of the first job (nothing when it is switched off)."""
+    if enabled():
+        _client.prestart()
 
 
 def popen(argv: list[str], cwd: str | os.PathLike, env: dict[str, str], stdin, stdout,

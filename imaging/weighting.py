@@ -86,11 +86,12 @@ def check(kind: str, robust: float | None) -> None:
 
 
 def apply(chunk: VisChunk, kind: str, robust: float | None, density: np.ndarray | None,
-          geom: ImageGeometry) -> np.ndarray:
+          geom: ImageGeometry, *, f2: float | None = None) -> np.ndarray:
     """Imaging weights (nrow, nchan) float64 of a chunk.
 
     kind natural returns the chunk's weights (density unused); uniform and briggs need the
-    global density (ny, nx) of the whole dataset (all parts summed).
+    global density (ny, nx) of the whole dataset (all parts summed). ``f2``: briggs_f2 of
+    that density where the caller weights many chunks with it (computed here otherwise).
     """
     check(kind, robust)
     if kind == "natural":
@@ -105,5 +106,5 @@ def apply(chunk: VisChunk, kind: str, robust: float | None, density: np.ndarray 
     if kind == "uniform":
         denom = g
     else:
-        denom = 1.0 + briggs_f2(density, float(robust)) * g
+        denom = 1.0 + (briggs_f2(density, float(robust)) if f2 is None else f2) * g
     return np.where(usable, chunk.weight / np.where(usable, denom, 1.0), 0.0)

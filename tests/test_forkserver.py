@@ -84,6 +84,24 @@ def test_switched_off_runs_a_subprocess(tmp_path, monkeypatch):
     assert isinstance(proc, subprocess.Popen) and proc.wait() == 0
 
 
+def test_prestarted_server_serves_the_first_job(tmp_path, monkeypatch):
+    """htclean run starts the server before planning; the first job waits for it to be ready
+    and is forked by it (one server process, not a second one)."""
+    forkserver._client.close()
+    forkserver.prestart()
+    server = forkserver._client._proc
+    assert server is not None and server.poll() is None and not forkserver._client._ready
+    proc = start([str(BIN / "htclean-gather"), "--help"], tmp_path)
+    assert isinstance(proc, forkserver.ForkedProcess) and proc.wait() == 0
+    assert forkserver._client._proc is server and forkserver._client._ready
+    forkserver.prestart()  # already running: nothing new
+    assert forkserver._client._proc is server
+    forkserver._client.close()
+    monkeypatch.setenv("HTCLEAN_FORKSERVER", "0")
+    forkserver.prestart()
+    assert forkserver._client._proc is None
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _close_server():
     yield

@@ -113,8 +113,10 @@ def run(args: argparse.Namespace) -> int:
         if has_record(out / "engine") and not args.force:
             raise InputError(f"{out}: already holds a run; add --resume to go on with it, "
                              "--force to start again, or choose another -o")
+        from htclean.engine import forkserver
         from htclean.workflows.plan import plan
 
+        forkserver.prestart()  # its imports overlap the planning
         planned = plan(args.config, out, site="local", force=args.force)
         print(f"planned run {planned.run_id}: {planned.parts} part(s) in {out}", file=sys.stderr)
     result = run_workflow(out, jobs=jobs or None, resume=args.resume,
