@@ -292,6 +292,24 @@ def test_request_disk_grows_with_the_inputs(tmp_path):
     assert large["next-c00"] == small["next-c00"]  # the tree's root reads image-size partials
 
 
+def test_next_asks_for_the_memory_its_gather_holds():
+    """next's request_memory (the submit host's job) covers what it was measured to use at
+    4096^2 (998 MB: the 2x PSF and the dirty image), and grows with nterms and the image."""
+    from types import SimpleNamespace
+
+    from htclean.workflows import profiles
+
+    def need(n: int, nterms: int = 1, oversize: float = 2.0) -> int:
+        ctx = SimpleNamespace(image_shape=(n, n), settings={
+            "image": {"psf_oversize": oversize}, "deconvolution": {"nterms": nterms}})
+        return profiles.next_memory_mb(ctx)
+
+    assert need(512) == profiles.NEXT_MEMORY_MB
+    assert need(4096) > 998 * 1.2
+    assert need(4096, nterms=2) > need(4096) > need(4096, oversize=1.0)
+    assert need(8192) > need(4096)
+
+
 def test_same_inputs_same_bytes(tmp_path, tiny_ms):
     """A second plan, in another process with another hash seed, writes the same workflow."""
     a, _, _ = make_plan(tmp_path, tiny_ms, "condor", 5)

@@ -20,6 +20,7 @@ import math
 
 from Pegasus.api import Job, Namespace, SubWorkflow
 
+from htclean.imaging.geometry import psf_shape
 from htclean.workflows.context import LOCAL, RunContext
 from htclean.workflows.exitcode import NO_RETRY_STATUS
 
@@ -27,7 +28,8 @@ SERIAL_PRIORITY = 100     # partition, gather, deconvolve, next, restore, sub-wo
 PARALLEL_PRIORITY = 10    # weights, grid, residual: one per part
 SERIAL = ("partition", "gather", "deconvolve", "next", "restore")
 GPU_CATEGORIES = ("grid", "residual", "deconvolve")
-NEXT_MEMORY_MB = 1024     # the next job runs on the submit host (local universe)
+NEXT_MEMORY_MB = 1024     # at least, for next (on the submit host, local universe)
+NEXT_BASE_MB = 256        # its interpreter and modules
 GATHER_CPUS = 1
 MIB = 2**20
 
@@ -54,11 +56,22 @@ def disk_kib(ctx: RunContext, input_bytes: int) -> int:
     return max(1, math.ceil((2 * input_bytes + margin) / 1024))
 
 
+def next_memory_mb(ctx: RunContext) -> int:
+    """request_memory of next: its cycle-0 gather holds the 2 nterms - 1 PSFs (psf_oversize)
+    and the nterms dirty images, 12 bytes a pixel each (a float32 sum, a float64 image);
+    measured at 4096^2, nterms 1: 998 MB, this asks 1262."""
+    nx, ny = ctx.image_shape
+    pnx, pny = psf_shape(nx, ny, float(ctx.settings["image"]["psf_oversize"]))
+    nterms = int(ctx.settings["deconvolution"]["nterms"])
+    need = 12 * ((2 * nterms - 1) * pnx * pny + nterms * nx * ny)
+    return max(NEXT_MEMORY_MB, NEXT_BASE_MB + math.ceil(need / MIB))
+
+
 def requests(ctx: RunContext, category: str, input_bytes: int) -> dict[str, int]:
     """cpus, memory_mb, disk_kib and gpus of a job of ``category`` reading ``input_bytes``."""
     execution = ctx.settings["execution"]
     if category == "next":
-        cpus, memory = 1, NEXT_MEMORY_MB
+        cpus, memory = 1, next_memory_mb(ctx)
     else:
         cpus = GATHER_CPUS if category == "gather" else int(execution["request_cpus"])
         memory = math.ceil(execution["request_memory"] / MIB)
