@@ -28,6 +28,7 @@ import contextlib
 import importlib
 import json
 import os
+import pkgutil
 import selectors
 import signal
 import socket
@@ -39,8 +40,9 @@ from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
 
-PRELOAD = ("numpy", "scipy.ndimage", "ducc0", "casacore.tables", "astropy.io.fits",
-           "astropy.time", "astropy.wcs", "yaml")
+PRELOAD = ("numpy", "scipy.ndimage", "scipy.optimize", "ducc0", "casacore.tables",
+           "astropy.io.fits", "astropy.time", "astropy.wcs", "yaml", "mpl_toolkits.axes_grid1")
+IMAGING = "htclean.imaging"  # its modules are preloaded too (those of the GPU path are not)
 MAX_REQUEST = 1 << 20
 
 
@@ -269,6 +271,9 @@ def serve(address: str) -> None:
         importlib.import_module("matplotlib.pyplot")
     for value in scripts.values():
         importlib.import_module(value.partition(":")[0])
+    for module in pkgutil.iter_modules(importlib.import_module(IMAGING).__path__):
+        if not module.name.startswith(("gpu_", "device")):
+            importlib.import_module(f"{IMAGING}.{module.name}")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(address)
     listener.listen(64)
