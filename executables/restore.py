@@ -126,18 +126,20 @@ def work(args: argparse.Namespace, job: Job) -> None:
         path = out / f"{name}-{kind}.fits"
         write_fits(path, data, g, beam=beam, bunit=bunit, history=history)
         job.output(path)
+    stats = {"image": _stats(image), "residual": _stats(residual)}  # the robust sigma once
     for kind, data, title, unit in (("image", image, "restored image", "Jy/beam"),
                                     ("residual", residual, "residual", "Jy/beam"),
                                     ("psf", psf, "PSF", "")):  # the PSF has peak 1, no unit
         path = out / f"{name}-{kind}.png"
         write_preview(path, data, geom, title=f"{name}: {title}", bunit=unit, beam=beam,
-                      label="PSF (peak 1)" if kind == "psf" else None, noise=kind != "psf")
+                      label="PSF (peak 1)" if kind == "psf" else None, noise=kind != "psf",
+                      sigma=stats[kind]["robust_sigma"] if kind in stats else None)
         job.output(path)
     summary = {
         "name": name,
         "beam": {"bmaj_asec": beam.bmaj / ASEC, "bmin_asec": beam.bmin / ASEC,
                  "bpa_deg": float(beam.bpa)},
-        "image": _stats(image), "residual": _stats(residual),
+        "image": stats["image"], "residual": stats["residual"],
         "components": len(components), "flux": components.total_flux,
         "cycles": int(state["cycle"]) if state else 0,
         "iterations": int(state["iterations_total"]) if state else 0,

@@ -43,12 +43,12 @@ def format_value(value: float, bunit: str) -> str:
 
 
 def colour_norm(image: np.ndarray, *, stretch: str = "asinh", vmin: float | None = None,
-                vmax: float | None = None) -> Any:
+                vmax: float | None = None, sigma: float | None = None) -> Any:
     """The matplotlib norm of a preview of ``image`` (any shape, in its unit).
 
     vmin/vmax default to the image's finite range. ``asinh``: AsinhNorm whose linear width
     is NOISE_WIDTH x the robust sigma (at least MIN_WIDTH x the largest |pixel|); ``linear``:
-    Normalize.
+    Normalize. ``sigma``: the image's robust sigma where the caller has it.
     """
     from matplotlib.colors import AsinhNorm, Normalize
 
@@ -64,7 +64,8 @@ def colour_norm(image: np.ndarray, *, stretch: str = "asinh", vmin: float | None
     if stretch == "linear":
         return Normalize(vmin=lo, vmax=hi)
     scale = float(np.abs(finite).max()) if finite.size else 1.0
-    sigma = robust_sigma(finite) if finite.size else 0.0
+    if sigma is None:
+        sigma = robust_sigma(finite) if finite.size else 0.0
     width = max(NOISE_WIDTH * sigma, MIN_WIDTH * scale)
     return AsinhNorm(linear_width=width if width > 0 else 1.0, vmin=lo, vmax=hi)
 
@@ -117,7 +118,7 @@ def downsample(image: np.ndarray, limit: int = SHOWN_PIXELS) -> tuple[np.ndarray
     return np.take_along_axis(blocks, pick, axis=2)[..., 0], factor
 
 
-def _statistics(image: np.ndarray, bunit: str, noise: bool) -> str:
+def _statistics(image: np.ndarray, bunit: str, noise: bool, sigma: float | None = None) -> str:
     """One line: the peak and the robust noise (MAD) with peak/noise; without ``noise``
     (a PSF, whose MAD measures sidelobes), the peak and the deepest negative."""
     from htclean.imaging.noise import robust_sigma
@@ -129,7 +130,8 @@ def _statistics(image: np.ndarray, bunit: str, noise: bool) -> str:
     if not noise:
         return (f"peak {format_value(peak, bunit)}, "
                 f"min {format_value(float(finite.min()), bunit)}")
-    sigma = robust_sigma(finite)
+    if sigma is None:
+        sigma = robust_sigma(finite)
     if not sigma > 0:  # a noise-free image (a model): most pixels are equal
         return _statistics(image, bunit, noise=False)
     return (f"peak {format_value(peak, bunit)}, noise (MAD) {format_value(sigma, bunit)}, "
@@ -153,7 +155,7 @@ def _draw_beam(ax: Any, beam: Any, left: float, bottom: float, width: float) -> 
 def figure(image: np.ndarray, geom: ImageGeometry, *, title: str = "", bunit: str = "Jy/beam",
            label: str | None = None, beam: Any = None, noise: bool = True,
            stretch: str = "asinh", cmap: str = "inferno", vmin: float | None = None,
-           vmax: float | None = None) -> Any:
+           vmax: float | None = None, sigma: float | None = None) -> Any:
     """The preview of ``image`` (ny, nx), FITS orientation, as a matplotlib Figure (Agg).
 
     Axes are RA and Dec offsets from the image centre in arcsec, East on the left. The colour
@@ -162,6 +164,8 @@ def figure(image: np.ndarray, geom: ImageGeometry, *, title: str = "", bunit: st
     is ``title``, then the peak and the robust noise (``noise=False``: the peak and the
     minimum, for a PSF), then the beam when ``beam`` (imaging.beam.Beam: bmaj/bmin FWHM in
     radians, bpa degrees East of North) is given; the beam is also drawn, bottom left.
+    ``sigma``: the image's robust sigma (noise.robust_sigma) where the caller has it; else it
+    is computed once here (at 4096² it costs more than drawing).
     """
     import matplotlib
 
@@ -174,7 +178,12 @@ def figure(image: np.ndarray, geom: ImageGeometry, *, title: str = "", bunit: st
         image = image.astype(np.float64)
     if image.shape != geom.shape:
         raise InputError(f"image has shape {image.shape}, the geometry says {geom.shape}")
-    norm = colour_norm(image, stretch=stretch, vmin=vmin, vmax=vmax)
+    if sigma is None and (noise or stretch == "asinh"):
+        from htclean.imaging.noise import robust_sigma
+
+        finite = _finite(image)
+        sigma = robust_sigma(finite) if finite.size else 0.0
+    norm = colour_norm(image, stretch=stretch, vmin=vmin, vmax=vmax, sigma=sigma)
     asec = math.degrees(geom.cell) * 3600.0
     # pixel edges in offsets: l decreases with x (East on the left), m increases with y
     left = (geom.nx // 2 + 0.5) * asec
@@ -194,7 +203,7 @@ def figure(image: np.ndarray, geom: ImageGeometry, *, title: str = "", bunit: st
     ax.set_xlabel("RA offset (arcsec)")
     ax.set_ylabel("Dec offset (arcsec)")
     lines = [title] if title else []
-    lines.append(_statistics(image, bunit, noise))
+    lines.append(_statistics(image, bunit, noise, sigma))
     if beam is not None:
         bmaj, bmin = (math.degrees(b) * 3600.0 for b in (beam.bmaj, beam.bmin))
         lines.append(f'beam {bmaj:.3g}" x {bmin:.3g}", PA {beam.bpa:.1f} deg (bottom left)')
@@ -215,10 +224,10 @@ def write_preview(path: str | os.PathLike, image: np.ndarray, geom: ImageGeometr
                   title: str = "", bunit: str = "Jy/beam", label: str | None = None,
                   beam: Any = None, noise: bool = True, stretch: str = "asinh",
                   cmap: str = "inferno", vmin: float | None = None,
-                  vmax: float | None = None) -> None:
+                  vmax: float | None = None, sigma: float | None = None) -> None:
     """Write the PNG of ``figure(image, geom, ...)`` (same arguments) to ``path``."""
     fig = figure(image, geom, title=title, bunit=bunit, label=label, beam=beam, noise=noise,
-                 stretch=stretch, cmap=cmap, vmin=vmin, vmax=vmax)
+                 stretch=stretch, cmap=cmap, vmin=vmin, vmax=vmax, sigma=sigma)
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:

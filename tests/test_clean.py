@@ -340,6 +340,18 @@ def test_cycle_threshold_combines_auto_threshold():
         robust_sigma(np.full((4, 4), np.nan))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_robust_sigma_is_the_mad_and_leaves_the_image_alone(dtype):
+    rng = np.random.default_rng(5)
+    image = rng.normal(0, 0.01, (64, 65)).astype(dtype)
+    image[3, 4], image[7, 8] = np.nan, np.inf
+    before = image.copy()
+    finite = image[np.isfinite(image)]
+    mad = np.median(np.abs(finite - np.median(finite)))
+    assert robust_sigma(image) == float(1.4826 * mad)  # to the bit
+    np.testing.assert_array_equal(image, before)
+
+
 # --- the FFT pieces --------------------------------------------------------------------------
 
 
