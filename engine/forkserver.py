@@ -164,6 +164,8 @@ class Client:
         """Stop the server (its running children go on and are reaped by init)."""
         proc, self._proc = self._proc, None
         if proc is not None:
+            if not self._ready:  # still loading (a run that stopped before its first job)
+                proc.kill()
             with contextlib.suppress(OSError):
                 proc.stdin.close()
             try:
@@ -172,6 +174,7 @@ class Client:
                 proc.kill()
                 proc.wait()
             proc.stdout.close()
+            self._ready = False
         if self._dir:
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(self._dir, "socket"))

@@ -97,6 +97,11 @@ def test_prestarted_server_serves_the_first_job(tmp_path, monkeypatch):
     forkserver.prestart()  # already running: nothing new
     assert forkserver._client._proc is server
     forkserver._client.close()
+    forkserver.prestart()  # a run that stops before its first job: the loading server is
+    loading = forkserver._client._proc  # stopped at once, not waited for
+    started = time.monotonic()
+    forkserver._client.close()
+    assert loading.poll() is not None and time.monotonic() - started < 0.5
     monkeypatch.setenv("HTCLEAN_FORKSERVER", "0")
     forkserver.prestart()
     assert forkserver._client._proc is None
