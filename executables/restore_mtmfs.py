@@ -71,6 +71,18 @@ def _stats(image: np.ndarray) -> dict[str, float]:
             "robust_sigma": float(robust_sigma(image))}
 
 
+def alpha_line(alpha: np.ndarray, cut: float) -> str:
+    """The alpha preview's numbers: the median and quartiles where alpha is defined."""
+    from htclean.imaging.preview import format_value
+
+    finite = alpha[np.isfinite(alpha)]
+    if finite.size == 0:
+        return f"no pixel above the cut (tt0 > {format_value(cut, 'Jy/beam')})"
+    q1, med, q3 = (float(v) for v in np.percentile(finite, [25, 50, 75]))
+    return (f"median {med:.2f} (quartiles {q1:.2f}, {q3:.2f}) over {finite.size} pixels "
+            f"with tt0 > {format_value(cut, 'Jy/beam')}")
+
+
 def work(args: argparse.Namespace, job: Job) -> None:
     """The multi-term restore (module docstring)."""
     from htclean.executables.deconvolve import read_state
@@ -129,7 +141,8 @@ def work(args: argparse.Namespace, job: Job) -> None:
                  {"label": "PSF (peak 1)", "noise": False}),
                 ("alpha", alpha, "spectral index", "",
                  {"label": "alpha", "noise": False, "stretch": "linear", "cmap": "coolwarm",
-                  "vmin": ALPHA_RANGE[0], "vmax": ALPHA_RANGE[1]}))
+                  "vmin": ALPHA_RANGE[0], "vmax": ALPHA_RANGE[1],
+                  "statistics": alpha_line(alpha, cut)}))
     for kind, data, title, unit, extra in previews:
         path = Path(f"{name}-{kind}.png")
         write_preview(path, data, tgeom, title=f"{name}: {title}", bunit=unit, beam=beam,

@@ -155,7 +155,8 @@ def _draw_beam(ax: Any, beam: Any, left: float, bottom: float, width: float) -> 
 def figure(image: np.ndarray, geom: ImageGeometry, *, title: str = "", bunit: str = "Jy/beam",
            label: str | None = None, beam: Any = None, noise: bool = True,
            stretch: str = "asinh", cmap: str = "inferno", vmin: float | None = None,
-           vmax: float | None = None, sigma: float | None = None) -> Any:
+           vmax: float | None = None, sigma: float | None = None,
+           statistics: str | None = None) -> Any:
     """The preview of ``image`` (ny, nx), FITS orientation, as a matplotlib Figure (Agg).
 
     Axes are RA and Dec offsets from the image centre in arcsec, East on the left. The colour
@@ -165,7 +166,8 @@ def figure(image: np.ndarray, geom: ImageGeometry, *, title: str = "", bunit: st
     minimum, for a PSF), then the beam when ``beam`` (imaging.beam.Beam: bmaj/bmin FWHM in
     radians, bpa degrees East of North) is given; the beam is also drawn, bottom left.
     ``sigma``: the image's robust sigma (noise.robust_sigma) where the caller has it; else it
-    is computed once here (at 4096² it costs more than drawing).
+    is computed once here (at 4096² it costs more than drawing). ``statistics``: the line to
+    show instead of the peak and noise (a map that is not an image, e.g. a spectral index).
     """
     import matplotlib
 
@@ -203,7 +205,8 @@ def figure(image: np.ndarray, geom: ImageGeometry, *, title: str = "", bunit: st
     ax.set_xlabel("RA offset (arcsec)")
     ax.set_ylabel("Dec offset (arcsec)")
     lines = [title] if title else []
-    lines.append(_statistics(image, bunit, noise, sigma))
+    lines.append(statistics if statistics is not None
+                 else _statistics(image, bunit, noise, sigma))
     if beam is not None:
         bmaj, bmin = (math.degrees(b) * 3600.0 for b in (beam.bmaj, beam.bmin))
         lines.append(f'beam {bmaj:.3g}" x {bmin:.3g}", PA {beam.bpa:.1f} deg (bottom left)')
@@ -224,10 +227,12 @@ def write_preview(path: str | os.PathLike, image: np.ndarray, geom: ImageGeometr
                   title: str = "", bunit: str = "Jy/beam", label: str | None = None,
                   beam: Any = None, noise: bool = True, stretch: str = "asinh",
                   cmap: str = "inferno", vmin: float | None = None,
-                  vmax: float | None = None, sigma: float | None = None) -> None:
+                  vmax: float | None = None, sigma: float | None = None,
+                  statistics: str | None = None) -> None:
     """Write the PNG of ``figure(image, geom, ...)`` (same arguments) to ``path``."""
     fig = figure(image, geom, title=title, bunit=bunit, label=label, beam=beam, noise=noise,
-                 stretch=stretch, cmap=cmap, vmin=vmin, vmax=vmax, sigma=sigma)
+                 stretch=stretch, cmap=cmap, vmin=vmin, vmax=vmax, sigma=sigma,
+                 statistics=statistics)
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:

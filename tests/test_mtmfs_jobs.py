@@ -85,3 +85,13 @@ def test_nterms_2_without_a_reference_frequency_is_one_line(wide, tmp_path, monk
     assert run("grid", ["--mode", "psf-dirty", "--part", str(wide), "--output", "i.npz",
                         "--record", "g.json"], tmp_path, monkeypatch) == 2
     assert "image.reference_frequency" in one_error_line(capsys, "grid")
+
+
+def test_the_alpha_preview_line_gives_median_and_quartiles_where_alpha_is_defined():
+    from htclean.executables.restore_mtmfs import alpha_line
+
+    alpha = np.full((8, 8), np.nan)
+    alpha[2, 2:7] = [-2.0, -1.0, -0.5, 0.0, 0.5]
+    assert alpha_line(alpha, 2e-4) == ("median -0.50 (quartiles -1.00, 0.00) over 5 pixels with "
+                                       "tt0 > 200 µJy/beam")
+    assert alpha_line(np.full((4, 4), np.nan), 2e-4).startswith("no pixel above the cut")
