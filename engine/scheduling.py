@@ -9,6 +9,7 @@ below, jobs already running finish, and the level ends failed when nothing of it
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,7 @@ class Run:
     lineage: list[Run] = field(default_factory=list)
 
 
-class Scheduler:
+class Scheduler(ABC):
     """The ready queue and the state changes of jobs; the engine (runner._Engine) adds how
     jobs start and how levels are entered (subworkflows.Levels)."""
 
@@ -73,14 +74,17 @@ class Scheduler:
     # supplied by the engine
     running: dict
 
+    @abstractmethod
     def _start(self, job: Job) -> None:
-        raise NotImplementedError
+        """Start an attempt of ``job`` (runner._Engine)."""
 
+    @abstractmethod
     def _enter_sub(self, job: Job) -> None:
-        raise NotImplementedError
+        """Enter the level a sub-workflow job plans (subworkflows.Levels)."""
 
+    @abstractmethod
     def _run_finished(self, run: Run) -> None:
-        raise NotImplementedError
+        """Close a level whose jobs have all ended (subworkflows.Levels)."""
 
     # --- starting -----------------------------------------------------------------------
 

@@ -202,7 +202,9 @@ def _imaging_weights(chunk: msread.VisChunk, kind: str, robust: float | None,
     weight = chunk.weight
     out = weight if in_place and weight.dtype == params.real and weight.flags.writeable \
         and weight.flags.c_contiguous else np.empty(weight.shape, params.real)
-    f2 = weighting.briggs_f2(density, float(robust)) if kind == "briggs" else None
+    # Briggs f2 once per call, not per slice (apply names a missing density)
+    f2 = weighting.briggs_f2(density, float(robust)) \
+        if kind == "briggs" and density is not None and robust is not None else None
     for r, piece in zip(range(0, len(out), SLICE_ROWS), _slices(chunk), strict=False):
         out[r:r + SLICE_ROWS] = weighting.apply(piece, kind, robust, density, geom, f2=f2)
     return out
