@@ -79,6 +79,7 @@ def _stats(image: np.ndarray) -> dict[str, float]:
 def work(args: argparse.Namespace, job: Job) -> None:
     from htclean.imaging.beam import fit_clean_beam
     from htclean.imaging.components import ComponentList
+    from htclean.imaging.cpus import planned_threads
     from htclean.imaging.fits import write_fits
     from htclean.imaging.geometry import crop_centre
     from htclean.imaging.preview import write_preview
@@ -113,7 +114,8 @@ def work(args: argparse.Namespace, job: Job) -> None:
     psf = crop_centre(psf_full, geom.shape)
     del psf_full  # 4x the image: not kept while the products are made
     psf_geom = replace(psf_geom, nx=geom.nx, ny=geom.ny)
-    image = restore(components, residual, beam, geom.cell, dtype=np.float32)
+    image = restore(components, residual, beam, geom.cell, dtype=np.float32,
+                    threads=planned_threads(job.settings))
     history = [f"htclean-restore: {len(components)} components, "
                f"{components.total_flux:.6g} Jy"]
     out = Path(".")

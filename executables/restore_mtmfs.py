@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from htclean.executables.record import Job
+from htclean.imaging.cpus import planned_threads
 from htclean.imaging.errors import InputError
 
 ASEC = math.pi / 180.0 / 3600.0
@@ -114,7 +115,8 @@ def work(args: argparse.Namespace, job: Job) -> None:
     decision = loop_decision(job, args.residual, args.state)
 
     beam = fit_clean_beam(psf[0], geom.cell)
-    restored = mtmfs.restore_terms(comps, residual, psf, beam, geom.cell)
+    restored = mtmfs.restore_terms(comps, residual, psf, beam, geom.cell,
+                                   threads=planned_threads(settings))
     sigma = mtmfs.residual_sigma(residual, psf)
     cut = ALPHA_CUT * float(sigma[0]) if sigma[0] > 0 else 1e-3 * float(restored[0].max())
     alpha, alpha_err = mtmfs.spectral_index(restored, cut=cut, sigma=sigma)

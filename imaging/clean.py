@@ -26,19 +26,13 @@ import numpy as np
 
 from htclean.imaging.components import ComponentList, add_stamps, scale_kernel
 from htclean.imaging.convolver import Convolver, transform_length
-from htclean.imaging.cpus import resolve_threads
+from htclean.imaging.cpus import planned_threads
 from htclean.imaging.errors import InputError
 from htclean.imaging.noise import robust_sigma
 
 ALGORITHMS = ("hogbom", "clark", "multiscale")
 STOP_REASONS = ("no-peak", "threshold", "niter", "mgain")
 DEFAULT_SCALES = (0.0, 4.0, 16.0)
-
-
-def _settings_threads(settings: dict) -> int:
-    """gridder.threads resolved with the job's request_cpus (0 where the settings lack them)."""
-    gridder, execution = settings.get("gridder") or {}, settings.get("execution") or {}
-    return resolve_threads(int(gridder.get("threads", 0)), execution.get("request_cpus"))
 
 
 def fftconvolve(a, b, mode: str = "full"):
@@ -106,7 +100,7 @@ class CleanParams:
         return cls(algorithm=d["algorithm"], niter=d["niter"], gain=d["gain"], mgain=d["mgain"],
                    threshold=d["threshold"], auto_threshold=d["auto_threshold"],
                    scales=DEFAULT_SCALES if scales is None else tuple(scales),
-                   scale_bias=d["scale_bias"], threads=_settings_threads(settings))
+                   scale_bias=d["scale_bias"], threads=planned_threads(settings))
 
     def cycle_threshold(self, residual: Any) -> float:
         """The absolute threshold (Jy) of a minor cycle on ``residual``:
@@ -271,8 +265,10 @@ class PSFSubtractor:
         pad = transform_length(ny, psf.shape[0]) * transform_length(nx, psf.shape[1])
         direct = min(ny, psf.shape[0]) * min(nx, psf.shape[1])
         # measured on one core (512-2048 pixels, float32/64): a shifted-PSF subtraction costs
-        # 1-3.4 ns per pixel, the FFT convolution 0.8-1.5 ns per padded pixel and log2(pad)
-        fft = 1.1 * pad * math.log2(pad) / max(1, resolve_threads(threads)) ** 0.7
+        # 1-3.4 ns per pixel, the FFT convolution 0.8-1.5 ns per padded pixel and log2(pad).
+        # The planned thread count (0: one), never the cores found: the choice changes the
+        # residual at rounding, so it must not depend on the machine.
+        fft = 1.1 * pad * math.log2(pad) / max(1, threads) ** 0.7
         self.direct_limit = max(1, int(fft / (2.2 * direct)))
 
     def kernel_psf(self, scale: float) -> np.ndarray:

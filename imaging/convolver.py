@@ -9,7 +9,7 @@ import ducc0
 import numpy as np
 import scipy.fft
 
-from htclean.imaging.cpus import resolve_threads
+from htclean.imaging.cpus import ducc_threads
 
 ROWS = 256  # the Convolver's one-axis transforms go a block of this many rows at a time
 
@@ -21,9 +21,10 @@ class Convolver:
     ``(ny, nx)`` window of the full convolution aligned with the image. Only that window is
     made, so the transforms are ``min(n + k - 1, 2 n - 1)`` long per axis (rounded up to a
     fast length): a PSF twice the image's size needs no more than the 2x padding it already
-    has (the kernel is wrapped about its centre, the image zero-padded). ducc0 real FFTs,
-    ``threads`` threads; the kernels' transforms are computed once and ``convolve_all`` shares
-    one forward transform. Single precision stays single.
+    has (the kernel is wrapped about its centre, the image zero-padded). ducc0 real FFTs on
+    ``threads`` threads (0: one; the count changes results at rounding, so jobs pass the
+    planned one, cpus.planned_threads); the kernels' transforms are computed once and
+    ``convolve_all`` shares one forward transform. Single precision stays single.
     """
 
     def __init__(self, shape: tuple[int, int], kernels: list[np.ndarray], *,
@@ -31,7 +32,7 @@ class Convolver:
         ny, nx = shape
         self.shape = (ny, nx)
         self.dtype = np.dtype(dtype)
-        self.workers = resolve_threads(threads)
+        self.workers = ducc_threads(threads)
         self.pad = (transform_length(ny, max(k.shape[0] for k in kernels)),
                     transform_length(nx, max(k.shape[1] for k in kernels)))
         self._hats = [self._kernel_hat(np.asarray(k)) for k in kernels]

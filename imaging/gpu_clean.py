@@ -35,7 +35,6 @@ from htclean.imaging.clean import (
 )
 from htclean.imaging.components import ComponentList, add_stamps, scale_kernel
 from htclean.imaging.convolver import Convolver as CpuConvolver
-from htclean.imaging.cpus import resolve_threads
 from htclean.imaging.device import select as select_device
 from htclean.imaging.device import to_numpy
 from htclean.imaging.errors import InputError
@@ -91,7 +90,7 @@ class Convolver:
         self.dtype = np.dtype(dtype)
         self.pad = (scipy.fft.next_fast_len(ny + ky - 1, True),
                     scipy.fft.next_fast_len(nx + kx - 1, True))
-        self._kw = {"workers": resolve_threads(threads)} if xp is np else {}
+        self._kw = {"workers": max(1, threads)} if xp is np else {}
         self._fft = scipy.fft if xp is np else xp.fft
         self._hats = [self.forward(xp.asarray(k)) for k in kernels]
         self._centres = [(k.shape[0] // 2, k.shape[1] // 2) for k in kernels]

@@ -8,6 +8,14 @@ transpose is the FITS ``image[y, x]`` of geometry.py. No 1/n factor is applied
 (``divide_by_n=False``): ``predict`` is then the exact adjoint, a model pixel of S Jy predicts
 ``S exp(+2 pi i ...)``, and the dirty image of a point source of S Jy peaks at S x sum(w).
 
+Reproducible on any machine: ducc0 adds the samples of several threads onto one grid in an
+order of their timing, so ``dirty`` never asks it for more than one thread. It splits the
+samples into ``params.threads`` streams by |w| (each stream then needs about its share of the
+w-planes: the FFT work is not repeated), grids each stream on one ducc0 thread (several at
+once, on at most the cores there are) and sums the streams in order. ``params.threads`` is the
+plan's (cpus.planned_threads), so the same plan gives the same bits wherever a job runs; the
+degridding and FFTs run on exactly that many threads too (cpus.ducc_threads).
+
 ``GridParams.device`` picks the implementation: ``"gpu"`` calls htclean.imaging.gpu_gridding
 (same signatures, imported only then), ``"auto"`` uses it only when CuPy finds a CUDA device
 (``resolve_device``), ``"cpu"`` never imports CuPy.
@@ -15,12 +23,13 @@ transpose is the FITS ``image[y, x]`` of geometry.py. No 1/n factor is applied
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from htclean.imaging.cpus import resolve_threads
+from htclean.imaging.cpus import ducc_threads, planned_threads, resolve_threads
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry
 
@@ -32,7 +41,8 @@ _FLIPS = {"flip_u": False, "flip_v": True, "flip_w": False, "divide_by_n": False
 @dataclass(frozen=True)
 class GridParams:
     """How to grid: w-gridding on/off, accuracy epsilon, precision ``single`` (float32 /
-    complex64; epsilon >= 1e-5) or ``double``, CPU threads (>= 1), device auto|cpu|gpu.
+    complex64; epsilon >= 1e-5) or ``double``, CPU threads (>= 1: the planned count, which
+    fixes how the samples are split and so the bits of the result), device auto|cpu|gpu.
     ``from_settings`` resolves precision ``auto``: single where epsilon >= 1e-5 (as WSClean
     and ducc0 users grid), double below."""
 
@@ -59,10 +69,10 @@ class GridParams:
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> GridParams:
-        """From ``settings['gridder']``; threads 0 means execution.request_cpus, at most the
-        CPUs this process may use."""
+        """From ``settings['gridder']``; threads 0 means execution.request_cpus (the planned
+        count, whatever cores the machine has)."""
         g = settings["gridder"]
-        threads = resolve_threads(int(g["threads"]), settings["execution"]["request_cpus"])
+        threads = planned_threads(settings)
         epsilon = float(g["epsilon"])
         precision = g["precision"]
         if precision == "auto":
@@ -162,13 +172,44 @@ def _tiles(size: int, most: int) -> list[tuple[int, int]]:
     return [(a, b - a) for a, b in zip(cuts, cuts[1:], strict=False)]
 
 
+def w_streams(uvw: np.ndarray, count: int) -> list[np.ndarray | None]:
+    """Masks ``(nrow, 1)`` uint8 of ``count`` streams of rows split at the quantiles of |w|
+    (each stream a contiguous |w| range, so it needs only its share of the w-planes), or
+    ``[None]`` for one stream. Depends only on the data and ``count``."""
+    if count <= 1 or len(uvw) < 2 * count:
+        return [None]
+    w = np.abs(uvw[:, 2])
+    cuts = np.partition(w, [len(w) * k // count for k in range(1, count)])
+    edges = [cuts[len(w) * k // count] for k in range(1, count)]
+    stream = np.searchsorted(np.asarray(edges), w, side="right")
+    return [(stream == k).astype(np.uint8)[:, None] for k in range(count)]
+
+
 def _vis2dirty(args: dict, nx: int, ny: int, cell: float, params: GridParams,
                shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """ducc0's dirty image of ``args``, summed over the plan's |w| streams in order (each on
+    one ducc0 thread, up to the cores available at once): the same bits on any machine."""
     from ducc0.wgridder.experimental import vis2dirty
 
-    return vis2dirty(**args, npix_x=nx, npix_y=ny, pixsize_x=cell, pixsize_y=cell,
-                     epsilon=params.epsilon, do_wgridding=params.wgridding,
-                     nthreads=params.threads, center_x=shift[0], center_y=shift[1], **_FLIPS)
+    shape = args["vis"].shape
+
+    def one(mask: np.ndarray | None) -> np.ndarray:
+        return vis2dirty(**args, mask=None if mask is None else np.broadcast_to(mask, shape),
+                         npix_x=nx, npix_y=ny, pixsize_x=cell, pixsize_y=cell,
+                         epsilon=params.epsilon, do_wgridding=params.wgridding, nthreads=1,
+                         center_x=shift[0], center_y=shift[1], **_FLIPS)
+
+    masks = w_streams(args["uvw"], params.threads)
+    workers = resolve_threads(len(masks))
+    if workers == 1:
+        parts = [one(m) for m in masks]
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="htclean-grid") as pool:
+            parts = list(pool.map(one, masks))  # ducc0 releases the GIL
+    image = parts[0]
+    for part in parts[1:]:
+        image += part
+    return image
 
 
 def predict(image: np.ndarray, uvw: np.ndarray, freq: np.ndarray, geom: ImageGeometry,
@@ -194,5 +235,6 @@ def predict(image: np.ndarray, uvw: np.ndarray, freq: np.ndarray, geom: ImageGeo
                     freq=np.ascontiguousarray(freq, dtype=np.float64),
                     dirty=np.ascontiguousarray(image.T, dtype=params.real),
                     pixsize_x=geom.cell, pixsize_y=geom.cell, epsilon=params.epsilon,
-                    do_wgridding=params.wgridding, nthreads=params.threads, **_FLIPS)
+                    do_wgridding=params.wgridding, nthreads=ducc_threads(params.threads),
+                    **_FLIPS)
     return vis.astype(params.complex, copy=False)

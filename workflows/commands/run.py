@@ -23,7 +23,8 @@ HELP = "run the workflow on this machine (the embedded engine); --resume goes on
 # What plan fills in or overrides; the rest must match for --resume.
 PLANNED_KEYS = ("output.run_id", "output.dir", "partition.parts", "partition.max_size",
                 "execution.site")
-FILLED_KEYS = ("image.reference_frequency",)  # null in the user's file: plan sets a value
+# Left unset in the user's file (this value), plan writes the one it chose.
+FILLED_KEYS = {"image.reference_frequency": None, "gridder.threads": 0}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +57,7 @@ def changed_keys(current: dict, planned: dict) -> list[str]:
     """Configuration keys whose values differ, ignoring those ``plan`` fills in."""
     a, b = _flat(current), _flat(planned)
     keys = sorted(set(a) | set(b))
-    filled = {k for k in FILLED_KEYS if a.get(k) is None}  # plan chose them: unchanged
+    filled = {k for k, unset in FILLED_KEYS.items() if a.get(k) == unset}  # plan chose them
     return [k for k in keys if k not in PLANNED_KEYS and k not in filled
             and json.dumps(a.get(k), sort_keys=True) != json.dumps(b.get(k), sort_keys=True)]
 
