@@ -143,8 +143,9 @@ def work(args: argparse.Namespace, job: Job) -> None:
     with contextlib.ExitStack() as stack:
         opened = [stack.enter_context(msparts.unpacked(s, scratch=scratch)) for s in sources]
         several = len(opened) > 1
-        shares = share_parts([_samples(ms, job.settings["data"], block) for ms in opened],
-                             len(outputs)) if several else [len(outputs)]
+        shares = share_parts(
+            [imaged_samples(ms, job.settings["data"], block) for ms in opened],
+            len(outputs)) if several else [len(outputs)]
         centre = _first_centre(opened[0], job.settings["data"]) if several else None
         done, results = 0, []
         for src, ms, n in zip(sources, opened, shares, strict=True):
@@ -164,7 +165,7 @@ def work(args: argparse.Namespace, job: Job) -> None:
     job.write_json(args.manifest, manifest)
 
 
-def _samples(ms: Path, data: dict, block: int) -> int:
+def imaged_samples(ms: Path, data: dict, block: int) -> int:
     """Rows the imaging reads x the widest window's channels: the MS's share of the work."""
     nrow, nchan = _table_shape(ms)
     wanted = msparts.imaged_rows(ms, data["field"], data["spw"], block)

@@ -184,6 +184,17 @@ PLAN_CASES = [
     ("tar-not-an-ms", as_tar(not_an_ms), {}, DATA, "Measurement Sets at its top level"),
     ("tar-missing-subtable", as_tar(remove("ANTENNA")), {}, DATA, "no ANTENNA subtable"),
     ("not-a-tar", garbage_tar, {}, CONFIG, "data.ms"),
+    # what the partition job would refuse (base: 6 timestamps, 10 baselines, 4 channels)
+    ("more-parts-than-timestamps", None, {"parts": 7}, DATA,
+     "partition.parts: 7 parts along time for"),
+    ("more-parts-than-baselines", None, {"axis": "baseline", "parts": 11}, DATA,
+     "which has 10 baselines"),
+    ("more-parts-than-channels", None, {"axis": "channel", "parts": 5}, DATA,
+     "which has 4 channels"),
+    ("max-size-below-one-timestamp", None, {"max_size": "20KB"}, DATA,
+     "partition.max_size: 20000 bytes gives"),
+    ("max-size-below-one-channel", None, {"axis": "channel", "max_size": "40KB"}, DATA,
+     "partition.max_size: 40000 bytes gives"),
 ]
 
 
@@ -193,11 +204,14 @@ def tree(path: Path) -> dict[str, str]:
             for p in sorted(path.rglob("*")) if p.is_file()}
 
 
-def write_config(where: Path, ms: Path, data: dict) -> Path:
-    axis = data.pop("axis", "time")
-    cfg = {"data": {"ms": str(ms), **data}, "image": {"name": "bad", "size": 32,
-                                                      "scale": "2asec"},
-           "partition": {"axis": axis}}
+def write_config(where: Path, ms: Path | list[Path], data: dict) -> Path:
+    """data: the data section's keys, and partition's ``axis``, ``parts``, ``max_size``."""
+    partition = {"axis": data.pop("axis", "time")}
+    partition.update({k: data.pop(k) for k in ("parts", "max_size") if k in data})
+    shown = [str(m) for m in ms] if isinstance(ms, list) else str(ms)
+    cfg = {"data": {"ms": shown, **data}, "image": {"name": "bad", "size": 32,
+                                                    "scale": "2asec"},
+           "partition": partition}
     path = where / "config.yml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -238,6 +252,21 @@ def test_plan_refuses_bad_data(tmp_path, capsys, base, old_plan, name, mutate, d
         assert str(given) in line  # the line names the MS
     assert tree(out) == before  # nothing written
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".plan")) == []
+
+
+def test_plan_refuses_fewer_parts_than_measurement_sets(tmp_path, capsys, base, old_plan):
+    copies = [tmp_path / "a.ms", tmp_path / "b.ms", tmp_path / "c.ms"]
+    for ms in copies:
+        shutil.copytree(base, ms)
+    out = tmp_path / "plan"
+    shutil.copytree(old_plan, out, symlinks=True)
+    before = tree(out)
+    capsys.readouterr()
+    code = cli.main(["plan", str(write_config(tmp_path, copies, {"parts": 2})), "-o",
+                     str(out), "--force"])
+    line = one_line(capsys.readouterr().err)
+    assert code == 2 and "partition.parts: 2 parts for 3 Measurement Sets" in line, line
+    assert tree(out) == before
 
 
 # --- resources at plan time ----------------------------------------------------------------

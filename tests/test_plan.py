@@ -61,6 +61,14 @@ def tiny_ms(tmp_path_factory) -> Path:
     return ms
 
 
+@pytest.fixture(scope="module")
+def long_ms(tmp_path_factory) -> Path:
+    """200 timestamps: enough for 200 parts along time (4200 rows)."""
+    ms = tmp_path_factory.mktemp("ms") / "long.ms"
+    tinyms.write_ms(str(ms), tinyms.TinyObs(ntime=200))
+    return ms
+
+
 def load_yaml(path: Path) -> dict:
     return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
@@ -161,9 +169,11 @@ def kinds(doc: dict) -> Counter:
 
 @pytest.mark.parametrize("site", SITES)
 @pytest.mark.parametrize("parts", [1, 8, 200])
-def test_every_document_validates_and_holds_together(tmp_path, tiny_ms, schemas, site, parts):
+def test_every_document_validates_and_holds_together(tmp_path, tiny_ms, long_ms, schemas, site,
+                                                     parts):
     weighting = "natural" if parts == 8 else "briggs"
-    result, ctx, docs = make_plan(tmp_path, tiny_ms, site, parts, weighting={"type": weighting},
+    ms = long_ms if parts > 12 else tiny_ms  # tiny_ms has 12 timestamps
+    result, ctx, docs = make_plan(tmp_path, ms, site, parts, weighting={"type": weighting},
                                   gridder={"device": "gpu" if site == "ospool" else "auto"})
     for kind, name in (("sc", "sites.yml"), ("tc", "transformations.yml"),
                        ("rc", "replicas.yml")):

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from htclean.catalogs import replicas, sites, transformations
 from htclean.executables.record import write_bytes_atomic
+from htclean.imaging.cpus import planned_threads
 from htclean.imaging.errors import InputError
 from htclean.workflows import config, exitcode, graph, names, properties, serialize
 from htclean.workflows.context import RunContext
@@ -76,7 +77,9 @@ def choose_parts(settings: dict, size: int, rows: int | None) -> int:
     else:
         p = 1
     if rows is not None and p > rows:
-        raise InputError(f"partition.parts: {p} parts but the MS has only {rows} rows")
+        from htclean.workflows.partition_check import origin
+
+        raise InputError(f"{origin(settings)} {p} parts but the MS has only {rows} rows")
     return p
 
 
@@ -173,12 +176,14 @@ def plan(config_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     size = sum(b for b, _ in measured)
     rows = None if any(n is None for _, n in measured) else sum(n for _, n in measured)
     parts = choose_parts(settings, size, rows)
-    if parts < len(ms):
-        raise InputError(f"partition.parts: {parts} parts for {len(ms)} Measurement Sets; "
-                         "each MS needs at least one part")
+    from htclean.workflows.partition_check import check_partition
+
+    check_partition([m.source or m.path for m in ms], settings, parts)
     run_id = settings["output"]["run_id"] or names.run_id(settings["image"]["name"])
     resolved["output"].update(run_id=run_id, dir=str(out))
     resolved["partition"].update(parts=parts, max_size=None)
+    # the jobs' thread count is the plan's, never the cores a job finds (it fixes the bits)
+    resolved["gridder"]["threads"] = planned_threads(settings)
     if settings["deconvolution"]["nterms"] > 1 and settings["image"]["reference_frequency"] \
             is None:
         local = [m.source or m.path for m in ms]
