@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epsilon", type=float, default=1e-5,
                    help="gridding accuracy of both (WSClean -wgridder-accuracy, gridder.epsilon)")
     p.add_argument("--no-wsclean", action="store_true")
+    p.add_argument("--tag", default="",
+                   help="run htclean in SIZE/htclean-TAG (compare two htclean builds on the "
+                        "same MS: run this script with each one's python)")
     args = p.parse_args(argv)
     work = Path(args.dir).absolute()
     work.mkdir(parents=True, exist_ok=True)
@@ -172,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{size}] wsclean ... (load {load()})", flush=True)
             ws = run_wsclean(ms, truth, work / size / "wsclean", args.threads, args.epsilon)
         print(f"[{size}] htclean run ... (load {load()})", flush=True)
-        ht = run_htclean(ms, truth, work / size / "htclean", args.threads, args.parts,
+        where = work / size / ("htclean-" + args.tag if args.tag else "htclean")
+        ht = run_htclean(ms, truth, where, args.threads, args.parts,
                          args.precision, args.epsilon)
         print(f"[{size}] done (load {load()})", flush=True)
         rows.append((size, nvis, int(truth["image"]["size"]), ws, ht))
