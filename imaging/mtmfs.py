@@ -10,6 +10,9 @@ Hessian ``H_ij = B_{i+j}(0)`` (taylor.hessian), each iteration of the Högbom MT
 2. adds ``gain x a`` to the Taylor coefficients of the component at p;
 3. subtracts it from every residual: ``R_i -= gain sum_j a_j B_{i+j}`` shifted to p.
 
+It runs as hogbom.py's does (mtmfs_list.py): on the list of the pixels that can still be
+chosen, exact there, with the whole images updated once per list by FFT convolutions.
+
 The stop rules are the minor cycle's (clean.StopRule) on the tt0 residual's peak ``max |R_0|``:
 no-peak, threshold, niter, mgain. The model is a list of point components, each with its
 Taylor coefficients (``TaylorComponents``); restored images are ``tt_t = model_t * beam +
@@ -29,10 +32,13 @@ from typing import Any
 
 import numpy as np
 
+from htclean.imaging import mtmfs_list
 from htclean.imaging.beam import Beam
-from htclean.imaging.clean import CleanParams, StopRule, Window, overlap
+from htclean.imaging.clean import CleanParams, StopRule
 from htclean.imaging.components import ComponentList
 from htclean.imaging.errors import InputError
+from htclean.imaging.mtmfs_list import scores as score  # noqa: F401 (the API's names)
+from htclean.imaging.mtmfs_list import subtract  # noqa: F401
 from htclean.imaging.noise import robust_sigma
 from htclean.imaging.restore import restore
 from htclean.imaging.taylor import check_nterms, hessian
@@ -190,23 +196,6 @@ def coefficients(residuals: np.ndarray, h_inv: np.ndarray) -> np.ndarray:
     return np.tensordot(h_inv, residuals, axes=1)
 
 
-def score(h_inv: np.ndarray, residuals: np.ndarray) -> np.ndarray:
-    """The chi-square reduction ``a . R`` with ``a = H^-1 R`` at every pixel of ``residuals``
-    (nterms, ...): the peak criterion (>= 0; for nterms 1, R_0^2 / H_00)."""
-    return np.einsum("ij,i...,j...->...", h_inv, residuals, residuals)
-
-
-def subtract(residuals: np.ndarray, psfs: np.ndarray, y: int, x: int, a: np.ndarray) -> Window:
-    """``R_i -= sum_j a_j B_{i+j}`` shifted to (y, x), in place; returns the image window
-    touched."""
-    nterms, ny, nx = residuals.shape
-    (iy, ix), (py, px) = overlap((ny, nx), psfs.shape[1:], y, x)
-    for i in range(nterms):
-        for j in range(nterms):
-            residuals[i, iy, ix] -= a[j] * psfs[i + j, py, px]
-    return iy, ix
-
-
 def minor_cycle(residuals: Any, psfs: Any, params: CleanParams, *, iterations_done: int,
                 threshold: float) -> MTResult:
     """One MT-MFS minor cycle of ``params.algorithm`` (hogbom: the module docstring;
@@ -234,23 +223,11 @@ def minor_cycle(residuals: Any, psfs: Any, params: CleanParams, *, iterations_do
 
 def _hogbom(res: np.ndarray, psf: np.ndarray, params: CleanParams,
             stop: StopRule) -> tuple[TaylorComponents, int, str]:
-    """The Högbom MT-MFS loop on ``res`` (in place): (components, count, stop reason)."""
+    """The Högbom MT-MFS cycle on ``res`` (in place), on lists of candidates (mtmfs_list.py):
+    (components, count, stop reason)."""
     nterms, ny, nx = res.shape
-    h_inv = inverse(hessian(psf))
-    scores = score(h_inv, res)
-    xs: list[int] = []
-    ys: list[int] = []
-    amps: list[np.ndarray] = []
-    while (reason := stop.reason(float(np.abs(res[0]).max()), len(amps))) is None:
-        y, x = divmod(int(scores.argmax()), nx)
-        a = params.gain * (h_inv @ res[:, y, x])
-        iy, ix = subtract(res, psf, y, x, a)
-        scores[iy, ix] = score(h_inv, res[:, iy, ix])
-        xs.append(x)
-        ys.append(y)
-        amps.append(a)
-    comps = TaylorComponents.from_arrays(xs, ys, np.array(amps).reshape(-1, nterms), nx, ny)
-    return comps, len(amps), reason
+    xs, ys, amps, done, reason = mtmfs_list.hogbom(res, psf, inverse(hessian(psf)), params, stop)
+    return TaylorComponents.from_arrays(xs, ys, amps, nx, ny), done, reason
 
 
 def restore_terms(components: TaylorComponents, residuals: Any, psfs: Any, beam: Beam,

@@ -11,9 +11,10 @@ iteration of the outer loop:
    ``a = (H^s)^-1 R_s`` (for nterms 1: multiscale.py's ``bias |R_s|``); pick that scale;
 2. sub-minor loop on it: the MT-MFS Högbom of mtmfs.py on the smoothed residuals with the
    scale's PSFs and Hessian, down to ``(1 - multiscale_gain)`` x its starting peak (for scale
-   0, at least the minor cycle's floor), within the niter budget;
-3. subtract the new components from the residuals exactly (zero-padded FFT):
-   ``R_i -= sum_j (sum_p a_j(p) δ_p ⊛ K_s) ⊛ B_{i+j}``.
+   0, at least the minor cycle's floor), within the niter budget, on the list of the pixels
+   above that level (mtmfs_list.list_clean_terms: exact there);
+3. subtract the new components from the residuals exactly (mtmfs_list.TermSubtractor,
+   zero-padded FFT): ``R_i -= sum_j (sum_p a_j(p) δ_p ⊛ K_s) ⊛ B_{i+j}``.
 
 The stop rules (clean.StopRule) apply to max |R_0| before each outer iteration. Scales of half
 the image or more, and scales whose Hessian is not positive definite, are left out.
@@ -26,11 +27,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from htclean.imaging.clark import select
 from htclean.imaging.clean import CleanParams, StopRule, fftconvolve
-from htclean.imaging.components import add_stamps, scale_kernel
+from htclean.imaging.components import scale_kernel
 from htclean.imaging.convolver import Convolver
 from htclean.imaging.errors import InputError
-from htclean.imaging.mtmfs import TaylorComponents, score, subtract
+from htclean.imaging.mtmfs import TaylorComponents
+from htclean.imaging.mtmfs_list import TermSubtractor, list_clean_terms
+from htclean.imaging.mtmfs_list import scores as score
 from htclean.imaging.multiscale import beam_pixels
 from htclean.imaging.taylor import hessian
 
@@ -85,28 +89,15 @@ def _peak(sc: TermScale, residuals: np.ndarray) -> tuple[float, int]:
 
 
 def _sub_minor(sc: TermScale, smoothed: np.ndarray, gain: float, limit: float,
-               budget: int) -> tuple[list[int], list[int], list[np.ndarray]]:
-    """Högbom MT-MFS on one scale's smoothed residuals (in place) down to ``limit``."""
+               budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Högbom MT-MFS on one scale's smoothed residuals down to ``limit`` (on sqrt(H00 a.R)),
+    on the list of the pixels above it inside the scale's border (mtmfs_list.py): (xs, ys,
+    amplitudes (k, nterms)) in the order taken."""
     nterms, ny, nx = smoothed.shape
-    r = sc.radius
-    scores = np.full((ny, nx), -1.0)
-    scores[r:ny - r, r:nx - r] = score(sc.h_inv, smoothed[:, r:ny - r, r:nx - r])
-    xs: list[int] = []
-    ys: list[int] = []
-    amps: list[np.ndarray] = []
-    while len(amps) < budget:
-        k = int(scores.argmax())
-        if math.sqrt(max(0.0, sc.h00 * float(scores.flat[k]))) <= limit:
-            break
-        y, x = divmod(k, nx)
-        a = gain * (sc.h_inv @ smoothed[:, y, x])
-        iy, ix = subtract(smoothed, sc.psfs, y, x, a)
-        y0, y1 = max(iy.start, r), min(iy.stop, ny - r)
-        x0, x1 = max(ix.start, r), min(ix.stop, nx - r)
-        scores[y0:y1, x0:x1] = score(sc.h_inv, smoothed[:, y0:y1, x0:x1])
-        xs.append(x)
-        ys.append(y)
-        amps.append(a)
+    flat, level = select(score(sc.h_inv, smoothed), limit * limit / sc.h00, border=sc.radius)
+    values = smoothed.reshape(nterms, -1)[:, flat]
+    picks, amps = list_clean_terms(values, flat, nx, sc.psfs, sc.h_inv, gain, level, budget)
+    ys, xs = np.divmod(flat[picks], nx)
     return xs, ys, amps
 
 
@@ -119,7 +110,7 @@ def run(res: np.ndarray, psf: np.ndarray, params: CleanParams,
     extended = [sc for sc in scales if sc.scale > 0]
     smooth = Convolver((ny, nx), [sc.kernel for sc in extended],
                        threads=params.threads) if extended else None
-    exact = Convolver((ny, nx), list(psf), threads=params.threads)
+    subtract = TermSubtractor((ny, nx), psf, threads=params.threads)
     found: list[TaylorComponents] = []
     done = 0
     while (reason := stop.reason(float(np.abs(res[0]).max()), done)) is None:
@@ -127,34 +118,27 @@ def run(res: np.ndarray, psf: np.ndarray, params: CleanParams,
         best = None
         for sc in scales:
             if sc.scale == 0:
-                image = res.copy()
+                image = res
             else:
                 which = extended.index(sc)
                 image = np.stack([smooth.apply(h, which) for h in hats])
             value, at = _peak(sc, image)
             if best is None or value * sc.bias > best[0]:
-                best = (value * sc.bias, sc, image, value)
-        score_, sc, image, value = best
+                best = (value * sc.bias, sc, image, value, at)
+        score_, sc, image, value, at = best
         if score_ == 0.0:
             reason = "no-peak"
             break
         limit = (1.0 - params.multiscale_gain) * value
         if sc.scale == 0:
             limit = max(limit, stop.floor())
-        xs, ys, amps = _sub_minor(sc, image, params.gain, limit, stop.budget - done)
-        if not amps:  # the floor is above this scale's peak: take one component anyway
-            xs, ys, amps = _sub_minor(sc, image, params.gain, 0.0, 1)
-        a = np.array(amps)
-        models = []
-        for j in range(nterms):
-            m = np.zeros((ny, nx))
-            add_stamps(m, np.array(ys), np.array(xs), a[:, j], sc.kernel)
-            models.append(exact.forward(m))
-        for i in range(nterms):
-            for j in range(nterms):
-                res[i] -= exact.apply(models[j], i + j)
+        xs, ys, a = _sub_minor(sc, image, params.gain, limit, stop.budget - done)
+        if not len(a):  # the floor is above this scale's peak: take one component anyway
+            ys, xs = np.divmod(np.array([at]), nx)
+            a = params.gain * (sc.h_inv @ image[:, ys, xs]).T
+        subtract(res, ys, xs, a, scale=sc.scale)
         found.append(TaylorComponents.from_arrays(xs, ys, a, nx, ny, np.full(len(xs), sc.scale)))
-        done += len(amps)
+        done += len(a)
     comps = TaylorComponents.from_arrays([], [], np.zeros((0, nterms)), nx, ny)
     for c in found:
         comps = comps.merge(c)
