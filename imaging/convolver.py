@@ -75,8 +75,20 @@ class Convolver:
     def apply(self, hat: np.ndarray, which: int = 0, *, overwrite: bool = False) -> np.ndarray:
         """``(ny, nx)`` result of an image transform (``forward``) times kernel ``which``;
         ``overwrite``: ``hat`` may be used as the work space (it is lost)."""
+        return self._inverse(np.multiply(hat, self._hats[which], out=hat if overwrite else None))
+
+    def apply_sum(self, hats: list[np.ndarray], which: list[int]) -> np.ndarray:
+        """``(ny, nx)`` sum over k of the image transforms ``hats[k]`` (``forward``) times
+        kernel ``which[k]``, with one inverse transform; ``hats`` are not modified."""
+        prod = hats[0] * self._hats[which[0]]
+        work = np.empty_like(prod)
+        for hat, w in zip(hats[1:], which[1:], strict=True):
+            prod += np.multiply(hat, self._hats[w], out=work)
+        return self._inverse(prod)
+
+    def _inverse(self, prod: np.ndarray) -> np.ndarray:
+        """The ``(ny, nx)`` window of the inverse transform of ``prod`` (its work space)."""
         ny, nx = self.shape
-        prod = np.multiply(hat, self._hats[which], out=hat if overwrite else None)
         ducc0.fft.c2c(prod, axes=(0,), forward=False, out=prod, nthreads=self.workers)
         out = np.empty((ny, nx), dtype=self.dtype)
         for r0 in range(0, ny, ROWS):

@@ -124,8 +124,7 @@ class TermSubtractor:
             add_stamps(model, flat // nx, flat % nx, total[:, j], kernel)
             hats.append(self._conv.forward(model))
         for i in range(self.nterms):
-            for j in range(self.nterms):
-                res[i] -= self._conv.apply(hats[j], i + j)
+            res[i] -= self._conv.apply_sum(hats, list(range(i, i + self.nterms)))
 
 
 def subtract(residuals: np.ndarray, psfs: np.ndarray, y: int, x: int, a: np.ndarray) -> None:
