@@ -9,9 +9,10 @@ Each executable builds its parser with ``job_parser`` and hands its work to ``ru
 ``work(args, job)``, and writes the JSON job record (``--record``) whatever the outcome; on a
 GPU, imaging.gpu_monitor samples its utilisation every second into the record. The record
 holds the sha256 and size of every output the job committed (``outputs``) and the sha256 of
-every input it checked (``inputs_verified``). A failed job removes the outputs it had already
-committed, so nothing it leaves behind can be taken for done. Every failure is one line on
-stderr (the traceback too with ``HTCLEAN_DEBUG=1``) and an exit status of one class:
+every input it checked (``inputs_verified``), and the container it ran in (``container``:
+runtime and image, null outside one; ``container_info``). A failed job removes the outputs
+it had already committed, so nothing it leaves behind can be taken for done. Every failure is
+one line on stderr (the traceback too with ``HTCLEAN_DEBUG=1``) and an exit status of one class:
 
     0  success
     1  internal: a bug or an unexpected failure (retried)
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import resource
@@ -67,6 +69,7 @@ HANG_ENV = "HTCLEAN_INJECT_HANG"
 PARTIAL_ENV = "HTCLEAN_INJECT_PARTIAL"
 CHECKSUMS_ENV = "HTCLEAN_INPUT_CHECKSUMS"
 DEBUG_ENV = "HTCLEAN_DEBUG"
+IMAGE_FILE = "/opt/htclean/image.json"  # the image's own description (containers/Dockerfile)
 
 
 
@@ -128,6 +131,10 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         if not tmp.exists():
             raise RuntimeError(f"output {final} was not written")
         os.replace(tmp, final)
+    except OSError as exc:
+        if exc.filename in (None, str(tmp)):  # a write, flush (ENOSPC) or the temporary
+            raise OSError(exc.errno, exc.strerror, str(final.absolute())) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -253,6 +260,35 @@ def job_name(record_path: str | None, executable: str, run_id: str | None = None
     return stem
 
 
+def container_info(image_file: str = IMAGE_FILE) -> dict[str, Any] | None:
+    """The container the job runs in, or None: the runtime seen from inside (Apptainer's
+    APPTAINER_CONTAINER, podman's /run/.containerenv, docker's /.dockerenv) and the htclean
+    image's own description ({"image": tag, "htclean": version}, written when it was built)."""
+    runtime, where = None, None
+    for var in ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER"):
+        if os.environ.get(var):
+            runtime, where = "apptainer", os.environ[var]
+            break
+    else:
+        if os.path.exists("/run/.containerenv"):
+            runtime = "podman"
+        elif os.path.exists("/.dockerenv"):
+            runtime = "docker"
+    try:
+        with open(image_file, encoding="utf-8") as f:
+            image = json.load(f)
+    except (OSError, ValueError):
+        image = None
+    if runtime is None and image is None:
+        return None
+    info: dict[str, Any] = {"runtime": runtime, "image": None}
+    if isinstance(image, dict):
+        info.update(image)
+    if where:
+        info["path"] = where
+    return info
+
+
 def build_record(job: Job, start: datetime, wall: float, status: int, error: str | None,
                  gpu_samples: list[dict[str, float]]) -> dict[str, Any]:
     cpu, rss = _usage()
@@ -266,7 +302,7 @@ def build_record(job: Job, start: datetime, wall: float, status: int, error: str
         "gpu_samples": gpu_samples, "exit_status": status,
         "exit_class": EXIT_CLASSES.get(status, "interrupted"), "error": error,
         "outputs": file_digests(job.outputs) if status == 0 else {},
-        "inputs_verified": job.verified,
+        "inputs_verified": job.verified, "container": container_info(),
     }
 
 
@@ -318,7 +354,7 @@ def run_job(executable: str, parser: argparse.ArgumentParser,
         status, error = EXIT_INTERNAL, str(exc)
         print(f"{executable}: failed: {error}", file=sys.stderr)
     except Exception as exc:  # every failure becomes one line and a class
-        status, error = classify(exc)
+        status, error = classify(_placed(exc))
         word = "error" if status == EXIT_INPUT else "failed"
         print(f"{executable}: {word}: {error}", file=sys.stderr)
         if status == EXIT_INTERNAL and os.environ.get(DEBUG_ENV) == "1":
@@ -336,10 +372,20 @@ def run_job(executable: str, parser: argparse.ArgumentParser,
             write_json_atomic(args.record, rec)
         except OSError as exc:
             code, line = classify(exc)
-            print(f"{executable}: failed: cannot write the record {args.record}: {line}",
-                  file=sys.stderr)
+            if status == 0:  # a failed job has said why in its one line already
+                print(f"{executable}: failed: cannot write the record {args.record}: {line}",
+                      file=sys.stderr)
             return status or code
     return status
+
+
+def _placed(exc: BaseException) -> BaseException:
+    """A failed write or flush (no space, quota) raises OSError without a file name: name the
+    working directory, where every job writes its outputs."""
+    if isinstance(exc, OSError) and exc.filename is None and exc.errno in (
+            errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return OSError(exc.errno, exc.strerror, os.getcwd())
+    return exc
 
 
 def _die_half_written(job: Job) -> NoReturn:

@@ -17,80 +17,43 @@ running, or the tests do not run as root (``run-as-user.sh`` needs it). Small on
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
-import os
 import re
-import shlex
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+import poolkit
 import pytest
 import tinyms
-import yaml
+from poolkit import (
+    NAME,
+    RUN_TIMEOUT_S,
+    TESTPOOL,
+    Run,
+    as_user,
+    checked,
+    close_to,
+    job_events,
+    planner_only,
+    why_not,
+    write_config,
+    write_wideband,
+)
 
 from htclean.imaging.fits import read_fits
 from htclean.workflows.plan import plan
 
 pytestmark = pytest.mark.pool
 
-TESTPOOL = Path(os.environ.get("HTCLEAN_TESTPOOL", "/opt/htclean-testpool"))
-REPO = Path(__file__).resolve().parents[1]
-USER = "htcuser"
-NAME = "pool"
 FAILING = "residual-c01-p001"
 SWITCH = "PEGASUS_HTCLEAN_INJECT_FAILURE"
-RUN_TIMEOUT_S = 900
-SOURCES = [(0.0, 0.0, 1.0), (16 * tinyms.ASEC, -10 * tinyms.ASEC, 0.5),
-           (-20 * tinyms.ASEC, 14 * tinyms.ASEC, 0.05)]
-
-
-def _why_not() -> str | None:
-    """Why the pool tests cannot run here, or None."""
-    if not (TESTPOOL / "run-as-user.sh").is_file():
-        return f"the test pool is not installed at {TESTPOOL} (../shared/testpool/install.sh)"
-    if os.geteuid() != 0:
-        return "the pool tests submit as htcuser through run-as-user.sh, which needs root"
-    pidfile = TESTPOOL / "local" / "run" / "condor_master.pid"
-    try:
-        os.kill(int(pidfile.read_text().split()[0]), 0)
-    except (OSError, ValueError, IndexError):
-        return f"the test pool at {TESTPOOL} is not running ({TESTPOOL}/start.sh)"
-    return None
-
-
-def planner_only() -> str | None:
-    """Why pegasus-plan cannot run here, or None (plan-only needs no running pool)."""
-    if not (TESTPOOL / "pegasus" / "bin" / "pegasus-plan").exists():
-        return f"the test pool is not installed at {TESTPOOL} (../shared/testpool/install.sh)"
-    return None
-
-
-def as_user(cmd: str, env: dict[str, str] | None = None, path: Path | None = None,
-            timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
-    """``cmd`` run by bash as htcuser with the test pool's environment (and ``path`` first on
-    PATH, ``env`` exported)."""
-    exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in (env or {}).items())
-    if path is not None:
-        exports += f"export PATH={shlex.quote(str(path))}:$PATH; "
-    return subprocess.run([str(TESTPOOL / "run-as-user.sh"), exports + cmd], text=True,
-                          capture_output=True, timeout=timeout)
-
-
-def checked(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n" \
-        f"{proc.stderr[-3000:]}"
-    return proc.stdout
 
 
 @pytest.fixture(scope="module")
 def pool() -> Path:
-    why = _why_not()
+    why = why_not()
     if why:
         pytest.skip(why)
     return TESTPOOL
@@ -98,126 +61,13 @@ def pool() -> Path:
 
 @pytest.fixture(scope="module")
 def user_venv(pool) -> Path:
-    """htclean installed for htcuser: a venv of Debian's /usr/bin/python3 under the bundle
-    (htcuser cannot read a pyenv under /root), from a copy of this checkout (its build files
-    stay out of the tree); made once per checkout, refreshed (no dependencies) after."""
-    key = hashlib.sha1(str(REPO).encode()).hexdigest()[:10]
-    venv = pool / "htclean-venvs" / key
-    venv.parent.mkdir(exist_ok=True)
-    with open(venv.parent / f".{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        src = venv.parent / f".{key}.src"
-        shutil.rmtree(src, ignore_errors=True)
-        shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-            ".git", ".venv", "build", "*.egg-info", "__pycache__", "*.ms", "demo-out"))
-        fresh = not (venv / "bin" / "python").exists()
-        if fresh:
-            subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
-        pip = [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check"]
-        subprocess.run([*pip, *([] if fresh else ["--no-deps", "--force-reinstall"]), str(src)],
-                       check=True, capture_output=True, timeout=900)
-        shutil.rmtree(src, ignore_errors=True)
-    return venv / "bin"
+    return poolkit.user_venv()
 
 
 @pytest.fixture(scope="module")
 def workspace(pool) -> Path:
     """An empty directory of htcuser's, with the observation."""
-    import pwd
-
-    user = pwd.getpwnam(USER)
-    ws = pool / "home" / USER / "htclean-pool-tests" / f"{os.getpid()}-{time.time_ns()}"
-    ws.mkdir(parents=True)
-    tinyms.write_ms(str(ws / "obs.ms"), tinyms.TinyObs(nant=10, ntime=16, nchan=4, noise=0.02,
-                                                       sources=SOURCES))
-    for path in [ws.parent, ws, *ws.rglob("*")]:
-        os.chown(path, user.pw_uid, user.pw_gid)
-    return ws
-
-
-def write_config(where: Path, ms: Path | list[Path], name: str = "config.yml",
-                 wideband: bool = False, **execution) -> Path:
-    cfg = {"data": {"ms": [str(m) for m in ms] if isinstance(ms, list) else str(ms)},
-           "image": {"name": NAME, "size": 64, "scale": "2asec"},
-           "gridder": {"epsilon": 1.0e-7, "threads": 1, "device": "cpu", "chunk_rows": 500},
-           "deconvolution": {"niter": 300, "gain": 0.2, "mgain": 0.8, "auto_threshold": 3.0,
-                             "max_cycles": 1},
-           "partition": {"parts": 2, "axis": "time"},
-           "execution": {"request_memory": "1GB", "request_cpus": 1, "retries": 1,
-                         "container": None, **execution}}
-    if wideband:
-        cfg["deconvolution"].update(nterms=2, max_cycles=2)
-        cfg["image"].update(primary_beam=True)
-        cfg["partition"]["parts"] = 3
-    path = where / name
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def write_wideband(where: Path) -> list[Path]:
-    """Two tiny observations, 1.2-1.4 and 1.6-1.8 GHz (tinyms, same array and sky)."""
-    out = []
-    for k, f0 in enumerate((1.2e9, 1.6e9)):
-        ms = where / f"band{k}.ms"
-        tinyms.write_ms(str(ms), tinyms.TinyObs(nant=10, ntime=8, nchan=4, dfreq=50e6,
-                                                freq0=f0, noise=0.02, sources=SOURCES,
-                                                seed=5 + k))
-        out.append(ms)
-    return out
-
-
-class Run:
-    """One workflow planned and submitted as htcuser: its plan directory and submit directory."""
-
-    def __init__(self, ws: Path, venv: Path, key: str, site: str = "condor",
-                 plan_args: str = "", generator: str | None = None,
-                 env: dict[str, str] | None = None, config: str = "config.yml"):
-        self.venv, self.out = venv, ws / key
-        text = checked(as_user(f"htclean plan {ws}/{config} -o {self.out} --site {site} "
-                               f"{plan_args}", path=venv, timeout=120)).strip().splitlines()
-        line = text[-1].strip()
-        assert "pegasus-plan " in line and " --submit " in line, text
-        if generator:
-            line = line.replace("pegasus-plan ", f"pegasus-plan -Dpegasus.code.generator="
-                                f"{generator} ", 1)
-        self.run_id = re.search(r"planned run (\S+):", text[0]).group(1)
-        self.submit = self.out / "submit" / self.run_id
-        self.proc = subprocess.Popen(
-            [str(TESTPOOL / "run-as-user.sh"),
-             "".join(f"export {k}={v}; " for k, v in (env or {}).items())
-             + f"export PATH={venv}:$PATH; {line}"],
-            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.started, self.generator = time.monotonic(), generator
-        self.state: int | None = None
-
-    def wait(self) -> int:
-        """The workflow's end: 0 for Success, 1 otherwise (wait-wf.sh on a pool; the Shell
-        code generator runs the whole workflow inside pegasus-plan)."""
-        if self.state is None:
-            out, _ = self.proc.communicate(timeout=RUN_TIMEOUT_S)
-            assert self.proc.returncode == 0 or self.generator, out[-3000:]
-            if self.generator:
-                self.state = 0 if self.proc.returncode == 0 and "Success" in out else 1
-            else:
-                proc = as_user(f"{TESTPOOL}/wait-wf.sh {self.submit} {RUN_TIMEOUT_S}")
-                self.state = proc.returncode
-            self.wall = time.monotonic() - self.started
-        return self.state
-
-    def image(self) -> np.ndarray:
-        return read_fits(self.out / "outputs" / f"{NAME}-image.fits")[0]
-
-
-def job_events(submit: Path) -> dict[str, list[str]]:
-    """Every level's DAGMan events by '<level dir>/<job>', from the jobstate logs."""
-    events: dict[str, list[str]] = {}
-    for log in submit.rglob("jobstate.log*"):  # with any copy a restart rotated away
-        level = re.sub(r"\.\d+$", "", log.parent.name)
-        for line in log.read_text().splitlines():
-            parts = line.split()
-            if len(parts) > 2 and parts[1] != "INTERNAL":
-                events.setdefault(f"{level}/{parts[1]}", []).append(parts[2])
-    return events
+    return poolkit.workspace()
 
 
 @pytest.fixture(scope="module")
@@ -228,10 +78,7 @@ def runs(pool, user_venv, workspace, tmp_path_factory):
     write_config(workspace, workspace / "obs.ms")
     bands = write_wideband(workspace)
     write_config(workspace, bands, name="config-wb.yml", wideband=True)
-    owner = (lambda u: (u.pw_uid, u.pw_gid))(__import__("pwd").getpwnam(USER))
-    for path in [workspace / "config.yml", workspace / "config-wb.yml", *bands,
-                 *(p for b in bands for p in b.rglob("*"))]:
-        os.chown(path, *owner)
+    poolkit.give_to_user(workspace / "config.yml", workspace / "config-wb.yml", *bands)
     started = {
         "good": Run(workspace, user_venv, "good"),
         "faulty": Run(workspace, user_venv, "faulty", plan_args=f"--inject-failure {FAILING}",
@@ -248,10 +95,6 @@ def runs(pool, user_venv, workspace, tmp_path_factory):
                    check=True, capture_output=True, timeout=RUN_TIMEOUT_S)
     started["engine-wb"] = engine / "wb" / "outputs"
     return started
-
-
-def close_to(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
 def test_a_condor_run_succeeds_across_its_cycles_and_equals_the_engine(runs):
