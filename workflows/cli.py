@@ -14,7 +14,8 @@ from importlib.metadata import PackageNotFoundError, version
 from htclean.imaging.errors import InputError
 
 # Subcommands in the order --help lists them; a name appears here only once it works.
-COMMANDS = ("demo", "simulate", "inspect", "init-config", "validate", "plan", "run", "report")
+COMMANDS = ("demo", "simulate", "inspect", "init-config", "validate", "plan", "run", "report",
+            "model")
 
 
 def _version() -> str:
