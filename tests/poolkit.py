@@ -18,6 +18,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -195,10 +196,15 @@ class Run:
             text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.started, self.generator = time.monotonic(), generator
         self.state: int | None = None
+        self.lock = threading.RLock()  # several fault threads may wait on one run
 
     def wait(self) -> int:
         """The workflow's end: 0 for Success, 1 otherwise (wait-wf.sh on a pool; the Shell
         code generator runs the whole workflow inside pegasus-plan)."""
+        with self.lock:
+            return self._wait()
+
+    def _wait(self) -> int:
         if self.state is None:
             out, _ = self.proc.communicate(timeout=RUN_TIMEOUT_S)
             assert self.proc.returncode == 0 or self.generator, out[-3000:]
@@ -212,10 +218,11 @@ class Run:
 
     def resume(self) -> int:
         """``pegasus-run`` on the top submit directory (the rescue DAGs), then its end."""
-        self.proc.communicate(timeout=RUN_TIMEOUT_S)
-        checked(as_user(f"pegasus-run {self.submit}", timeout=300))
-        self.state = None
-        return self.wait()
+        with self.lock:
+            self.proc.communicate(timeout=RUN_TIMEOUT_S)
+            checked(as_user(f"pegasus-run {self.submit}", timeout=300))
+            self.state = None
+            return self._wait()
 
     def image(self) -> np.ndarray:
         return read_fits(self.out / "outputs" / f"{NAME}-image.fits")[0]

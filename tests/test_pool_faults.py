@@ -1,0 +1,195 @@
+"""Faults on the real test pool, each ending with the image of an undisturbed run, bit for bit,
+and saying which jobs ran again (from the jobstate logs of every level): a compute job
+evicted; an input transfer that fails, once and for good; a level's DAGMan killed; the
+staging directory full; the submit host's ``next`` job killed; the whole pool restarted.
+
+Three workflows (the tiny run of test_pool.py: 720 rows, 64 x 64, 2 parts, 1 major cycle),
+submitted at once from one module fixture: one takes the faults it survives by itself
+(eviction, a transfer failed once, its cycle's DAGMan killed, its next job killed; each aimed
+at a job of its own), one the input that stays missing, one the full staging directory (the
+two fail and are resumed with pegasus-run). Each fault is injected by a thread of its own
+(tests/poolfaults.py), which also repairs and resumes the runs it fails. The restart of the
+whole pool comes last, once every other fault is in, while the runs are still going, and only
+when the queue holds no job of another
+user (it waits for that, bounded); the pool is always started again.
+
+The reference is the embedded engine's image of the same configuration, which the pool's
+equals bit for bit with ``gridder.threads: 1`` (the configuration's; ducc0 is not
+deterministic in single precision with more threads, DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import poolkit
+import pytest
+from poolfaults import KINDS, Fault, can_mount, level_events, mount_staging, reruns, unmount_staging
+from poolkit import NAME, RUN_TIMEOUT_S, TESTPOOL, Run, give_to_user, why_not, write_config
+
+from htclean.imaging.fits import read_fits
+
+pytestmark = pytest.mark.pool
+
+RUN_ID = "fx"
+# Which workflow takes which fault: the faults a run survives by itself share one.
+RUN_OF = {"evict": "shared", "transfer": "shared", "dagman": "shared", "next": "shared",
+          "restart": "shared", "missing": "missing", "staging": "staging"}
+
+
+@pytest.fixture(scope="module")
+def faults():
+    why = why_not()
+    if why:
+        pytest.skip(why)
+    t0 = time.monotonic()
+    venv, ws = poolkit.user_venv(), poolkit.workspace("htclean-pool-faults")
+    cfg = write_config(ws, ws / "obs.ms", run_id=RUN_ID)
+    give_to_user(cfg)
+    kinds = [k for k in KINDS if k != "staging" or can_mount()]
+    runs = {key: Run(ws, venv, key, before_submit=mount_staging if key == "staging" else None)
+            for key in {RUN_OF[k] for k in kinds}}
+    found = {k: Fault(k, runs[RUN_OF[k]], mine=[ws]) for k in kinds}
+    found["restart"].others = [f for k, f in found.items() if k != "restart"]
+    for fault in found.values():
+        fault.start()
+    subprocess.run([str(venv / "htclean"), "run", str(cfg), "-o", str(ws / "engine")],
+                   check=True, capture_output=True, timeout=RUN_TIMEOUT_S)
+    reference = read_fits(ws / "engine" / "outputs" / f"{NAME}-image.fits")[0]
+    yield {"faults": found, "reference": reference, "t0": t0, "ws": ws, "venv": venv}
+    for fault in found.values():
+        fault.join()
+    if "staging" in runs:
+        unmount_staging(runs["staging"])
+    print(f"\npool fault module: {time.monotonic() - t0:.0f} s of wall time")
+
+
+def finished(faults: dict, kind: str) -> Fault:
+    """The fault's run once over: injected, no error, success, the reference image."""
+    if kind not in faults["faults"]:
+        pytest.skip(f"{kind}: cannot be injected here (mount refused)")
+    fault = faults["faults"][kind].join()
+    assert fault.done.is_set(), f"{kind}: still running"
+    assert fault.error is None, fault.error
+    assert fault.notes.get("injected"), fault.notes
+    print(f"\n{kind}: {fault.notes}\n  ran again: {reruns(fault.run)}")
+    assert fault.state == 0, f"{kind}: the run failed: {fault.notes}"
+    image = read_fits(fault.run.out / "outputs" / f"{NAME}-image.fits")[0]
+    assert np.array_equal(image, faults["reference"]), f"{kind}: not the undisturbed image"
+    return fault
+
+
+def htclean_reruns(fault: Fault) -> dict[str, int]:
+    return {job: n for job, n in reruns(fault.run).items() if "/htclean-" in job}
+
+
+def user_log_events(run: Run, cluster: int) -> list[str]:
+    """The event codes HTCondor logged for job ``cluster`` (in any level's user log)."""
+    codes = []
+    for log in run.submit.rglob("*-0.log"):
+        codes += re.findall(rf"^(\d{{3}}) \({cluster}\.000\.000\)", log.read_text(), re.M)
+    return codes
+
+
+def test_an_evicted_compute_job_starts_again(faults):
+    fault = finished(faults, "evict")
+    codes = user_log_events(fault.run, fault.notes["cluster"])
+    assert "004" in codes and codes.count("001") >= 2, codes  # evicted, then executed again
+    events = level_events(fault.run, "cycle-01")[f"htclean-grid_{fault.target}"]
+    assert events.count("SUBMIT") == 1 and "JOB_EVICTED" in events, events  # no retry used
+    assert events.count("EXECUTE") == 2 and events[-1] == "POST_SCRIPT_SUCCESS", events
+
+
+def test_a_failed_input_transfer_is_removed_and_retried(faults):
+    fault = finished(faults, "transfer")
+    assert fault.notes["held"] == 13, fault.notes  # TransferInputError
+    assert Path(fault.notes["hidden"]).name in fault.notes["hold_reason"]
+    events = level_events(fault.run, "cycle-01")[f"htclean-grid_{fault.target}"]
+    # held (HTCondor logs an eviction first), removed by periodic_remove, failed, retried
+    assert events.count("SUBMIT") == 2 and events[-1] == "POST_SCRIPT_SUCCESS", events
+    assert "JOB_HELD" in events and "JOB_ABORTED" in events, events
+
+
+def test_an_input_that_stays_missing_fails_the_run_named_then_resumes(faults):
+    fault = finished(faults, "missing")
+    assert fault.notes["failed"] == 1 and fault.notes["held"] == 13, fault.notes
+    part = Path(fault.notes["hidden"]).name
+    assert part in fault.notes["analyzer"], fault.notes["analyzer"][-3000:]
+    assert fault.notes["pegasus_run"] == 0
+    # the two held tries, then the one after pegasus-run; nothing else of htclean's again
+    assert htclean_reruns(fault) == {f"cycle-01/htclean-grid_{fault.target}": 3}
+
+
+def test_a_killed_dagman_recovers_without_rerunning_a_compute_job(faults):
+    fault = finished(faults, "dagman")
+    # HTCondor requeues a scheduler-universe DAGMan killed by a signal (its on_exit_remove
+    # keeps it unless it exited 0-2 or with SIGSEGV); the new one recovers from its log
+    assert fault.notes["restarted_by_condor"], fault.notes
+    assert not fault.notes.get("failed"), "pegasus-run was needed"
+    events = level_events(fault.run, "cycle-01")
+    assert events["htclean-deconvolve_deconvolve-c01"].count("SUBMIT") == 1, events
+    started = sum(log.read_text().count("DAGMAN_STARTED")
+                  for log in fault.run.submit.rglob("cycle-01.*/jobstate.log*"))
+    assert started >= 2, f"the level's DAGMan started {started} times"
+
+
+def test_a_full_staging_directory_fails_then_pegasus_run_finishes(faults):
+    fault = finished(faults, "staging")
+    assert fault.notes["failed"] == 1 and fault.notes["held"] == 12, fault.notes
+    assert "No space left on device" in fault.notes["hold_reason"], fault.notes
+    assert fault.notes["pegasus_run"] == 0
+
+
+def test_a_job_on_a_full_filesystem_exits_3_with_one_line_naming_it(faults, tmp_path):
+    """What the staging directory's jobs (site local, sharedfs) and every job whose working
+    directory fills up do: exit 3 (resources), one line on stderr naming the place."""
+    if not can_mount():
+        pytest.skip("mount refused here")
+    work = tmp_path / "full"
+    work.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "full", str(work)], check=True)
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={work}/filler", "bs=4k"],
+                       capture_output=True)
+        ws = faults["ws"]
+        partial = next((ws / "engine").rglob(f"{RUN_ID}-residual-c01-p000.npz"))
+        proc = subprocess.run([str(faults["venv"] / "htclean-gather"), "--config",
+                               str(ws / "engine" / "config.yml"), "--record", "g.record.json",
+                               "--inputs", str(partial), "--output", "g.npz"],
+                              cwd=work, capture_output=True, text=True, timeout=120)
+    finally:
+        subprocess.run(["umount", "-l", str(work)], capture_output=True)
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0] and str(work) in lines[0], \
+        lines
+
+
+def test_a_killed_next_job_is_retried_and_writes_the_same_cycle(faults):
+    fault = finished(faults, "next")
+    events = level_events(fault.run, RUN_ID)["htclean-next_next-c00"]
+    assert events.count("SUBMIT") == 2 and "JOB_FAILURE" in events, events
+    assert {j for j in htclean_reruns(fault) if j.startswith(f"{RUN_ID}/")} == {
+        f"{RUN_ID}/htclean-next_next-c00"}
+    undisturbed = faults["faults"]["missing"].run  # its top level saw no fault
+
+    def cycle(run: Run) -> str:
+        return (run.out / "outputs" / "cycle-01.yml").read_text().replace(str(run.out), "OUT")
+    assert cycle(fault.run) == cycle(undisturbed)
+
+
+def test_the_pool_restarted_mid_run(faults):
+    """Last: the pool stopped and started again once every other fault was in."""
+    fault = faults["faults"]["restart"].join()
+    if fault.error is None and not fault.notes.get("injected"):
+        pytest.skip(f"pool not restarted: {fault.notes.get('why')}")
+    finished(faults, "restart")
+    assert fault.notes["stop"] == 0 and fault.notes["start"] == 0, fault.notes
+    assert TESTPOOL.exists() and poolkit.pool_running()
+    for other in faults["faults"].values():  # every run in flight went on after it
+        assert other.join().state == 0, other.notes
+    print(f"pool fault module: {time.monotonic() - faults['t0']:.0f} s so far")
