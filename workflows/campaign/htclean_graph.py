@@ -38,7 +38,10 @@ class GraphBuilder:
         self.costs = Costs(campaign.visibilities, nx * ny, self.ctx.nterms)
         self.sizer = graph.Builder(self.ctx, "model")
         self.nodes: list[Node] = []
-        self.produced: set[str] = set()        # files made by earlier levels (on staging)
+        # files already where the jobs read them: made by earlier levels (on staging), or
+        # input MSs given as URLs (the jobs fetch them themselves: no stage-in moves them)
+        self.produced: set[str] = {lfn for lfn, ms in zip(
+            self.ctx.ms_lfns, self.ctx.settings["data"]["ms"], strict=True) if "://" in str(ms)}
         self.route = OSDF if self.ctx.data_configuration == "nonsharedfs" else AP
 
     def size(self, lfn: str) -> float:

@@ -67,7 +67,7 @@ def htclean_campaign(parts: int = PARTS, device: str = "gpu") -> Campaign:
                     "size": int(DATA_BYTES)},
            "image": {"size": IMAGE_SIZE, "scale": "0.15asec"},
            "execution": {"site": "ospool", "staging": "osdf:///ospool/ap40/data/user/stage",
-                         "request_cpus": 2},
+                         "request_cpus": 2, "request_memory": "16GB"},
            "gridder": {"device": device}, "partition": {"parts": parts},
            "deconvolution": {"max_cycles": CYCLES}}
     return from_config(raw, ".", data_bytes=DATA_BYTES,
