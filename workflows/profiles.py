@@ -4,8 +4,9 @@ Every compute job gets ``dagman.category`` (its job type, the ``execution.thrott
 a priority that keeps the serial path (partition, gather, deconvolve, next, restore) ahead of
 queued parallel jobs, ``dagman.retry = "<execution.retries> UNLESS-EXIT 2"`` (a job that
 exits 2 had bad input, which no retry fixes: DAGMan does not retry it; workflows.exitcode
-makes the node's POST script pass that status on), request_cpus and request_memory
-from the configuration, and request_disk = 2 x the sizes of its inputs + execution.disk_margin.
+makes the node's POST script pass that status on), request_cpus and request_memory sized to
+what the job holds (workflows/requests.py) with the configuration's values as caps, and
+request_disk = 2 x the sizes of its inputs + execution.disk_margin.
 Sub-workflow jobs get no retries: a retried level resumes from its rescue DAG, and retries
 would multiply with depth (DESIGN.md).
 
@@ -20,7 +21,7 @@ import math
 
 from Pegasus.api import Job, Namespace, SubWorkflow
 
-from htclean.imaging.geometry import psf_shape
+from htclean.workflows import names, requests
 from htclean.workflows.context import LOCAL, RunContext
 from htclean.workflows.exitcode import NO_RETRY_STATUS
 
@@ -29,8 +30,6 @@ PARALLEL_PRIORITY = 10    # weights, grid, residual: one per part
 SERIAL = ("partition", "gather", "deconvolve", "next", "restore")
 GPU_CATEGORIES = ("grid", "residual", "deconvolve")
 NEXT_MEMORY_MB = 1024     # at least, for next (on the submit host, local universe)
-NEXT_BASE_MB = 256        # its interpreter and modules
-GATHER_CPUS = 1
 MIB = 2**20
 
 
@@ -56,27 +55,44 @@ def disk_kib(ctx: RunContext, input_bytes: int) -> int:
     return max(1, math.ceil((2 * input_bytes + margin) / 1024))
 
 
-def next_memory_mb(ctx: RunContext) -> int:
-    """request_memory of next: its cycle-0 gather holds the 2 nterms - 1 PSFs (psf_oversize)
-    and the nterms dirty images, 12 bytes a pixel each (a float32 sum, a float64 image);
-    measured at 4096^2, nterms 1: 998 MB, this asks 1262."""
-    nx, ny = ctx.image_shape
-    pnx, pny = psf_shape(nx, ny, float(ctx.settings["image"]["psf_oversize"]))
-    nterms = int(ctx.settings["deconvolution"]["nterms"])
-    need = 12 * ((2 * nterms - 1) * pnx * pny + nterms * nx * ny)
-    return max(NEXT_MEMORY_MB, NEXT_BASE_MB + math.ceil(need / MIB))
+def next_memory_mb(ctx: RunContext, inputs: int = 2) -> int:
+    """request_memory of next (the submit host, local universe: not capped by
+    execution.request_memory): its cycle-0 gather of ``inputs`` partials holding the
+    2 nterms - 1 PSFs (psf_oversize) and the nterms dirty images, then the FITS it writes
+    (requests.next_bytes); at least ``NEXT_MEMORY_MB``."""
+    sizes = requests.Sizes.from_settings(ctx.settings, ctx.image_shape)
+    need = requests.next_bytes(sizes, "image", inputs)
+    return max(NEXT_MEMORY_MB, requests.memory_mb(requests.BASE_MB["next"], need))
 
 
-def requests(ctx: RunContext, category: str, input_bytes: int) -> dict[str, int]:
-    """cpus, memory_mb, disk_kib and gpus of a job of ``category`` reading ``input_bytes``."""
+def job_shape(job: Job, ctx: RunContext, category: str) -> requests.Job:
+    """What the requests of ``job`` depend on, from its id and input files: the gather tree
+    it sums and its inputs, its part's bytes (measured where known), the MSs' bytes."""
+    lfns = [u.file.lfn for u in job.uses if u._type == "input"]
+    job_id = job._id or ""
+    tree = "weights" if job_id.startswith("gather-weights") else \
+        "image" if job_id.endswith(names.cycle(0)) or f"-{names.cycle(0)}-" in job_id else \
+        "residual"
+    partials = [lfn for lfn in lfns if lfn.endswith(".npz") and "-part-" not in lfn]
+    part = [ctx.size(lfn, ctx.part_bytes(0)) for lfn in lfns
+            if lfn.startswith(f"{ctx.run_id}-part-")]
+    return requests.Job(category, tree, max(1, len(partials)), max(part, default=0),
+                        ctx.ms_bytes())
+
+
+def requests_of(ctx: RunContext, shape: requests.Job, input_bytes: int) -> dict[str, int]:
+    """cpus, memory_mb, disk_kib and gpus of a job: sized to it (workflows/requests.py),
+    capped by execution.request_cpus and request_memory (next, on the submit host, only by
+    its own estimate)."""
     execution = ctx.settings["execution"]
-    if category == "next":
-        cpus, memory = 1, next_memory_mb(ctx)
+    cpus, memory = requests.estimate(ctx.settings, shape)
+    if shape.category == "next":
+        memory = max(NEXT_MEMORY_MB, memory)
     else:
-        cpus = GATHER_CPUS if category == "gather" else int(execution["request_cpus"])
-        memory = math.ceil(execution["request_memory"] / MIB)
+        cpus = min(cpus, int(execution["request_cpus"]))
+        memory = min(memory, math.floor(execution["request_memory"] / MIB))
     return {"cpus": cpus, "memory_mb": memory, "disk_kib": disk_kib(ctx, input_bytes),
-            "gpus": 1 if wants_gpu(ctx, category) else 0}
+            "gpus": 1 if wants_gpu(ctx, shape.category) else 0}
 
 
 def retry(ctx: RunContext) -> str:
@@ -88,7 +104,7 @@ def apply(job: Job, ctx: RunContext, category: str, input_bytes: int) -> Job:
     """Add the category, priority, retries and resource requests of a job; returns it."""
     prio = priority(category)
     job.add_dagman_profile(category=category, priority=str(prio), retry=retry(ctx))
-    req = requests(ctx, category, input_bytes)
+    req = requests_of(ctx, job_shape(job, ctx, category), input_bytes)
     job.add_pegasus_profile(cores=req["cpus"], memory=str(req["memory_mb"]),
                             diskspace=str(math.ceil(req["disk_kib"] / 1024)))
     job.add_profiles(Namespace.CONDOR, key="priority", value=str(prio))
