@@ -2,9 +2,10 @@
 
     local       the submit host: shared scratch <plan>/scratch, local storage <plan>/outputs
                 (the output site; the local engine 'stages out' there too); runs next jobs
-    condorpool  the pool that runs compute jobs: condor (a generic pool: vanilla universe,
-                condorio), ospool and path (HTCondor container universe with the image of
-                the transformation catalog; nonsharedfs through OSDF by default)
+    condorpool  the pool that runs compute jobs: HTCondor's container universe with the
+                image of the transformation catalog wherever execution.container is set
+                (ospool and path: nonsharedfs through OSDF by default; condor: condorio, and
+                the vanilla universe without a container)
     staging     nonsharedfs only: the OSDF directory of execution.staging (osdf:// file
                 server, auxillary.local so transfers run on the access point, DESIGN.md)
 
@@ -62,8 +63,10 @@ def attributes(ctx: RunContext) -> dict[str, str]:
 
 
 def pool_site(ctx: RunContext) -> Site:
-    """The HTCondor execution site for condor, ospool or path."""
-    container = ctx.site in ("ospool", "path") and bool(ctx.settings["execution"]["container"])
+    """The HTCondor execution site for condor, ospool or path: the container universe when
+    the run has a container (on condor too: a docker:// image runs where the execute nodes
+    have docker, a CVMFS or .sif one where they have Apptainer), else vanilla."""
+    container = bool(ctx.settings["execution"]["container"])
     site = Site(POOL)
     site.add_pegasus_profile(style="condor")
     site.add_condor_profile(universe="container" if container else "vanilla",

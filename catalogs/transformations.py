@@ -46,7 +46,9 @@ def container(image: str) -> Container:
 
     A CVMFS path is read on the execute node (site condorpool); another absolute path is a
     file of the submit host that HTCondor sends with the job; a URL (osdf://, https://,
-    docker://) is fetched by HTCondor or Apptainer on the execute node.
+    docker://) is fetched by HTCondor or Apptainer on the execute node. The jobs run in
+    HTCondor's container universe (sites.py), which picks the runtime: a docker:// image
+    runs in docker where the execute node has it (the type written here is then unused).
     """
     scheme = urlparse(image).scheme
     if scheme:
