@@ -167,7 +167,8 @@ class MTResult:
 
 def prepare(residuals: Any, psfs: Any) -> tuple[np.ndarray, np.ndarray]:
     """Validated float64 copies: residuals (nterms, ny, nx) and PSFs (2 nterms - 1, pny,
-    pnx) normalised so PSF 0 is 1 at its centre. InputError says what is wrong."""
+    pnx) normalised so PSF 0 is 1 at its centre (stored pixel by pixel:
+    mtmfs_list.interleaved). InputError says what is wrong."""
     r, p = np.array(residuals, np.float64), np.asarray(psfs, np.float64)
     if r.ndim != 3 or p.ndim != 3:
         raise InputError(f"residuals and psfs must be stacks of images, got shapes {r.shape} "
@@ -180,7 +181,7 @@ def prepare(residuals: Any, psfs: Any) -> tuple[np.ndarray, np.ndarray]:
     centre = p[0, p.shape[1] // 2, p.shape[2] // 2]
     if not centre > 0 or np.abs(p[0]).max() > centre * (1 + 1e-6):
         raise InputError("Taylor PSF 0 must peak at its centre pixel")
-    return r, p / centre
+    return r, mtmfs_list.interleaved(p, centre)
 
 
 def inverse(h: np.ndarray) -> np.ndarray:

@@ -36,7 +36,8 @@ def list_clean_terms(values: np.ndarray, flat: np.ndarray, nx: int, psfs: np.nda
 
     ``values`` (nterms, m) float64: the Taylor residuals at ascending flat indices ``flat`` of
     an image ``nx`` wide (updated in place); ``psfs`` (2 nterms - 1, py, px) float64 Taylor
-    PSFs, centre ``(py // 2, px // 2)``; ``h_inv`` (nterms, nterms) their inverse Hessian.
+    PSFs, centre ``(py // 2, px // 2)`` (``interleaved``, or copied so); ``h_inv`` (nterms,
+    nterms) their inverse Hessian.
     Each iteration takes the largest ``s = R . H^-1 R`` (lowest index on ties), stops when it
     is <= ``limit``, when ``max |R_0|`` <= ``floor`` (None: no such test) or after ``budget``
     iterations, records ``a = gain H^-1 R`` there and subtracts ``sum_j a_j B_{i+j}`` shifted
@@ -50,15 +51,17 @@ def list_clean_terms(values: np.ndarray, flat: np.ndarray, nx: int, psfs: np.nda
     span_y = int(ly.max() - ly.min()) if m else 0
     span_x = int(lx.max() - lx.min()) if m else 0
     covered = min(cy, py - 1 - cy) >= span_y and min(cx, px - 1 - cx) >= span_x
+    # the PSFs pixel by pixel (py, px, nq): one gather fetches every term's value at once
+    by_pixel = np.moveaxis(psfs, 0, -1)
     if not covered:  # offsets beyond the PSFs: clip them onto a zero border
-        bordered = np.zeros((nq, py + 2, px + 2))
-        bordered[:, 1:-1, 1:-1] = psfs
-        psfs, py, px, cy, cx = bordered, py + 2, px + 2, cy + 1, cx + 1
-    flat_psfs = psfs.reshape(nq, -1)
+        bordered = np.zeros((py + 2, px + 2, nq))
+        bordered[1:-1, 1:-1] = by_pixel
+        by_pixel, py, px, cy, cx = bordered, py + 2, px + 2, cy + 1, cx + 1
+    flat_psfs = np.ascontiguousarray(by_pixel).reshape(-1, nq)  # no copy from interleaved()
     base = ly * px + lx  # PSF index of a list pixel, less that of the picked one's centre
     index = np.empty_like(base)
     iy, ix = np.empty_like(ly), np.empty_like(lx)
-    shifted = np.empty((nq, m))
+    shifted = np.empty((m, nq))
     coeff = h_inv @ values
     s = np.einsum("im,im->m", coeff, values)
     picks: list[int] = []
@@ -75,15 +78,24 @@ def list_clean_terms(values: np.ndarray, flat: np.ndarray, nx: int, psfs: np.nda
             np.clip(lx - (lx[k] - cx), 0, px - 1, out=ix)
             np.multiply(iy, px, out=index)
             index += ix
-        for q in range(nq):
-            np.take(flat_psfs[q], index, out=shifted[q])
+        np.take(flat_psfs, index, axis=0, out=shifted)
         for i in range(nterms):
-            values[i] -= a @ shifted[i:i + nterms]
+            values[i] -= shifted[:, i:i + nterms] @ a
         np.matmul(h_inv, values, out=coeff)
         np.einsum("im,im->m", coeff, values, out=s)
         picks.append(k)
         amps.append(a)
     return np.array(picks, dtype=np.int64), np.array(amps).reshape(-1, nterms)
+
+
+def interleaved(psfs: np.ndarray, divisor: float = 1.0) -> np.ndarray:
+    """``psfs / divisor`` (nq, py, px) float64 as a view of one (py, px, nq) array: the
+    layout ``list_clean_terms`` gathers from without copying."""
+    nq, py, px = psfs.shape
+    out = np.empty((py, px, nq))
+    for q in range(nq):  # a term at a time: 4x faster than one transposing copy
+        np.divide(psfs[q], divisor, out=out[:, :, q])
+    return np.moveaxis(out, -1, 0)
 
 
 class TermSubtractor:

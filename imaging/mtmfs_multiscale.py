@@ -33,7 +33,7 @@ from htclean.imaging.components import scale_kernel
 from htclean.imaging.convolver import Convolver
 from htclean.imaging.errors import InputError
 from htclean.imaging.mtmfs import TaylorComponents
-from htclean.imaging.mtmfs_list import TermSubtractor, list_clean_terms
+from htclean.imaging.mtmfs_list import TermSubtractor, interleaved, list_clean_terms
 from htclean.imaging.mtmfs_list import scores as score
 from htclean.imaging.multiscale import beam_pixels
 from htclean.imaging.taylor import hessian
@@ -65,7 +65,7 @@ def prepare_scales(psf: np.ndarray, params: CleanParams, shape: tuple[int, int])
             psfs = psf
         else:
             kk = fftconvolve(k, k)
-            psfs = np.stack([fftconvolve(p, kk, mode="same") for p in psf])
+            psfs = interleaved(np.stack([fftconvolve(p, kk, mode="same") for p in psf]))
         h = hessian(psfs)
         if np.linalg.eigvalsh(h).min() <= 1e-12 * max(abs(h[0, 0]), 1e-300):
             continue
