@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if why:
         print(f"pool_soak: {why}", file=sys.stderr)
         return 2
+    print(f"pool settings: {poolfaults.tune_pool()}", flush=True)
     kinds = [k for k in args.faults.split(",") if k != "staging" or poolfaults.can_mount()]
     venv, ws = poolkit.user_venv(), poolkit.workspace("htclean-pool-soak")
     if args.workflow == "demo":

@@ -51,12 +51,23 @@ def wait_for(what: Callable[[], object], timeout: float, step: float = POLL_S) -
 
 
 def condor_jobs(constraint: str = "true") -> list[dict]:
-    """The queue's jobs (every user) matching ``constraint``, as ClassAd dicts."""
-    proc = as_root(f"condor_q -allusers -json -attributes ClusterId,JobStatus,HoldReasonCode,"
-                   f"HoldReason,Iwd,pegasus_wf_dag_job_id,JobUniverse,Owner "
-                   f"-constraint '{constraint}'", timeout=60)
-    text = proc.stdout.strip()
-    return json.loads(text) if proc.returncode == 0 and text else []
+    """The queue's jobs (every user) matching ``constraint``, as ClassAd dicts; raises when
+    the schedd does not answer (an empty list must mean an empty queue: the restart relies on
+    it to leave other users' jobs alone)."""
+    why = "timed out"
+    for _ in range(5):
+        try:
+            proc = as_root("condor_q -allusers -json -attributes ClusterId,JobStatus,"
+                           "HoldReasonCode,HoldReason,Iwd,pegasus_wf_dag_job_id "
+                           f"-constraint '{constraint}'", timeout=60)
+        except subprocess.TimeoutExpired:
+            continue
+        if proc.returncode == 0:
+            text = proc.stdout.strip()
+            return json.loads(text) if text else []
+        why = proc.stderr.strip()[-300:]
+        time.sleep(2)
+    raise RuntimeError(f"condor_q does not answer: {why}")
 
 
 def run_jobs(run: Run, constraint: str = "true") -> list[dict]:
@@ -298,6 +309,9 @@ class Fault:
     def _restart(self) -> None:
         for other in self.others:
             other.injected.wait(RUN_TIMEOUT_S)
+        if not wait_for(lambda: any(self.run.submit.rglob(f"{self.target}.*/jobstate.log")),
+                        600, step=1):
+            return self.note(injected=False, why=f"{self.target} never started")
         foreign = wait_for(lambda: not foreign_jobs(self.mine), 240, step=2)
         if not foreign:
             jobs = foreign_jobs(self.mine)
@@ -337,6 +351,22 @@ def mount_staging(run: Run, mb: int = STAGING_MB) -> None:
 
 def unmount_staging(run: Run) -> None:
     subprocess.run(["umount", "-l", str(run.out / "scratch")], capture_output=True)
+
+
+POOL_CONFIG = Path(__file__).with_name("testpool") / "60-htclean-tests.conf"
+
+
+def tune_pool() -> str:
+    """Install tests/testpool/60-htclean-tests.conf into the test pool's config.d (and
+    condor_reconfig) unless it is there already; what was done."""
+    target = TESTPOOL / "etc" / "config.d" / POOL_CONFIG.name
+    text = POOL_CONFIG.read_text()
+    if target.exists() and target.read_text() == text:
+        return "already installed"
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(text)
+    proc = as_root("condor_reconfig", timeout=60)
+    return f"installed {target} (condor_reconfig: exit {proc.returncode})"
 
 
 def can_mount() -> bool:

@@ -13,6 +13,8 @@ whole pool comes last, once every other fault is in, while the runs are still go
 when the queue holds no job of another
 user (it waits for that, bounded); the pool is always started again.
 
+The fixture installs tests/testpool/60-htclean-tests.conf into the pool (the schedd evaluates
+periodic_remove every 5 s instead of 60 s, so a held job is removed in seconds).
 The reference is the embedded engine's image of the same configuration, which the pool's
 equals bit for bit with ``gridder.threads: 1`` (the configuration's; ducc0 is not
 deterministic in single precision with more threads, DESIGN.md).
@@ -28,7 +30,16 @@ from pathlib import Path
 import numpy as np
 import poolkit
 import pytest
-from poolfaults import KINDS, Fault, can_mount, level_events, mount_staging, reruns, unmount_staging
+from poolfaults import (
+    KINDS,
+    Fault,
+    can_mount,
+    level_events,
+    mount_staging,
+    reruns,
+    tune_pool,
+    unmount_staging,
+)
 from poolkit import NAME, RUN_TIMEOUT_S, TESTPOOL, Run, give_to_user, why_not, write_config
 
 from htclean.imaging.fits import read_fits
@@ -47,6 +58,7 @@ def faults():
     if why:
         pytest.skip(why)
     t0 = time.monotonic()
+    print(f"\npool settings: {tune_pool()}")
     venv, ws = poolkit.user_venv(), poolkit.workspace("htclean-pool-faults")
     cfg = write_config(ws, ws / "obs.ms", run_id=RUN_ID)
     give_to_user(cfg)
@@ -88,11 +100,15 @@ def htclean_reruns(fault: Fault) -> dict[str, int]:
 
 
 def user_log_events(run: Run, cluster: int) -> list[str]:
-    """The event codes HTCondor logged for job ``cluster`` (in any level's user log)."""
-    codes = []
-    for log in run.submit.rglob("*-0.log"):
-        codes += re.findall(rf"^(\d{{3}}) \({cluster}\.000\.000\)", log.read_text(), re.M)
-    return codes
+    """The event codes HTCondor logged for job ``cluster`` in its level's user log."""
+    pattern = re.compile(rf"^(\d{{3}}) \({cluster}\.000\.000\)", re.M)
+    for log in run.submit.rglob("*.log"):
+        if log.name.endswith((".dagman.log", "jobstate.log", "monitord.log")):
+            continue
+        codes = pattern.findall(log.read_text(errors="replace"))
+        if "000" in codes:
+            return codes
+    return []
 
 
 def test_an_evicted_compute_job_starts_again(faults):
