@@ -2,7 +2,7 @@
 
     python benchmarks/vs_wsclean.py [--sizes demo 3m 50m] [--dir DIR] [--threads N]
                                     [--no-wsclean] [--parts P] [--precision single|double]
-                                    [--epsilon 1e-5]
+                                    [--epsilon 1e-5] [--tag TAG] [--wideband [--nterms 2]]
 
 For each size, simulates the observation once with `htclean simulate` (kept in DIR), then runs
 WSClean (when ``wsclean`` is on PATH) and `htclean run` one after the other on the same MS:
@@ -21,7 +21,9 @@ steadier figure on a shared machine), major cycles, peak memory of the largest p
 record's peak and which job it was, the bytes the residual jobs read per major cycle and the
 MS tar they would have read per part before part files. Then the ratio htclean / WSClean.
 The machine's load average is printed before and after each run: on a shared machine the
-ratio is what it is worth only when both ran under the same load.
+ratio is what it is worth only when both ran under the same load. ``--wideband``: WSClean's
+joined channels against htclean's MT-MFS on a two-MS 1-2 GHz observation with the primary
+beam instead (vs_wsclean_wideband.py).
 """
 
 from __future__ import annotations
@@ -161,10 +163,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default="",
                    help="run htclean in SIZE/htclean-TAG (compare two htclean builds on the "
                         "same MS: run this script with each one's python)")
+    p.add_argument("--wideband", action="store_true",
+                   help="the two-MS 1-2 GHz pairing instead (vs_wsclean_wideband.py)")
+    p.add_argument("--nterms", type=int, default=2, help="with --wideband: htclean's nterms")
     args = p.parse_args(argv)
+    have_ws = not args.no_wsclean and shutil.which("wsclean") is not None
+    if args.wideband:
+        import vs_wsclean_wideband
+
+        return vs_wsclean_wideband.main(args, have_ws)
     work = Path(args.dir).absolute()
     work.mkdir(parents=True, exist_ok=True)
-    have_ws = not args.no_wsclean and shutil.which("wsclean") is not None
     rows = []
     for size in args.sizes:
         ms, truth = simulate(work, size)
