@@ -4,8 +4,8 @@ Simulates a few observations (``htclean simulate``), runs ``htclean run`` on eac
 a time, every job a fresh process as on a pool: HTCLEAN_FORKSERVER=0, unless --forkserver),
 then regenerates every level's workflow with the current code (workflows/requests.py via
 profiles.py: the same requests a pool plan writes) and prints, per case and job type, the
-largest measured ``max_rss_mb`` of the job records, the request_memory of that job type
-(its smallest over the jobs, and the smallest estimate / measured ratio) and request_cpus.
+job with the smallest request_memory / measured ``max_rss_mb`` (its peak, request and
+ratio), the range of the type's requests and its request_cpus.
 Every ratio must be above 1: an estimate below a measured peak is a bug.
 
     python benchmarks/request_sizes.py [--cases demo,1k,...] [--work DIR] [--forkserver]
@@ -142,8 +142,10 @@ def table(case: str, peaks: dict[str, float], asks: dict[str, tuple[int, int]]) 
         if not ids:
             continue
         worst = min(ids, key=lambda j: asks[j][1] / peaks[j])
-        rows.append(f"{case:8s} {kind:10s} {len(ids):4d} {max(peaks[j] for j in ids):9.0f} "
-                    f"{min(asks[j][1] for j in ids):9d} {asks[worst][1] / peaks[worst]:6.2f} "
+        low, high = min(asks[j][1] for j in ids), max(asks[j][1] for j in ids)
+        rows.append(f"{case:8s} {kind:10s} {len(ids):4d} {peaks[worst]:9.0f} "
+                    f"{asks[worst][1]:9d} {asks[worst][1] / peaks[worst]:6.2f} "
+                    f"{low if low == high else f'{low}-{high}':>11} "
                     f"{'/'.join(sorted({str(asks[j][0]) for j in ids})):>5s}")
     return rows
 
@@ -158,15 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work or tempfile.mkdtemp(prefix="htclean-requests-")).absolute()
     work.mkdir(parents=True, exist_ok=True)
     print(f"{'case':8s} {'job type':10s} {'jobs':>4s} {'peak MB':>9s} {'asks MB':>9s} "
-          f"{'ratio':>6s} {'cpus':>5s}")
+          f"{'ratio':>6s} {'all ask MB':>11s} {'cpus':>5s}")
     below = 0
     for case in args.cases.split(","):
         out = run(work, case, args.forkserver)
         peaks, asks = measured(out), requested(out)
         below += sum(asks[j][1] < peaks[j] for j in peaks if j in asks)
         print("\n".join(table(case, peaks, asks)), flush=True)
-    print(f"(peak: the largest max_rss_mb of the type; asks: its smallest request_memory; "
-          f"ratio: the smallest request / peak of a job; {below} job(s) below)")
+    print(f"(peak, asks, ratio: max_rss_mb, request_memory and their ratio of the type's job "
+          f"with the smallest ratio; all ask: the type's requests; {below} job(s) below)")
     return 1 if below else 0
 
 

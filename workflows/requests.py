@@ -58,7 +58,7 @@ class Sizes:
     nterms: int
     item: int          # bytes of the gridder's real type
     threads: int       # the plan's thread count (imaging.cpus.planned_threads)
-    scales: int = 1    # multiscale: the scales the minor cycle convolves with
+    scales: int = 0    # multiscale: the scales the minor cycle convolves with (else 0)
 
     @classmethod
     def from_settings(cls, settings: dict, shape: tuple[int, int] | None = None) -> Sizes:
@@ -71,7 +71,7 @@ class Sizes:
         if precision == "auto":
             precision = "single" if float(gridder.get("epsilon", 1e-5)) >= 1e-5 else "double"
         deconv = settings["deconvolution"]
-        scales = 1
+        scales = 0
         if deconv.get("algorithm") == "multiscale":
             scales = len(deconv.get("scales") or (0, 4, 16))
         return cls(nx * ny, pnx * pny, int(deconv["nterms"]), 8 if precision == "double" else 4,
@@ -117,8 +117,13 @@ def grid_bytes(s: Sizes, part_bytes: int, residual: bool) -> int:
 
 
 def deconvolve_bytes(s: Sizes) -> int:
-    """The PSFs and residuals read as float64 FITS, their working copies, the scales."""
-    return 8 * (2 * s.psfs * s.psf_px + 4 * s.nterms * s.image_px) * s.scales
+    """The PSFs and residuals read as float64 FITS and their working copies; multiscale adds
+    per scale its PSF (float64 while made, float32 kept) and the residual smoothed by it and
+    its kernel's transform (complex), and the FFT convolution's complex temporaries."""
+    held = 8 * (2 * s.psfs * s.psf_px + 4 * s.nterms * s.image_px)
+    if s.scales:
+        held += s.scales * (12 * s.psf_px + 24 * s.image_px) + 48 * s.psf_px
+    return held
 
 
 def restore_bytes(s: Sizes) -> int:
