@@ -1,7 +1,7 @@
 """Resource requests sized to the job: CPUs and memory from what each job holds.
 
 A job's peak memory is a base (the interpreter and the modules its executable imports;
-the local engine's fork server preloads them all, about 140 MB, so the base covers that too)
+the local engine's fork server preloads them all, 120-140 MB, so the base covers that too)
 plus what it holds at its peak, from the sizes the plan knows:
 
 - N image pixels, P PSF pixels (``image.psf_oversize`` x the image in each axis), T Taylor
