@@ -5,7 +5,7 @@
 # Root only. Installs docker.io and debootstrap from the Debian archive if missing. Where
 # docker cannot run it says why and exits 0: the suite has passed without it.
 # Time on the 2-core CI machine: a first build 2-5 min (base ~40 s; more under load), a rebuild
-# after a source change ~40 s (cached layers and wheels), the tests ~4-9 min (the pool run).
+# after a source change ~10 s (cached layers and wheels), the tests ~4-9 min (the pool run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
