@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -28,7 +29,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from poolkit import RUN_TIMEOUT_S, TESTPOOL, USER, Run, as_root, as_user, job_events
+from poolkit import RUN_TIMEOUT_S, TESTPOOL, USER, Run, as_root, as_user
 
 KINDS = ("evict", "transfer", "missing", "dagman", "staging", "next", "restart")
 # Faults that fail the run: repaired, then pegasus-run resumes it from the rescue DAGs.
@@ -37,6 +38,9 @@ STAGING_MB = 8
 POLL_S = 0.2
 # The pool is restarted (and pegasus-run submits) by one thread at a time.
 POOL_LOCK = threading.Lock()
+# When the pool was last restarted (time.monotonic()); runs started before it may need
+# pegasus-run (see Fault._finish).
+RESTARTS: list[float] = []
 
 
 def wait_for(what: Callable[[], object], timeout: float, step: float = POLL_S) -> object:
@@ -105,20 +109,64 @@ def environ(pid: int) -> dict[str, str]:
     return dict(v.decode(errors="replace").split("=", 1) for v in raw if b"=" in v)
 
 
+EVENT = re.compile(r"Event: ULOG_(\w+) for HTCondor Node (\S+) \((\d+)\.\d+\.\d+\) "
+                   r"\{([^}]*)\}")
+
+
+def node_events(run: Run) -> dict[str, list[tuple[str, int]]]:
+    """What HTCondor logged for every DAG node of every level, '<level>/<node>': [(event,
+    cluster), ...] in order (SUBMIT, EXECUTE, JOB_EVICTED, JOB_HELD, JOB_ABORTED,
+    JOB_TERMINATED, POST_SCRIPT_TERMINATED...). Read from the levels' dagman.out files, each
+    event once however often a DAGMan restarted and replayed it in recovery mode (the
+    jobstate logs count an event again each time pegasus-monitord replays them)."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    for log in sorted(run.submit.rglob("*.dag.dagman.out")):
+        level = log.name.split(".dag.")[0]
+        level = run.run_id if level.endswith("-top-0") else level
+        seen = set()
+        for event, node, cluster, when in EVENT.findall(log.read_text(errors="replace")):
+            if (event, node, cluster, when) not in seen:
+                seen.add((event, node, cluster, when))
+                out.setdefault(f"{level}/{node}", []).append((event, int(cluster)))
+    return out
+
+
 def level_events(run: Run, level: str) -> dict[str, list[str]]:
-    """The DAGMan events of one level (the top: the run id; else 'cycle-KK'), by job."""
-    return {job.split("/", 1)[1]: ev for job, ev in job_events(run.submit).items()
+    """The events of one level's nodes (the top: the run id; else 'cycle-KK'), by node."""
+    return {job.split("/", 1)[1]: [e for e, _ in ev] for job, ev in node_events(run).items()
             if job.split("/", 1)[0] == level}
 
 
 def reruns(run: Run) -> dict[str, int]:
-    """Jobs that were submitted or started more than once, '<level>/<job>': how often."""
+    """Nodes that were submitted (as new jobs) or started more than once, '<level>/<node>':
+    how often."""
     out = {}
-    for job, events in job_events(run.submit).items():
-        n = max(events.count("SUBMIT"), events.count("EXECUTE"))
+    for job, events in node_events(run).items():
+        n = max(len({c for e, c in events if e == "SUBMIT"}),
+                sum(e == "EXECUTE" for e, _ in events))
         if n > 1:
             out[job] = n
     return out
+
+
+def hold_in_log(run: Run, level: str, node: str | None = None) -> dict | None:
+    """The first hold of ``node`` (None: of any node) that the level's DAGMan saw: its node,
+    cluster, HoldReasonCode and reason (from the level's HTCondor user log), or None."""
+    name = r"\S+" if node is None else re.escape(node)
+    for log in run.submit.rglob(f"{level}.dag.dagman.out"):
+        found = re.search(rf"Event: ULOG_JOB_HELD for HTCondor Node ({name}) \((\d+)\.",
+                          log.read_text(errors="replace"))
+        if not found:
+            continue
+        node, cluster = found.group(1), int(found.group(2))
+        for user_log in log.parent.glob("*.log*"):
+            held = re.search(rf"^012 \({cluster}\.000\.000\).*\n\t(.*)\n\tCode (\d+)",
+                             user_log.read_text(errors="replace"), re.M)
+            if held:
+                return {"node": node, "ClusterId": cluster, "HoldReason": held.group(1).strip(),
+                        "HoldReasonCode": int(held.group(2))}
+        return {"node": node, "ClusterId": cluster, "HoldReason": "", "HoldReasonCode": None}
+    return None
 
 
 def scratch(run: Run, level: str = "") -> Path:
@@ -140,7 +188,7 @@ class Fault:
 
     TARGETS = {"evict": "residual-c01-p000", "transfer": "residual-c01-p001",
                "missing": "residual-c01-p001", "dagman": "cycle-01", "staging": "cycle-01",
-               "next": "next-c00", "restart": "cycle-01"}
+               "next": "next-c00", "restart": "cycle-02"}
 
     def __init__(self, kind: str, run: Run, target: str | None = None,
                  others: list[Fault] | None = None, mine: list[Path] | None = None):
@@ -164,12 +212,27 @@ class Fault:
     def _main(self) -> None:
         try:
             getattr(self, f"_{self.kind}")()
-            self.state = self.run.wait()
+            self.state = self._finish()
         except Exception:  # recorded for the test to show
             self.error = traceback.format_exc()
         finally:
             self.injected.set()
             self.done.set()
+
+    def _finish(self) -> int:
+        """The run's end. A run that a pool restart failed (Pegasus 6.0-dev: the top level's
+        pegasus-dagman dies relaunching pegasus-monitord, see the README) is resumed with
+        pegasus-run, twice at most, and the notes say so."""
+        with self.run.lock:
+            state = self.run.wait()
+            while state != 0 and any(t > self.run.started for t in RESTARTS) and \
+                    getattr(self.run, "resumes", 0) < 2:
+                self.run.resumes = getattr(self.run, "resumes", 0) + 1
+                self._resume()
+                state = self.run.wait()
+            if getattr(self.run, "resumes", 0):
+                self.note(resumed_after_restart=self.run.resumes)
+            return state
 
     def note(self, **kw) -> None:
         self.notes.update(kw)
@@ -212,11 +275,11 @@ class Fault:
         return link, hidden
 
     def _held(self, timeout: float = 600) -> dict | None:
-        dag_job = self._dag_job()
-        held = wait_for(lambda: run_jobs(self.run, f'JobStatus == 5 && '
-                                         f'pegasus_wf_dag_job_id == "{dag_job}"'), timeout,
-                        step=0.5)
-        return held[0] if held else None
+        """The target's first hold, as soon as its DAGMan logs it (the site's periodic_remove
+        may remove the job a second later, before condor_q shows it held)."""
+        level = "cycle-" + self.target.split("-c")[1][:2]
+        return wait_for(lambda: hold_in_log(self.run, level, self._dag_job()), timeout,
+                        step=0.1)
 
     def _transfer(self) -> None:
         paths = self._hide_input()
@@ -225,10 +288,8 @@ class Fault:
         held = self._held()
         os.rename(paths[1], paths[0])  # the file is back
         if held:
-            self.note(held=held.get("HoldReasonCode"), hold_reason=held.get("HoldReason"))
-            gone = wait_for(lambda: not run_jobs(self.run, f'ClusterId == {held["ClusterId"]}'),
-                            600, step=1)
-            self.note(removed_after_s=None if gone is None else "yes")
+            self.note(held=held["HoldReasonCode"], hold_reason=held["HoldReason"],
+                      cluster=held["ClusterId"])
 
     def _missing(self) -> None:
         paths = self._hide_input()
@@ -236,7 +297,7 @@ class Fault:
             return
         held = self._held()
         if held:
-            self.note(held=held.get("HoldReasonCode"), hold_reason=held.get("HoldReason"))
+            self.note(held=held["HoldReasonCode"], hold_reason=held["HoldReason"])
         self.note(failed=self.run.wait())
         self.note(analyzer=as_user(f"pegasus-analyzer -r {self.run.submit}", timeout=300).stdout)
         os.rename(paths[1], paths[0])
@@ -250,10 +311,13 @@ class Fault:
         self.run.state = None
 
     def _dagman(self) -> None:
-        def ready() -> bool:
-            ev = level_events(self.run, self.target).get(
-                f"htclean-deconvolve_deconvolve-c{self.target[-2:]}", [])
-            return "JOB_SUCCESS" in ev and dagman_pids(self.run, self.target)
+        node = f"htclean-deconvolve_deconvolve-c{self.target[-2:]}"
+
+        def ready() -> bool:  # its deconvolve over, POST script included: a succeeded job
+            log = next(self.run.submit.rglob(f"{self.target}.dag.dagman.out"), None)
+            done = log is not None and f"POST Script of node {node} completed successfully" \
+                in log.read_text(errors="replace")
+            return done and bool(dagman_pids(self.run, self.target))
         if not wait_for(ready, 600):
             return self.note(injected=False, why=f"{self.target} never reached its residuals")
         pids = dagman_pids(self.run, self.target)
@@ -266,9 +330,6 @@ class Fault:
                                   if p not in pids], 300, step=0.5)
         self.note(restarted_by_condor=bool(again),
                   restarted_after_s=round(time.monotonic() - t0, 1) if again else None)
-        if self.run.wait() != 0:
-            self.note(failed=True)
-            self._resume()
 
     def _staging(self) -> None:
         level = scratch(self.run, self.target)
@@ -279,10 +340,10 @@ class Fault:
         free = os.statvfs(filler.parent)
         self.note(injected=True, free_bytes=free.f_bavail * free.f_frsize)
         self.injected.set()
-        held = wait_for(lambda: run_jobs(self.run, "JobStatus == 5"), 600, step=0.5)
+        held = wait_for(lambda: hold_in_log(self.run, self.target), 600, step=0.5)
         if held:
-            self.note(held=held[0].get("HoldReasonCode"), hold_reason=held[0].get("HoldReason"),
-                      held_job=held[0].get("pegasus_wf_dag_job_id"))
+            self.note(held=held["HoldReasonCode"], hold_reason=held["HoldReason"],
+                      held_job=held["node"])
         self.note(failed=self.run.wait())
         self.note(analyzer=as_user(f"pegasus-analyzer -r {self.run.submit}", timeout=300).stdout)
         filler.unlink()
@@ -309,7 +370,7 @@ class Fault:
     def _restart(self) -> None:
         for other in self.others:
             other.injected.wait(RUN_TIMEOUT_S)
-        if not wait_for(lambda: any(self.run.submit.rglob(f"{self.target}.*/jobstate.log")),
+        if not wait_for(lambda: any(self.run.submit.rglob(f"{self.target}.dag.dagman.out")),
                         600, step=1):
             return self.note(injected=False, why=f"{self.target} never started")
         foreign = wait_for(lambda: not foreign_jobs(self.mine), 240, step=2)
@@ -332,6 +393,7 @@ class Fault:
             finally:
                 start = subprocess.run([str(TESTPOOL / "start.sh")], capture_output=True,
                                        text=True, timeout=150)
+            RESTARTS.append(time.monotonic())
             self.note(injected=True, start=start.returncode, in_flight=in_flight,
                       down_s=round(time.monotonic() - t0, 1))
         self.injected.set()

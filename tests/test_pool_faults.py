@@ -116,8 +116,9 @@ def test_an_evicted_compute_job_starts_again(faults):
     codes = user_log_events(fault.run, fault.notes["cluster"])
     assert "004" in codes and codes.count("001") >= 2, codes  # evicted, then executed again
     events = level_events(fault.run, "cycle-01")[f"htclean-grid_{fault.target}"]
-    assert events.count("SUBMIT") == 1 and "JOB_EVICTED" in events, events  # no retry used
-    assert events.count("EXECUTE") == 2 and events[-1] == "POST_SCRIPT_SUCCESS", events
+    # one job (no DAGMan retry used): executing, evicted, executing again, terminated
+    assert events.count("SUBMIT") == 1 and "JOB_EVICTED" in events, events
+    assert events.count("EXECUTE") == 2 and "JOB_TERMINATED" in events, events
 
 
 def test_a_failed_input_transfer_is_removed_and_retried(faults):
@@ -125,9 +126,11 @@ def test_a_failed_input_transfer_is_removed_and_retried(faults):
     assert fault.notes["held"] == 13, fault.notes  # TransferInputError
     assert Path(fault.notes["hidden"]).name in fault.notes["hold_reason"]
     events = level_events(fault.run, "cycle-01")[f"htclean-grid_{fault.target}"]
-    # held (HTCondor logs an eviction first), removed by periodic_remove, failed, retried
-    assert events.count("SUBMIT") == 2 and events[-1] == "POST_SCRIPT_SUCCESS", events
-    assert "JOB_HELD" in events and "JOB_ABORTED" in events, events
+    # held (HTCondor logs an eviction first), removed by periodic_remove, retried by DAGMan
+    assert events.count("SUBMIT") == 2 and events[-1] == "POST_SCRIPT_TERMINATED", events
+    assert events[:5] == ["SUBMIT", "JOB_EVICTED", "JOB_HELD", "JOB_ABORTED",
+                          "POST_SCRIPT_TERMINATED"], events
+    assert "JOB_TERMINATED" in events[5:], events
 
 
 def test_an_input_that_stays_missing_fails_the_run_named_then_resumes(faults):
@@ -144,19 +147,22 @@ def test_a_killed_dagman_recovers_without_rerunning_a_compute_job(faults):
     fault = finished(faults, "dagman")
     # HTCondor requeues a scheduler-universe DAGMan killed by a signal (its on_exit_remove
     # keeps it unless it exited 0-2 or with SIGSEGV); the new one recovers from its log
+    # (and the level went on to cycle-02 before the pool restart, the only fault that may
+    # call pegasus-run on this run: the restart waits for cycle-02 to start)
     assert fault.notes["restarted_by_condor"], fault.notes
-    assert not fault.notes.get("failed"), "pegasus-run was needed"
     events = level_events(fault.run, "cycle-01")
     assert events["htclean-deconvolve_deconvolve-c01"].count("SUBMIT") == 1, events
-    started = sum(log.read_text().count("DAGMAN_STARTED")
-                  for log in fault.run.submit.rglob("cycle-01.*/jobstate.log*"))
-    assert started >= 2, f"the level's DAGMan started {started} times"
+    out = next(fault.run.submit.rglob("cycle-01.dag.dagman.out")).read_text()
+    assert "Running in RECOVERY mode" in out
 
 
 def test_a_full_staging_directory_fails_then_pegasus_run_finishes(faults):
     fault = finished(faults, "staging")
+    # condorio: HTCondor's transfer of the outputs back fails (held, code 12, naming the file),
+    # the job is removed and retried, the level fails; the space freed, pegasus-run finishes
     assert fault.notes["failed"] == 1 and fault.notes["held"] == 12, fault.notes
     assert "No space left on device" in fault.notes["hold_reason"], fault.notes
+    assert str(fault.run.out / "scratch") in fault.notes["hold_reason"]
     assert fault.notes["pegasus_run"] == 0
 
 
@@ -188,7 +194,7 @@ def test_a_job_on_a_full_filesystem_exits_3_with_one_line_naming_it(faults, tmp_
 def test_a_killed_next_job_is_retried_and_writes_the_same_cycle(faults):
     fault = finished(faults, "next")
     events = level_events(fault.run, RUN_ID)["htclean-next_next-c00"]
-    assert events.count("SUBMIT") == 2 and "JOB_FAILURE" in events, events
+    assert events.count("SUBMIT") == 2 and events.count("JOB_TERMINATED") == 2, events
     assert {j for j in htclean_reruns(fault) if j.startswith(f"{RUN_ID}/")} == {
         f"{RUN_ID}/htclean-next_next-c00"}
     undisturbed = faults["faults"]["missing"].run  # its top level saw no fault
@@ -208,4 +214,9 @@ def test_the_pool_restarted_mid_run(faults):
     assert TESTPOOL.exists() and poolkit.pool_running()
     for other in faults["faults"].values():  # every run in flight went on after it
         assert other.join().state == 0, other.notes
+    # What is true on Pegasus 6.0-dev: the DAGMans come back from the queue after the
+    # schedd's cool-down and recover from their logs, but the top level's pegasus-dagman
+    # dies relaunching pegasus-monitord (pegasus-dagman.py formats a float with ':d') and
+    # takes the workflow down; pegasus-run then finishes it. Say which happened.
+    print(f"pegasus-run after the restart: {fault.notes.get('resumed_after_restart', 0)}")
     print(f"pool fault module: {time.monotonic() - faults['t0']:.0f} s so far")
