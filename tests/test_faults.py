@@ -95,11 +95,12 @@ def test_faults_end_with_the_undisturbed_image(tmp_path, ms, clean):
             if not s.watch():
                 running.remove(s)
                 done.append(s)
-                s.resumed = _resume(s)
+                s.resumed = _resume(s)  # not waited for here: the other runs stay watched
         time.sleep(0.05)
     assert not pending and not running, "the fault runs did not finish in time"
     seen = Counter()
     for s in done:
+        s.resumed["code"] = s.resumed.pop("proc").wait(timeout=300)
         _check_seed(s, clean, seen)
     print(f"faults over {len(done)} seeds, each run ending bit-identical: {dict(seen)}")
     # every kind of fault happened, over the seeds
@@ -109,7 +110,7 @@ def test_faults_end_with_the_undisturbed_image(tmp_path, ms, clean):
 
 def _resume(s: Seed) -> dict:
     """After the engine was killed (or finished): damage an output if the seed says so, then
-    `htclean run --resume`; the attempts recorded before and the damaged job."""
+    start `htclean run --resume`; the attempts recorded before, the damaged job, the process."""
     before = runkit.attempts(s.out)
     damaged = None
     if s.damage:
@@ -123,8 +124,7 @@ def _resume(s: Seed) -> dict:
             Path(path).write_bytes(data[: len(data) // 2])  # a half-written file left behind
             damaged = (victim["workflow"], victim["job"])
     proc = runkit.start(s.cfg, s.out, "--resume")
-    code = proc.wait(timeout=300)
-    return {"before": before, "damaged": damaged, "code": code}
+    return {"before": before, "damaged": damaged, "proc": proc}
 
 
 def _check_seed(s: Seed, clean: dict[str, bytes], seen: Counter) -> None:
