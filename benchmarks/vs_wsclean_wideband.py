@@ -11,15 +11,15 @@ both MSs, 1024² x 8", natural weighting, Högbom, gain 0.1, mgain 0.8, auto-thr
 w-gridding at the same accuracy (``-use-wgridder -wgridder-accuracy EPSILON`` /
 gridder.epsilon), ``-j THREADS`` / request_cpus THREADS:
 
-- WSClean ``-join-channels -channels-out 4 -fit-spectral-pol 2`` (no beam correction);
+- WSClean ``-join-channels -channels-out 4 -fit-spectral-pol NTERMS`` (no beam correction);
 - ``htclean run`` with deconvolution.nterms NTERMS, image.primary_beam on, reference 1.5 GHz,
   partition.parts P (default 2: one per MS).
 
 Prints, per imager, wall and CPU time (the process tree's), iterations, major cycles and peak
 memory (vs_wsclean.timed), the load average before and after each; then per bright source
 (apparent flux >= 20 mJy) the apparent flux at 1.5 GHz and spectral index from both with the
-truth: WSClean's from a straight-line fit in x = (nu - 1.5 GHz) / 1.5 GHz to its four channel
-images at the source's pixel (tt0, alpha = tt1 / tt0, as its -fit-spectral-pol 2 model is),
+truth: WSClean's from a polynomial fit of degree NTERMS - 1 in x = (nu - 1.5 GHz) / 1.5 GHz to
+its four channel images at the source's pixel (tt0, alpha = tt1 / tt0, as its model is),
 htclean's from NAME-image-tt0 and NAME-alpha there (apparent, before the beam correction)
 and NAME-alpha-pb (corrected); the truth is the band fit of the apparent spectrum over the 16
 channels (what either imager can recover: ../shared/DESIGN.md, MT-MFS truth) and the
@@ -77,9 +77,9 @@ def frequencies() -> np.ndarray:
     return np.concatenate([f0 + WIDTH * (np.arange(NCHAN) + 0.5) for _, _, f0 in BANDS])
 
 
-def truth(doc: dict) -> list[dict]:
+def truth(doc: dict, nterms: int) -> list[dict]:
     """Per source: name, pixel (x, y), intrinsic alpha, and the band fit (tt0, alpha) of the
-    apparent spectrum over both MSs' channels."""
+    apparent spectrum over both MSs' channels (a polynomial of degree nterms - 1)."""
     from htclean.imaging.sky import beam_attenuation
 
     freq = frequencies()
@@ -87,18 +87,18 @@ def truth(doc: dict) -> list[dict]:
     for s in doc["sources"]:
         spectrum = s["flux"] * (freq / REF) ** s["spectral_index"] * beam_attenuation(
             s["l"], s["m"], freq)
-        tt0, tt1 = np.polynomial.polynomial.polyfit((freq - REF) / REF, spectrum, 1)
+        tt0, tt1 = np.polynomial.polynomial.polyfit((freq - REF) / REF, spectrum, nterms - 1)[:2]
         out.append({"name": s["name"], "x": int(round(s["x"])), "y": int(round(s["y"])),
                     "alpha": s["spectral_index"], "tt0": tt0, "fit_alpha": tt1 / tt0})
     return out
 
 
-def run_wsclean(ms: list[Path], work: Path, threads: int, epsilon: float) -> dict:
+def run_wsclean(ms: list[Path], work: Path, threads: int, epsilon: float, nterms: int) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     cmd = ["wsclean", "-name", str(work / "ws"), "-size", str(SIZE), str(SIZE),
            "-scale", f"{CELL_ASEC:g}asec", "-data-column", "DATA", "-weight", "natural",
            "-niter", "100000", "-gain", "0.1", "-mgain", "0.8", "-auto-threshold", "3",
-           "-join-channels", "-channels-out", "4", "-fit-spectral-pol", "2",
+           "-join-channels", "-channels-out", "4", "-fit-spectral-pol", str(nterms),
            "-use-wgridder", "-wgridder-accuracy", f"{epsilon:g}", "-no-update-model-required",
            "-j", str(threads), *map(str, ms)]
     wall, peak, cpu = timed(cmd, work / "wsclean.log")
@@ -109,7 +109,7 @@ def run_wsclean(ms: list[Path], work: Path, threads: int, epsilon: float) -> dic
             else None, "iterations": max(its) if its else None}
 
 
-def wsclean_sources(work: Path, sources: list[dict]) -> list[tuple[float, float]]:
+def wsclean_sources(work: Path, sources: list[dict], nterms: int) -> list[tuple[float, float]]:
     """(tt0, alpha) per source from the four channel images (module docstring)."""
     from astropy.io import fits
 
@@ -120,7 +120,8 @@ def wsclean_sources(work: Path, sources: list[dict]) -> list[tuple[float, float]
             x.append((hdul[0].header["CRVAL3"] - REF) / REF)
     out = []
     for s in sources:
-        tt0, tt1 = np.polynomial.polynomial.polyfit(x, [im[s["y"], s["x"]] for im in images], 1)
+        tt0, tt1 = np.polynomial.polynomial.polyfit(
+            x, [im[s["y"], s["x"]] for im in images], nterms - 1)[:2]
         out.append((tt0, tt1 / tt0))
     return out
 
@@ -174,11 +175,12 @@ def main(args: argparse.Namespace, have_ws: bool) -> int:
     ms, doc = simulate(work)
     nvis = sum(json.loads(Path(f"{m}.sources.json").read_text())["observation"]["rows"]
                for m in ms) * NCHAN
-    sources = truth(doc)
+    sources = truth(doc, args.nterms)
     ws = None
+    ws_dir = work / ("wsclean" if args.nterms == 2 else f"wsclean-pol{args.nterms}")
     if have_ws:
         before = load()
-        ws = run_wsclean(ms, work / "wsclean", args.threads, args.epsilon)
+        ws = run_wsclean(ms, ws_dir, args.threads, args.epsilon, args.nterms)
         ws["load"] = (before, load())
         print(f"[wideband] wsclean {ws['wall']:.1f} s (load {ws['load'][0]} -> {ws['load'][1]})",
               flush=True)
@@ -195,7 +197,8 @@ def main(args: argparse.Namespace, have_ws: bool) -> int:
           "after |")
     print("|---|---|---|---|---|---|---|")
     if ws:
-        print(f"| WSClean -join-channels -channels-out 4 -fit-spectral-pol 2 | {ws['wall']:.1f} s "
+        print(f"| WSClean -join-channels -channels-out 4 -fit-spectral-pol {args.nterms} | "
+              f"{ws['wall']:.1f} s "
               f"| {ws['cpu']:.0f} s | {ws['iterations']} | {ws['cycles']} | "
               f"{ws['peak'] / 1024:.2f} GiB | {ws['load'][0]} -> {ws['load'][1]} |")
     ratio = f" ({ht['wall'] / ws['wall']:.2f}x, CPU {ht['cpu'] / ws['cpu']:.2f}x)" if ws else ""
@@ -204,8 +207,8 @@ def main(args: argparse.Namespace, have_ws: bool) -> int:
           f"{ht['iterations']} | {ht['cycles']} | {ht['peak'] / 1024:.2f} GiB (largest job "
           f"{ht['job_peak_name']}: {ht['job_peak'] / 1024:.2f}) | {ht['load'][0]} -> "
           f"{ht['load'][1]} |")
-    ws_dir = work / "wsclean"
-    wsv = wsclean_sources(ws_dir, sources) if (ws_dir / "ws-0000-image.fits").is_file() \
+    have_images = (ws_dir / "ws-0000-image.fits").is_file()
+    wsv = wsclean_sources(ws_dir, sources, args.nterms) if have_images \
         else [(np.nan, np.nan)] * len(sources)
     htv = htclean_sources(ht["outputs"], sources)
     print("\napparent flux at 1.5 GHz (Jy) and spectral index of the sources above "
