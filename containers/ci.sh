@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 t0=$(date +%s)
 
 if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
+    apt-get update -q > /dev/null || true  # a fresh machine has no package lists yet
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         docker.io debootstrap > /dev/null || { echo "ci-containers: no docker.io"; exit 0; }
 fi
