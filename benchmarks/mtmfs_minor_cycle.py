@@ -9,25 +9,38 @@ noise 0.5 Jy per real/imaginary part). For each image size:
   ``--threads``) making the nterms dirty images and 2 nterms - 1 PSFs (PSF twice the image) of
   the whole data, as a grid job does per part, and of the nterms residual images alone (a
   residual job's grids); nterms 1 is the single-term job's cost (one dirty and one PSF);
-- minor cycle: iterations per wall / CPU second of ``mtmfs.minor_cycle`` (Högbom and
-  multiscale with scales 0 4 8 16, gain 0.1, ``--niter`` components, no threshold) for each
-  nterms, and of clean.py's single-term algorithm on the tt0 images for comparison.
-Ratios are of CPU time (the development machine is shared: wall time is noisy).
+- minor cycle: CPU and wall milliseconds per iteration of ``mtmfs.minor_cycle`` (Högbom and
+  multiscale with scales 0 4 8 16, gain 0.1, ``--mgain``, ``--auto-threshold`` x the robust
+  sigma, at most ``--niter`` components) for each nterms, and of clean.py's single-term
+  algorithm on the tt0 images for comparison: minor cycles one after the other, each on the
+  last one's residuals, until the threshold or niter (as a run's cycles, without the major
+  cycles between: with a PSF twice the image the residual is the re-gridded one but for the
+  w-term).
+CPU time is the figure to compare (the development machine is shared: wall time is noisy).
 
-    python benchmarks/mtmfs_minor_cycle.py [--sizes 256 512 1024] [--niter 300]
+    python benchmarks/mtmfs_minor_cycle.py [--sizes 256 512 1024] [--niter 3000]
+                                           [--mgain 0.8] [--auto-threshold 3]
 
-Measured on the development machine (2 cores shared with other jobs, load 5-6; defaults:
-1.35 M visibilities, 1 thread, 300 iterations; CPU seconds, ratios to nterms 1):
+Measured on the development machine (2 cores shared with other jobs; 1.35 M visibilities,
+1 thread, 1024^2, PSF 2048^2, the defaults: 3 cycles each, nterms 2 and 3 to niter 3000,
+the others to the threshold, ~2210 components), CPU ms per iteration, before (every pixel
+solved, searched and updated at every iteration; load 8-13) and after the list cycle
+(imaging/mtmfs_list.py; load 1.5-5):
 
-    grids (dirty + PSF / residual only)     256^2              512^2             1024^2
-      nterms 1                       0.94 s / 0.44 s                      3.01 s / 0.80 s
-      nterms 2                      x2.44  / x1.95                       x2.74  / x1.92
-      nterms 3                      x4.12  / x2.92                       x4.32  / x2.95
-    minor cycle, CPU per iteration         256^2                             1024^2
-      hogbom     clean.py / MT nterms 1   8304 / 4238 it/s                    604 / 268 it/s
-                 nterms 2, 3 vs 1         x2.27, x4.66                        x2.73, x6.03
-      multiscale clean.py / MT nterms 1    655 / 1499 it/s                    199 / 63 it/s
-                 nterms 2, 3 vs 1         x2.63, x5.62                        x2.99, x6.46
+    minor cycle       clean.py   MT nterms 1   nterms 2   nterms 3
+      hogbom before     0.32        7.74        15.85      27.64
+             after      0.44        0.66         1.14       1.81     (x14, x15)
+      multiscale before 2.99       10.58        37.89      78.64
+             after      2.72        2.56         5.09       8.43     (x7.5, x9.3)
+    grids (dirty + PSF / residual only, CPU s): nterms 1 3.08 / 0.77, nterms 2 x2.79 / x1.96,
+    nterms 3 x4.62 / x3.76.
+
+Where the Högbom nterms 2 time goes after (3 cycles, measured at load ~10): the list
+iterations 1.4 s (lists of up to clark.MAX_LIST pixels: a.R > floor^2 / H_00 holds for ~1.5x
+as many pixels as |R_0| > floor at nterms 2, 2x at nterms 3; the gather of the shifted Taylor
+PSFs is most of it), the exact updates 1.5 s (of which 0.8 s the PSFs' transforms, once per
+job). Multiscale nterms 2: the scale PSFs B_q ⊛ K_s ⊛ K_s 7.8 s (per job, 2 nterms - 1 PSFs x
+3 scales), the exact update after each sub-minor loop 4.9 s.
 """
 
 from __future__ import annotations
@@ -91,29 +104,43 @@ def grids(uvw, freq, vis, geom, psf_geom, params, nterms_list) -> dict:
     return images
 
 
-def minor_cycles(images: dict, niter: int, algorithms: list[str]) -> None:
-    """Time the MT-MFS minor cycle per algorithm and nterms (and clean.py's on tt0)."""
-    for algorithm in algorithms:
-        cp = CleanParams(algorithm=algorithm, niter=niter, gain=0.1, mgain=0.999,
-                         scales=(0, 4, 8, 16))
+def deconvolve(fn, residual, psf, cp: CleanParams) -> tuple:
+    """Minor cycles of ``fn`` (mgain and auto-threshold as a run's) one after the other until
+    the threshold or niter, each on the previous one's residual (no major cycle: the PSF is
+    twice the image, so that residual is the re-gridded one but for the w-term): (iterations,
+    cycles, wall s, CPU s, result of the last cycle)."""
+    done = cycles = 0
+    wall = cpu = 0.0
+    while True:
+        threshold = cp.cycle_threshold(residual[0] if residual.ndim == 3 else residual)
+        r, w, c = timed(fn, residual, psf, cp, iterations_done=done, threshold=threshold)
+        done, cycles, wall, cpu = done + r.iterations, cycles + 1, wall + w, cpu + c
+        residual = r.residuals if residual.ndim == 3 else r.residual
+        if r.stop_reason != "mgain" or r.iterations == 0:
+            return done, cycles, wall, cpu, r
+
+
+def minor_cycles(images: dict, args: argparse.Namespace) -> None:
+    """Time the MT-MFS minor cycles per algorithm and nterms (and clean.py's on tt0)."""
+    for algorithm in args.algorithms:
+        cp = CleanParams(algorithm=algorithm, niter=args.niter, gain=0.1, mgain=args.mgain,
+                         auto_threshold=args.auto_threshold, scales=(0, 4, 8, 16))
         dirty, psf = images[min(images)]
-        ref, w, c = timed(minor_cycle, dirty[0], psf[0], cp, iterations_done=0, threshold=0.0)
-        print(f"  minor   {algorithm:10s} clean.py : {ref.iterations / w:7.0f} it/s wall "
-              f"{ref.iterations / c:7.0f} it/s CPU")
-        first = None
-        for nt, (dirty, psf) in images.items():
-            r, w, c = timed(mtmfs.minor_cycle, dirty, psf, cp, iterations_done=0, threshold=0.0)
-            rate = r.iterations / c
-            first = first or rate
-            print(f"  minor   {algorithm:10s} nterms {nt}: {r.iterations / w:7.0f} it/s wall "
-                  f"{rate:7.0f} it/s CPU (CPU per iteration x{first / rate:.2f}; "
-                  f"{r.iterations} it, {r.stop_reason})")
+        runs = [("clean.py", minor_cycle, dirty[0], psf[0])]
+        runs += [(f"nterms {nt}", mtmfs.minor_cycle, d, p) for nt, (d, p) in images.items()]
+        for name, fn, d, p in runs:
+            done, cycles, w, c, r = deconvolve(fn, d, p, cp)
+            print(f"  minor   {algorithm:10s} {name:9s}: {1e3 * c / max(done, 1):8.3f} ms/it CPU "
+                  f"{1e3 * w / max(done, 1):8.3f} ms/it wall ({done} it in {cycles} cycles, "
+                  f"{c:.2f} CPU s, {r.stop_reason})", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
-    ap.add_argument("--niter", type=int, default=300)
+    ap.add_argument("--niter", type=int, default=3000)
+    ap.add_argument("--mgain", type=float, default=0.8)
+    ap.add_argument("--auto-threshold", type=float, default=3.0)
     ap.add_argument("--times", type=int, default=120)
     ap.add_argument("--nchan", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
@@ -124,7 +151,8 @@ def main() -> None:
     params = gridding.GridParams(epsilon=1e-6, threads=args.threads)
     print(f"{len(uvw)} rows x {len(freq)} channels = {uvw.shape[0] * len(freq) / 1e6:.2f} M "
           f"visibilities, cell {cell / math.pi * 180 * 3600:.1f} arcsec, {args.threads} "
-          f"gridder thread(s), minor cycle niter {args.niter}")
+          f"gridder thread(s), minor cycles: niter {args.niter}, mgain {args.mgain}, "
+          f"auto-threshold {args.auto_threshold}")
     for n in args.sizes:
         geom = ImageGeometry(n, n, cell, 1.0, math.radians(40.0), REF, 1e9)
         psf_geom = ImageGeometry(2 * n, 2 * n, cell, 1.0, math.radians(40.0), REF, 1e9)
@@ -132,8 +160,7 @@ def main() -> None:
         vis = model_visibilities(uvw, freq, sources(n, cell), REF)
         vis += 0.5 * (rng.standard_normal(vis.shape) + 1j * rng.standard_normal(vis.shape))
         print(f"\n{n}^2 image, PSF {2 * n}^2")
-        minor_cycles(grids(uvw, freq, vis, geom, psf_geom, params, args.nterms), args.niter,
-                     args.algorithms)
+        minor_cycles(grids(uvw, freq, vis, geom, psf_geom, params, args.nterms), args)
 
 
 if __name__ == "__main__":
