@@ -139,8 +139,12 @@ def test_an_input_that_stays_missing_fails_the_run_named_then_resumes(faults):
     part = Path(fault.notes["hidden"]).name
     assert part in fault.notes["analyzer"], fault.notes["analyzer"][-3000:]
     assert fault.notes["pegasus_run"] == 0
-    # the two held tries, then the one after pegasus-run; nothing else of htclean's again
-    assert htclean_reruns(fault) == {f"cycle-01/htclean-grid_{fault.target}": 3}
+    # the two held tries, then the one after pegasus-run; the jobs of the level that had
+    # succeeded do not run again (the pool restart may still rerun what it interrupted)
+    again = htclean_reruns(fault)
+    assert again.pop(f"cycle-01/htclean-grid_{fault.target}") >= 3, again
+    assert not {"cycle-01/htclean-deconvolve_deconvolve-c01",
+                "cycle-01/htclean-grid_residual-c01-p000"} & set(again), again
 
 
 def test_a_killed_dagman_recovers_without_rerunning_a_compute_job(faults):
