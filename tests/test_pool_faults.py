@@ -16,8 +16,8 @@ user (it waits for that, bounded); the pool is always started again.
 The fixture installs tests/testpool/60-htclean-tests.conf into the pool (the schedd evaluates
 periodic_remove every 5 s instead of 60 s, so a held job is removed in seconds).
 The reference is the embedded engine's image of the same configuration, which the pool's
-equals bit for bit with ``gridder.threads: 1`` (the configuration's; ducc0 is not
-deterministic in single precision with more threads, DESIGN.md).
+equals bit for bit at the gridder's defaults (the plan's thread count fixes the bits, not
+the cores a slot gives a job: imaging/cpus.py).
 """
 
 from __future__ import annotations
