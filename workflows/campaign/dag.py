@@ -8,6 +8,7 @@ pegasus-plan PRE script, a sub-DAGMan starting or finishing, a person resubmitti
 
 from __future__ import annotations
 
+import graphlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -58,26 +59,10 @@ def check(nodes: Iterable[Node]) -> dict[str, Node]:
         for p in n.parents:
             if p not in by_id:
                 raise ValueError(f"{n.id}: unknown parent {p}")
-    state: dict[str, int] = {}
-
-    def visit(i: str) -> None:
-        stack = [(i, iter(by_id[i].parents))]
-        state[i] = 1
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                state[node] = 2
-                stack.pop()
-            elif state.get(nxt) == 1:
-                raise ValueError(f"cycle through {nxt}")
-            elif nxt not in state:
-                state[nxt] = 1
-                stack.append((nxt, iter(by_id[nxt].parents)))
-
-    for i in by_id:
-        if i not in state:
-            visit(i)
+    try:  # the standard library's topological sort finds the cycle
+        graphlib.TopologicalSorter({i: n.parents for i, n in by_id.items()}).prepare()
+    except graphlib.CycleError as exc:
+        raise ValueError(f"cycle through {exc.args[1][0]}") from None
     return by_id
 
 
