@@ -25,7 +25,7 @@ if [ -z "${DOCKER:-}" ]; then
     for c in docker /usr/bin/docker; do
         command -v "$c" >/dev/null || continue
         if "$c" buildx version >/dev/null 2>&1; then DOCKER=$c; break; fi
-        major=$("$c" version --format '{{.Client.Version}}' 2>/dev/null | cut -d. -f1)
+        major=$("$c" version --format '{{.Client.Version}}' 2>/dev/null | cut -d. -f1 || true)
         if [ -n "$major" ] && [ "$major" -lt 23 ]; then
             DOCKER=$c; export DOCKER_BUILDKIT=1; break
         fi
