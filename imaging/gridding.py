@@ -174,15 +174,16 @@ def _tiles(size: int, most: int) -> list[tuple[int, int]]:
 
 def w_streams(uvw: np.ndarray, count: int) -> list[np.ndarray | None]:
     """Masks ``(nrow, 1)`` uint8 of ``count`` streams of rows split at the quantiles of |w|
-    (each stream a contiguous |w| range, so it needs only its share of the w-planes), or
-    ``[None]`` for one stream. Depends only on the data and ``count``."""
+    (each stream a contiguous |w| range, so it needs only its share of the w-planes; empty
+    ones left out), or ``[None]`` for one stream. Depends only on the data and ``count``."""
     if count <= 1 or len(uvw) < 2 * count:
         return [None]
     w = np.abs(uvw[:, 2])
     cuts = np.partition(w, [len(w) * k // count for k in range(1, count)])
     edges = [cuts[len(w) * k // count] for k in range(1, count)]
     stream = np.searchsorted(np.asarray(edges), w, side="right")
-    return [(stream == k).astype(np.uint8)[:, None] for k in range(count)]
+    masks = [(stream == k).astype(np.uint8)[:, None] for k in range(count)]
+    return [m for m in masks if m.any()]  # equal |w| (a snapshot) can leave a stream empty
 
 
 def _vis2dirty(args: dict, nx: int, ny: int, cell: float, params: GridParams,

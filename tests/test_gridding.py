@@ -116,6 +116,27 @@ def test_single_precision_is_close_to_double():
     assert np.abs(psf - ones).max() <= 1e-5 * np.abs(ones).max()
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_gridding_streams_repeat_their_bits_and_equal_one_stream(threads):
+    """The plan's thread count of |w| streams: every row in exactly one, each a contiguous
+    |w| range; the image repeats its bits call after call (ducc0's own threads do not) and
+    equals the one-stream image to single-precision rounding."""
+    uvw, freq, vis, weight = _data(tinyms.TinyObs(ntime=40))
+    masks = gridding.w_streams(uvw, threads)
+    assert len(masks) == threads
+    assert np.array_equal(sum(m[:, 0].astype(int) for m in masks), np.ones(len(uvw), int))
+    w = np.abs(uvw[:, 2])
+    ranges = [(w[m[:, 0] == 1].min(), w[m[:, 0] == 1].max()) for m in masks]
+    assert all(a[1] <= b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    geom = ImageGeometry(64, 64, 1.5 * ASEC, 1.0, 0.5, freq[0])
+    streams = gridding.GridParams(epsilon=1e-5, precision="single", threads=threads)
+    one = gridding.GridParams(epsilon=1e-5, precision="single", threads=1)
+    images = [gridding.dirty(uvw, freq, vis, weight, geom, streams) for _ in range(4)]
+    assert all(np.array_equal(images[0], im) for im in images[1:])
+    single = gridding.dirty(uvw, freq, vis, weight, geom, one)
+    assert np.abs(images[0] - single).max() <= 1e-6 * np.abs(single).max()
+
+
 @pytest.mark.parametrize("precision,epsilon", [("double", 1e-7), ("single", 1e-5)])
 def test_tiled_psf_is_the_psf(precision, epsilon):
     """A PSF gridded as tiles (ducc0 shifted to each tile's centre) is the PSF gridded whole:
