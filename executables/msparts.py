@@ -101,11 +101,20 @@ def pack(ms: str | os.PathLike, tar_path: str | os.PathLike) -> Path:
 # --- splitting -----------------------------------------------------------------------------
 
 
+class TooFewUnits(InputError):
+    """More parts asked for than there are units (timestamps, baselines, channels) to split."""
+
+    def __init__(self, units: int, nparts: int, unit: str):
+        super().__init__(f"cannot split {units} {unit}s into {nparts} parts without splitting "
+                         f"a {unit}; use at most {units} parts on this axis")
+        self.units, self.unit = units, unit
+
+
 def balanced_cuts(counts: Sequence[int] | np.ndarray, nparts: int, unit: str) -> list[int]:
     """Cut a sequence of ``len(counts)`` units (timestamps, baselines) with ``counts`` rows
     each into ``nparts`` contiguous non-empty groups of about equal rows.
 
-    Returns ``nparts + 1`` boundaries ``b`` (group k = units ``b[k]:b[k+1]``). InputError when
+    Returns ``nparts + 1`` boundaries ``b`` (group k = units ``b[k]:b[k+1]``). TooFewUnits when
     there are fewer units than parts.
     """
     counts = np.asarray(counts, dtype=np.int64)
@@ -113,8 +122,7 @@ def balanced_cuts(counts: Sequence[int] | np.ndarray, nparts: int, unit: str) ->
     if nparts < 1:
         raise InputError(f"the number of parts must be at least 1, got {nparts}")
     if n < nparts:
-        raise InputError(f"cannot split {n} {unit}s into {nparts} parts without splitting "
-                         f"a {unit}; use at most {n} parts on this axis")
+        raise TooFewUnits(n, nparts, unit)
     cum = np.concatenate([[0], np.cumsum(counts)])
     total = cum[-1]
     cuts = [0]

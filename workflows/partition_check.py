@@ -59,19 +59,11 @@ def _check_one(ms: Path, shown: str, settings: dict[str, Any], nparts: int,
         else:
             wanted = msparts.imaged_rows(ms, data["field"], data["spw"], block)
             msparts.key_ranges(ms, axis, nparts, block, wanted)
-    except InputError as exc:
-        raise InputError(f"{where} {nparts} parts along {axis} for {shown}, which "
-                         f"{_why(str(exc), axis)}") from None
-
-
-def _why(message: str, axis: str) -> str:
-    """The splitter's reason, reworded for the configuration's line."""
-    words = message.split()
-    if message.startswith("cannot split ") and len(words) > 2 and words[2].isdigit():
-        most = words[2]
-        return (f"has {most} {UNITS[axis]} (one part holds whole {UNITS[axis]}): use at most "
-                f"{most} parts, or another partition.axis")
-    return message
+    except msparts.TooFewUnits as exc:
+        units = UNITS[axis]
+        raise InputError(f"{where} {nparts} parts along {axis} for {shown}, which has "
+                         f"{exc.units} {units} (one part holds whole {units}): use at most "
+                         f"{exc.units} parts, or another partition.axis") from None
 
 
 def check_partition(sources: list[Path | None], settings: dict[str, Any], parts: int) -> None:
