@@ -113,25 +113,33 @@ def records(run: Path) -> list[dict]:
             for p in glob.glob(str(run / "outputs" / "*.record.json"))]
 
 
-def run_htclean(ms: Path, truth: dict, work: Path, threads: int, parts: int | None,
-                precision: str | None, epsilon: float) -> dict:
+def run_and_read(config_text: str, work: Path) -> tuple[dict, list[dict], dict, Path]:
+    """`htclean run` of ``config_text`` in ``work``: (wall/peak/cpu and the largest job, the
+    job records, the summary, the run directory)."""
     work.mkdir(parents=True, exist_ok=True)
     config = work / "bench.yml"
-    config.write_text(htclean_config(ms, truth, threads, parts, precision, epsilon))
+    config.write_text(config_text)
     run = work / "run"
     wall, peak, cpu = timed([htclean_exe(), "run", str(config), "-o", str(run), "--force"],
                             work / "htclean.log")
     recs = records(run)
     summary = json.loads((run / "outputs" / "bench-summary.json").read_text())
+    largest = max(recs, key=lambda r: r["max_rss_mb"])
+    timing = {"wall": wall, "peak": peak, "cpu": cpu, "jobs": len(recs),
+              "job_peak": largest["max_rss_mb"], "job_peak_name": largest["job"]}
+    return timing, recs, summary, run
+
+
+def run_htclean(ms: Path, truth: dict, work: Path, threads: int, parts: int | None,
+                precision: str | None, epsilon: float) -> dict:
+    timing, recs, summary, run = run_and_read(
+        htclean_config(ms, truth, threads, parts, precision, epsilon), work)
     residual = [r for r in recs if "residual" in r["argv"]]
     cycles = max(1, len({r["job"].split("-p")[0] for r in residual}))
     tar = next(iter(glob.glob(str(run / "inputs" / "*.tar"))), None)
     nparts = len(glob.glob(str(run / "outputs" / "*-part-*")))
-    largest = max(recs, key=lambda r: r["max_rss_mb"])
-    return {"wall": wall, "peak": peak, "cpu": cpu,
-            "job_peak": largest["max_rss_mb"], "job_peak_name": largest["job"],
-            "cycles": summary["cycles"], "iterations": summary["iterations"],
-            "jobs": len(recs), "bytes_cycle": sum(r["bytes_read"] for r in residual) / cycles,
+    return {**timing, "cycles": summary["cycles"], "iterations": summary["iterations"],
+            "bytes_cycle": sum(r["bytes_read"] for r in residual) / cycles,
             "tar_part": (Path(tar).stat().st_size if tar else ms_tar_bytes(ms)) / max(nparts, 1),
             "peak_flux": summary["image"]["peak"]}
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from vs_wsclean import htclean_exe, load, records, timed
+from vs_wsclean import htclean_exe, load, run_and_read, timed
 
 SIZE, CELL_ASEC, REF = 1024, 8.0, 1.5e9
 NCHAN, WIDTH = 8, 62.5e6
@@ -140,20 +140,11 @@ def htclean_config(ms: list[Path], threads: int, nterms: int, parts: int | None,
 
 def run_htclean(ms: list[Path], work: Path, threads: int, nterms: int, parts: int | None,
                 epsilon: float) -> dict:
-    work.mkdir(parents=True, exist_ok=True)
-    config = work / "bench.yml"
-    config.write_text(htclean_config(ms, threads, nterms, parts, epsilon))
-    run = work / "run"
-    wall, peak, cpu = timed([htclean_exe(), "run", str(config), "-o", str(run), "--force"],
-                            work / "htclean.log")
-    recs = records(run)
-    summary = json.loads((run / "outputs" / "bench-summary.json").read_text())
+    timing, recs, summary, run = run_and_read(
+        htclean_config(ms, threads, nterms, parts, epsilon), work)
     decon = [r for r in recs if "deconvolve" in r["job"]]
-    largest = max(recs, key=lambda r: r["max_rss_mb"])
-    return {"wall": wall, "peak": peak, "cpu": cpu, "cycles": summary["cycles"],
+    return {**timing, "cycles": summary["cycles"],
             "iterations": summary.get("iterations", summary.get("components")),
-            "jobs": len(recs), "job_peak": largest["max_rss_mb"],
-            "job_peak_name": largest["job"],
             "deconvolve_cpu": sum(r.get("cpu_s", 0.0) for r in decon), "outputs": run / "outputs"}
 
 
