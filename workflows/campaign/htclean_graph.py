@@ -84,6 +84,7 @@ class GraphBuilder:
                 in_route=AP if local else self.route,
                 out_bytes=sum(self.size(f) for f in outputs[jid]),
                 out_route=AP if local else self.route, cycle=cycle,
+                package_bytes=0.0 if local else self.pool.worker_package_bytes,
                 priority=int(condor.get("priority", 10)))
             compute[jid].kept = kept  # type: ignore[attr-defined]
         for n in compute.values():

@@ -64,7 +64,11 @@ class Pool:
     ``stage_clusters`` (transfer jobs per workflow depth), ``registration`` (a registration
     job after each stage-out), ``cleanup`` (``leaf``: one job at the end; ``inplace``: per
     level and depth). Speed: ``gpu_equivalent_cores`` (the CPU cores of htclean's measured
-    ducc0 costs that one GPU replaces), ``local_cores`` (cores of the submit host for next).
+    ducc0 costs that one GPU replaces), ``local_cores`` (cores of the submit host for next),
+    ``worker_package_bytes`` (what every pool job receives from the access point besides its
+    inputs: Pegasus's worker package where ``pegasus.transfer.worker.package`` ships it),
+    ``host_cores`` (real cores the CPU slots share, their jobs slowed in proportion when more
+    run; 0: every slot has its cores to itself, as on a real pool).
     """
 
     name: str = "pool"
@@ -91,6 +95,8 @@ class Pool:
     cleanup: str = "leaf"
     gpu_equivalent_cores: float = 16.0
     local_cores: int = 4
+    host_cores: float = 0.0
+    worker_package_bytes: float = 0.0
     notes: dict = field(default_factory=dict, compare=False)
 
     def wait(self, gpu: bool) -> QueueWait:

@@ -9,6 +9,8 @@ job without a new match. A matched job starts (``job_start_s``), transfers its i
 computes, transfers its outputs and frees its slot. Transfers take the longer of the job's
 own bandwidth and its share of the route's (the access point, or the OSDF staging site),
 served first come, first served. Local-universe jobs start after ``local_start_s``.
+Where the pool's slots share fewer real cores (``host_cores``: the test pool's 64 slots on 2
+cores), the running pool jobs' compute phases share those cores equally (processor sharing).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from random import Random
 
-from htclean.workflows.campaign.dag import AP, INTERNAL, LOCAL, Node, check
+from htclean.workflows.campaign.dag import AP, INTERNAL, LOCAL, POOL, Node, check
 from htclean.workflows.campaign.pool import Pool
 
 
@@ -78,6 +80,9 @@ class Simulation:
         self.phase = self.rng.uniform(0, pool.negotiation_interval_s)
         self.dagman_next: dict[str, float] = defaultdict(float)
         self.pipes = {AP: Pipe(pool.ap_bandwidth), "osdf": Pipe(pool.osdf_bandwidth)}
+        self.sharing: dict[str, float] = {}    # job -> exclusive seconds of compute left
+        self.shared_at = 0.0
+        self.shared_version = 0
 
     # --- the event queue ------------------------------------------------------------------
 
@@ -180,6 +185,7 @@ class Simulation:
     def begin(self, t: float, i: str) -> None:
         n, tm = self.nodes[i], self.times[i]
         tm.start = t
+        t = self.pipes[AP].transfer(t, n.package_bytes, self.pool.job_bandwidth)
         done_in = self.pipes[n.in_route].transfer(t, n.in_bytes, self.pool.job_bandwidth)
         self.at(done_in, self.compute, i)
 
@@ -192,8 +198,41 @@ class Simulation:
             cores = min(n.cpus, self.pool.local_cores)
         else:
             cores = n.cpus
-        tm.compute_end = t + n.cpu_s / max(cores, 1e-9) + n.wall_s
+        alone = n.cpu_s / max(cores, 1e-9) + n.wall_s
+        if self.pool.host_cores > 0 and n.where == POOL and not n.gpu:
+            self.share(t, i, alone)
+            return
+        tm.compute_end = t + alone
         self.at(tm.compute_end, self.upload, i)
+
+    # --- slots sharing fewer real cores (processor sharing) ---------------------------------
+
+    def rate(self) -> float:
+        return min(1.0, self.pool.host_cores / max(len(self.sharing), 1))
+
+    def share(self, t: float, i: str | None, alone: float = 0.0) -> None:
+        """Advance the shared jobs to ``t``, add job ``i`` (``alone`` seconds by itself), and
+        schedule the next one to finish."""
+        r = self.rate()
+        for j in self.sharing:
+            self.sharing[j] -= (t - self.shared_at) * r
+        self.shared_at = t
+        if i is not None:
+            self.sharing[i] = alone
+        self.shared_version += 1
+        if self.sharing:
+            j, left = min(self.sharing.items(), key=lambda kv: kv[1])
+            self.at(t + max(left, 0.0) / self.rate(), self.shared_done, j,
+                    self.shared_version)
+
+    def shared_done(self, t: float, i: str, version: int) -> None:
+        if version != self.shared_version:
+            return                                  # superseded: the set changed since
+        self.share(t, None)                         # advance the others to t first
+        del self.sharing[i]
+        self.times[i].compute_end = t
+        self.share(t, None)
+        self.at(t, self.upload, i)
 
     def upload(self, t: float, i: str) -> None:
         n = self.nodes[i]
