@@ -103,6 +103,26 @@ def cycle_split(level: Level, path: list[JobTimes], t0: int) -> dict[str, int]:
     return {"queue_wait_s": wait, "htclean_s": work, "pegasus_jobs_s": aux}
 
 
+KEPT = ("SUBMIT", "EXECUTE", "JOB_TERMINATED", "POST_SCRIPT_SUCCESS", "PRE_SCRIPT_STARTED",
+        "PRE_SCRIPT_SUCCESS", "DAGMAN_STARTED", "DAGMAN_FINISHED")
+
+
+def jobstate_lines(submit: Path) -> dict[str, list[str]]:
+    """Every level's jobstate.log, trimmed to 'time job state' of the events the campaign
+    model's test reads (a small fixture of a real run)."""
+    out = {}
+    for name, level in pool_cycle.levels(submit).items():
+        lines = []
+        for line in (level.dir / "jobstate.log").read_text().splitlines():
+            parts = line.split()
+            if len(parts) > 3 and parts[1] == "INTERNAL":
+                parts = [parts[0], "INTERNAL", parts[3]]
+            if len(parts) > 2 and parts[2] in KEPT:
+                lines.append(" ".join(parts[:3]))
+        out[name] = lines
+    return out
+
+
 def measure(submit: Path, outputs: Path) -> dict:
     """The run's figures: wall, jobs, per cycle (wall, planning, DAGMan start, queue waits,
     htclean work, Pegasus's jobs, bookkeeping, serial path, jobs, bytes), next's records,

@@ -26,6 +26,7 @@ writes the figures as JSON (the campaign model's test reads such a file).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import shlex
 import subprocess
@@ -72,7 +73,20 @@ def write_config(ws: Path, ms: Path, parts: int, cycles: int, run_id: str) -> Pa
     return path
 
 
-def submit(parts: int, cycles: int, timeout: float) -> tuple[Path, Path, Path, dict]:
+def no_worker_package(out: Path) -> None:
+    """Jobs use the pool's own Pegasus install instead of the worker package Pegasus ships
+    with every job of a PegasusLite site (each job untars its 19 MB: 3-4 CPU s, mostly the
+    kernel's, on the machine that stands for all the pool's execute nodes). An env profile
+    PEGASUS_HOME on the sites is what makes pegasus-plan leave the package out."""
+    sites = yaml.safe_load((out / "sites.yml").read_text())
+    for site in sites["sites"]:
+        site.setdefault("profiles", {}).setdefault("env", {})["PEGASUS_HOME"] = \
+            str(poolkit.TESTPOOL / "pegasus")
+    (out / "sites.yml").write_text(yaml.safe_dump(sites, sort_keys=False))
+
+
+def submit(parts: int, cycles: int, timeout: float,
+           worker_package: bool = True) -> tuple[Path, Path, Path, dict]:
     """Simulate, configure, plan and submit as htcuser, wait. Returns (config, submit dir,
     outputs dir, {htclean plan: s, pegasus-plan of the top level: s, state})."""
     venv = poolkit.user_venv()
@@ -88,6 +102,8 @@ def submit(parts: int, cycles: int, timeout: float) -> tuple[Path, Path, Path, d
                                            path=venv, timeout=600)).strip().splitlines()
     timing = {"htclean_plan_s": time.monotonic() - t}
     line = text[-1].strip()
+    if not worker_package:
+        no_worker_package(out)
     run_id = text[0].split()[2].rstrip(":")
     t = time.monotonic()
     poolkit.checked(poolkit.as_user(line, path=venv, timeout=900))
@@ -110,13 +126,15 @@ def pool_interval() -> float | None:
 
 
 def predict(config: Path, pool_file: str, interval: float | None, parts: int,
-            cycles: int) -> dict:
+            cycles: int, worker_package: bool = True) -> dict:
     """The campaign model's figures for the same configuration and pool."""
     from htclean.workflows.campaign import campaign, htclean_graph, metrics, pool, simulate
 
     p = pool.load(pool_file)
     if interval:
         p = replace(p, negotiation_interval_s=interval)
+    if not worker_package:
+        p = replace(p, worker_package_bytes=0.0)
     c = campaign.load(config, parts=parts, cycles=cycles)
     nodes = htclean_graph.build(c, p)
     s = metrics.summarise(nodes, simulate.simulate(nodes, p, seed=1))
@@ -124,7 +142,23 @@ def predict(config: Path, pool_file: str, interval: float | None, parts: int,
             "wall_s": s.wall_s, "jobs": s.total_jobs, "jobs_per_min": s.jobs_per_min,
             "processing_share": s.processing_share,
             "cycle_s": [c.loop_s for c in s.cycles if 1 <= c.cycle <= cycles],
-            "ap_bytes": s.ap_bytes}
+            "ap_bytes": s.ap_bytes, "data_bytes": c.data_bytes,
+            "visibilities": c.visibilities}
+
+
+def write_fixture(path: Path, sub: Path, config: Path, args: argparse.Namespace,
+                  interval: float | None, model: dict) -> None:
+    """A recorded run for tests/test_campaign_model.py: its configuration (the MS given by
+    its size), pool parameters and every level's trimmed jobstate.log."""
+    cfg = yaml.safe_load(config.read_text())
+    cfg["data"]["ms"] = "/recorded/obs.ms"
+    cfg.pop("output", None)
+    fixture = {"parts": args.parts, "cycles": args.cycles, "negotiation_interval_s": interval,
+               "worker_package": not args.no_worker_package,
+               "data_bytes": model["data_bytes"], "visibilities": model["visibilities"],
+               "config": cfg, "jobstate": pool_records.jobstate_lines(sub)}
+    with gzip.open(path, "wt") as f:
+        json.dump(fixture, f, separators=(",", ":"))
 
 
 def mb(b: float) -> str:
@@ -190,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="only read an earlier run's submit directory")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--save", type=Path, help="write the figures as JSON")
+    parser.add_argument("--fixture", type=Path, help="write the run's trimmed records and "
+                        "configuration as gzipped JSON (tests/data: the model's test)")
+    parser.add_argument("--no-worker-package", action="store_true",
+                        help="jobs use the pool's Pegasus, not the shipped worker package")
     args = parser.parse_args(argv)
     timing: dict = {}
     if args.report:
@@ -201,17 +239,21 @@ def main(argv: list[str] | None = None) -> int:
         if why:
             print(f"pool_scale: {why}", file=sys.stderr)
             return 2
-        config, sub, out, timing = submit(args.parts, args.cycles, args.timeout)
+        config, sub, out, timing = submit(args.parts, args.cycles, args.timeout,
+                                          not args.no_worker_package)
     m = pool_records.measure(sub, out)
     profiled = (poolkit.TESTPOOL / "etc" / "config.d" / "70-ospool-like.conf").exists()
     interval = args.interval or (pool_interval() if profiled else None)
     pool_file = args.pool_file or ("testpool-ospool" if profiled else "testpool")
-    model = predict(config, pool_file, interval, args.parts, args.cycles)
+    model = predict(config, pool_file, interval, args.parts, args.cycles,
+                    not args.no_worker_package)
     show(m, model, timing)
     if args.save:
         args.save.write_text(json.dumps({"parts": args.parts, "cycles": args.cycles,
                                          "timing": timing, "measured": m, "model": model},
                                         indent=1, default=str))
+    if args.fixture:
+        write_fixture(args.fixture, sub, config, args, interval, model)
     return 0 if timing.get("state", "Success") == "Success" else 1
 
 

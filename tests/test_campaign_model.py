@@ -3,7 +3,11 @@ recorded 1-cycle run, HTClean's published HUDF figures within 30 %."""
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections import Counter
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +78,36 @@ def test_a_pool_file_with_an_unknown_key_is_refused(tmp_path):
     with pytest.raises(InputError, match="slots"):
         pool.load(bad)
     assert {"testpool", "ospool", "htclean2023"} <= set(pool.shipped())
+
+
+# Rehearsals on the test pool with the OSPool-like profile (benchmarks/pool_scale.py
+# --fixture): the configuration, the pool's parameters and every level's jobstate.log.
+REHEARSALS = sorted((Path(__file__).parent / "data").glob("pool_scale_*.json.gz"))
+
+
+def recorded_wall(jobstate: dict[str, list[str]]) -> tuple[float, list[float]]:
+    """(the top DAGMan's start to its end, next-to-next of every cycle) from the records."""
+    top = [line.split() for line in jobstate["top"]]
+    start = min(int(t) for t, job, state in top if state == "DAGMAN_STARTED")
+    end = max(int(t) for t, job, state in top if state == "DAGMAN_FINISHED")
+    nexts = sorted(int(t) for lines in jobstate.values() for t, job, state in
+                   (line.split() for line in lines)
+                   if job.startswith("htclean-next_") and state == "POST_SCRIPT_SUCCESS")
+    return end - start, [b - a for a, b in zip(nexts, nexts[1:], strict=False)]
+
+
+@pytest.mark.parametrize("path", REHEARSALS, ids=lambda p: p.name.split(".")[0])
+def test_the_model_predicts_a_recorded_rehearsal_within_20_percent(path):
+    rec = json.loads(gzip.decompress(path.read_bytes()))
+    p = replace(pool.load("testpool-ospool"),
+                negotiation_interval_s=rec["negotiation_interval_s"],
+                worker_package_bytes=19.4e6 if rec["worker_package"] else 0.0)
+    c = campaign.from_config(rec["config"], ".", data_bytes=rec["data_bytes"],
+                             visibilities=rec["visibilities"], parts=rec["parts"],
+                             cycles=rec["cycles"])
+    nodes = htclean_graph.build(c, p)
+    s = metrics.summarise(nodes, simulate.simulate(nodes, p, seed=1))
+    wall, cycles = recorded_wall(rec["jobstate"])
+    assert s.wall_s == pytest.approx(wall, rel=0.2)
+    modelled = [cy.loop_s for cy in s.cycles if 1 <= cy.cycle <= rec["cycles"]]
+    assert sum(modelled) / len(modelled) == pytest.approx(sum(cycles) / len(cycles), rel=0.2)

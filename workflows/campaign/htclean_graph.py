@@ -72,6 +72,8 @@ class GraphBuilder:
                                     INTERNAL, cycle=cycle, post=False)
                 continue
             cat = _category(jid)
+            wrapper = self.pool.wrapper_s + (self.pool.worker_package_s
+                                             if self.pool.worker_package_bytes > 0 else 0.0)
             condor = job.profiles.get("condor", {})
             local = cat == "next"
             kept = [u.file.lfn for u in job.uses if u._type == "output" and u.stage_out]
@@ -79,7 +81,8 @@ class GraphBuilder:
                 f"{name}/{jid}", cat, name, parents, LOCAL if local else POOL,
                 gpu=bool(int(condor.get("request_gpus", 0) or 0)),
                 cpus=int(condor.get("request_cpus", 1)),
-                cpu_s=self.cpu_seconds(cat, inputs[jid]), wall_s=STARTUP_S.get(cat, 0.0),
+                cpu_s=self.cpu_seconds(cat, inputs[jid]),
+                wall_s=STARTUP_S.get(cat, 0.0) + wrapper,
                 in_bytes=sum(self.size(f) for f in inputs[jid]),
                 in_route=AP if local else self.route,
                 out_bytes=sum(self.size(f) for f in outputs[jid]),

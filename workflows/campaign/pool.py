@@ -65,8 +65,10 @@ class Pool:
     job after each stage-out), ``cleanup`` (``leaf``: one job at the end; ``inplace``: per
     level and depth). Speed: ``gpu_equivalent_cores`` (the CPU cores of htclean's measured
     ducc0 costs that one GPU replaces), ``local_cores`` (cores of the submit host for next),
-    ``worker_package_bytes`` (what every pool job receives from the access point besides its
-    inputs: Pegasus's worker package where ``pegasus.transfer.worker.package`` ships it),
+    ``wrapper_s`` (the job wrapper around each htclean job: PegasusLite's set-up, integrity
+    check and kickstart), ``worker_package_s`` (unpacking the worker package, per htclean job,
+    where one is shipped), ``worker_package_bytes`` (what every pool job receives from the
+    access point besides its inputs: the worker package PegasusLite sites get; 0: none),
     ``host_cores`` (real cores the CPU slots share, their jobs slowed in proportion when more
     run; 0: every slot has its cores to itself, as on a real pool).
     """
@@ -97,6 +99,8 @@ class Pool:
     local_cores: int = 4
     host_cores: float = 0.0
     worker_package_bytes: float = 0.0
+    wrapper_s: float = 0.0
+    worker_package_s: float = 0.0
     notes: dict = field(default_factory=dict, compare=False)
 
     def wait(self, gpu: bool) -> QueueWait:
