@@ -123,6 +123,26 @@ def jobstate_lines(submit: Path) -> dict[str, list[str]]:
     return out
 
 
+def widest_step(level: Level) -> dict[str, float]:
+    """The level's widest parallel step (e.g. its residual jobs): jobs, the span of DAGMan's
+    submits (its submit rate), of their queue waits, and first EXECUTE to last end."""
+    steps: dict[str, list[JobTimes]] = defaultdict(list)
+    for name, job in level.jobs.items():
+        if HTCLEAN.match(name):
+            steps[re.sub(r"-p\d+$", "", name)].append(job)
+    jobs = max(steps.values(), key=len, default=[])
+    sub = [j.at("SUBMIT") for j in jobs if j.at("SUBMIT") is not None]
+    ex = [j.at("EXECUTE") for j in jobs if j.at("EXECUTE") is not None]
+    end = [j.at("JOB_TERMINATED") for j in jobs if j.at("JOB_TERMINATED") is not None]
+    waits = sorted(e - s for j in jobs if (s := j.at("SUBMIT")) is not None
+                   and (e := j.at("EXECUTE")) is not None)
+    if not (sub and ex and end and waits):
+        return {"jobs": len(jobs)}
+    return {"jobs": len(jobs), "submit_span_s": max(sub) - min(sub),
+            "wait_median_s": waits[len(waits) // 2], "wait_max_s": waits[-1],
+            "run_span_s": max(end) - min(ex)}
+
+
 def measure(submit: Path, outputs: Path) -> dict:
     """The run's figures: wall, jobs, per cycle (wall, planning, DAGMan start, queue waits,
     htclean work, Pegasus's jobs, bookkeeping, serial path, jobs, bytes), next's records,
@@ -169,7 +189,8 @@ def measure(submit: Path, outputs: Path) -> dict:
             "cycle": name, "wall_s": wall, "planning_s": plan, "dagman_start_s": dagman,
             **split, "bookkeeping_s": wall - plan - dagman - sum(split.values()),
             "serial_path": [HTCLEAN.sub(r"\2", j.name) for j in path],
-            "jobs": len(level.jobs), "ap_bytes": sum(bytes_by_level[name].values())})
+            "jobs": len(level.jobs), "ap_bytes": sum(bytes_by_level[name].values()),
+            "widest": widest_step(level)})
         previous = level
     nexts = records(outputs, r"next-c\d+")
     for job, rec in nexts.items():

@@ -153,7 +153,8 @@ def write_fixture(path: Path, sub: Path, config: Path, args: argparse.Namespace,
     cfg = yaml.safe_load(config.read_text())
     cfg["data"]["ms"] = "/recorded/obs.ms"
     cfg.pop("output", None)
-    fixture = {"parts": args.parts, "cycles": args.cycles, "negotiation_interval_s": interval,
+    fixture = {"parts": args.parts, "cycles": args.cycles, "pool": model["pool"],
+               "negotiation_interval_s": interval,
                "worker_package": not args.no_worker_package,
                "data_bytes": model["data_bytes"], "visibilities": model["visibilities"],
                "config": cfg, "jobstate": pool_records.jobstate_lines(sub)}
@@ -188,6 +189,14 @@ def show(m: dict, model: dict | None, timing: dict) -> None:
               f"{c['dagman_start_s']} s | {c['queue_wait_s']} s | {c['htclean_s']} s | "
               f"{c['pegasus_jobs_s']} s | {c['bookkeeping_s']} s | {c['jobs']} | "
               f"{mb(c['ap_bytes'])} | {' > '.join(c['serial_path'])} |")
+    print("| cycle | parallel jobs | DAGMan submitting them | queue wait median / max | "
+          "first start to last end |")
+    print("| --- | --- | --- | --- | --- |")
+    for c in m["cycles"]:
+        w = c["widest"]
+        if "submit_span_s" in w:
+            print(f"| {c['cycle']} | {w['jobs']} | {w['submit_span_s']} s | "
+                  f"{w['wait_median_s']} / {w['wait_max_s']} s | {w['run_span_s']} s |")
     print("| next job | record wall | record CPU | record peak RSS | executable (kickstart) | "
           "its max RSS |")
     print("| --- | --- | --- | --- | --- | --- |")

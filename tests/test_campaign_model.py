@@ -80,8 +80,9 @@ def test_a_pool_file_with_an_unknown_key_is_refused(tmp_path):
     assert {"testpool", "ospool", "htclean2023"} <= set(pool.shipped())
 
 
-# Rehearsals on the test pool with the OSPool-like profile (benchmarks/pool_scale.py
-# --fixture): the configuration, the pool's parameters and every level's jobstate.log.
+# Runs of benchmarks/pool_scale.py on the test pool (--fixture): the configuration, the pool
+# file and negotiation interval, whether jobs got the worker package, and every level's
+# jobstate.log trimmed to the events read here.
 REHEARSALS = sorted((Path(__file__).parent / "data").glob("pool_scale_*.json.gz"))
 
 
@@ -99,9 +100,11 @@ def recorded_wall(jobstate: dict[str, list[str]]) -> tuple[float, list[float]]:
 @pytest.mark.parametrize("path", REHEARSALS, ids=lambda p: p.name.split(".")[0])
 def test_the_model_predicts_a_recorded_rehearsal_within_20_percent(path):
     rec = json.loads(gzip.decompress(path.read_bytes()))
-    p = replace(pool.load("testpool-ospool"),
-                negotiation_interval_s=rec["negotiation_interval_s"],
-                worker_package_bytes=19.4e6 if rec["worker_package"] else 0.0)
+    p = pool.load(rec["pool"])
+    if not rec["worker_package"]:
+        p = replace(p, worker_package_bytes=0.0)
+    if rec["negotiation_interval_s"]:
+        p = replace(p, negotiation_interval_s=rec["negotiation_interval_s"])
     c = campaign.from_config(rec["config"], ".", data_bytes=rec["data_bytes"],
                              visibilities=rec["visibilities"], parts=rec["parts"],
                              cycles=rec["cycles"])
