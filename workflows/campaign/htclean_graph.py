@@ -4,7 +4,8 @@ The levels come from ``workflows.graph`` on the campaign's ``RunContext`` (the t
 cycles 1..K, the final level): the same jobs, files and requests ``htclean plan`` and
 ``next`` write. ``pegasus_jobs`` adds what pegasus-plan adds to each level, as observed on
 the real planner (DESIGN.md, the test pool's submit directories): a create-dir job; a
-stage-in job per workflow depth where files from outside the level are first read; a
+stage-in job per workflow depth where files from outside the level are first read (by a
+job that does not fetch them itself: ``bypass``); a
 stage-out job per depth whose jobs keep outputs; optionally a registration job after each
 stage-out; the top level's one leaf cleanup; and per sub-workflow, its pegasus-plan (the PRE
 script), its DAGMan starting and, at the end, finishing.
@@ -63,6 +64,9 @@ class GraphBuilder:
                    for j, job in jobs.items()}
         inputs = {j: [u.file.lfn for u in job.uses if u._type == "input"]
                   for j, job in jobs.items()}
+        # inputs a job fetches where they are (bypass): no stage-in job brings them
+        self.bypassed = {(j, u.file.lfn) for j, job in jobs.items() for u in job.uses
+                         if u._type == "input" and u.bypass}
         maker = {lfn: j for j, outs in outputs.items() for lfn in outs}
         compute: dict[str, Node] = {}
         for jid, job in jobs.items():
@@ -105,7 +109,7 @@ class GraphBuilder:
         first: dict[str, int] = {}
         for jid, files in inputs.items():
             for f in files:
-                if f not in maker:
+                if f not in maker and (jid, f) not in self.bypassed:
                     first[f] = min(first.get(f, 99), depth[f"{name}/{jid}"])
         by_depth: dict[int, list[str]] = defaultdict(list)
         for f, d in first.items():
@@ -118,7 +122,7 @@ class GraphBuilder:
                 added.append(Node(sid, "stage-in", name, [mkdir.id], in_bytes=moved /
                                   p.stage_clusters, in_route=AP, **aux))
                 for jid, files_in in inputs.items():
-                    if set(files_in) & set(files):
+                    if {f for f in files_in if (jid, f) not in self.bypassed} & set(files):
                         compute[jid].parents.append(sid)
         for n in compute.values():
             if not n.parents:
