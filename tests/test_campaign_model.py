@@ -114,3 +114,17 @@ def test_the_model_predicts_a_recorded_rehearsal_within_20_percent(path):
     assert s.wall_s == pytest.approx(wall, rel=0.2)
     modelled = [cy.loop_s for cy in s.cycles if 1 <= cy.cycle <= rec["cycles"]]
     assert sum(modelled) / len(modelled) == pytest.approx(sum(cycles) / len(cycles), rel=0.2)
+
+
+def test_slots_sharing_fewer_cores_slow_their_jobs_in_proportion():
+    from htclean.workflows.campaign.dag import Node
+
+    nodes = [Node(f"j{i}", "residual", "top", wall_s=1.0, package_bytes=1e6) for i in range(4)]
+    p = pool.Pool(cpu_cores=64, host_cores=2, negotiation_interval_s=0, job_start_s=0,
+                  job_bandwidth=0, ap_bandwidth=0, submit_rate=0, post_s=0)
+    times = simulate.simulate(nodes, p)
+    assert [times[n.id].compute_end for n in nodes] == pytest.approx([2.0] * 4)
+    s = metrics.summarise(nodes, times)
+    assert s.ap_bytes == pytest.approx(4e6)
+    alone = simulate.simulate(nodes, replace(p, host_cores=0))
+    assert [alone[n.id].compute_end for n in nodes] == pytest.approx([1.0] * 4)
