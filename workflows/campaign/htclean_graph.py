@@ -63,6 +63,9 @@ class GraphBuilder:
                    for j, job in jobs.items()}
         inputs = {j: [u.file.lfn for u in job.uses if u._type == "input"]
                   for j, job in jobs.items()}
+        self.bypassed = {j: {u.file.lfn for u in job.uses
+                             if u._type == "input" and getattr(u, "bypass", False)}
+                         for j, job in jobs.items()}
         maker = {lfn: j for j, outs in outputs.items() for lfn in outs}
         compute: dict[str, Node] = {}
         for jid, job in jobs.items():
@@ -73,7 +76,7 @@ class GraphBuilder:
                 continue
             cat = _category(jid)
             condor = job.profiles.get("condor", {})
-            local = cat == "next"
+            local = job.profiles.get("selector", {}).get("execution.site") == "local"
             kept = [u.file.lfn for u in job.uses if u._type == "output" and u.stage_out]
             compute[jid] = Node(
                 f"{name}/{jid}", cat, name, parents, LOCAL if local else POOL,
@@ -100,8 +103,11 @@ class GraphBuilder:
         added = [mkdir]
         first: dict[str, int] = {}
         for jid, files in inputs.items():
+            # a bypassed input needs no stage-in where the job fetches it itself: on the
+            # access point, or from OSDF on a worker (graph.Builder.bypass_staging)
+            itself = compute[jid].where == LOCAL or self.route == OSDF
             for f in files:
-                if f not in maker:
+                if f not in maker and not (itself and f in self.bypassed.get(jid, ())):
                     first[f] = min(first.get(f, 99), depth[f"{name}/{jid}"])
         by_depth: dict[int, list[str]] = defaultdict(list)
         for f, d in first.items():
@@ -114,7 +120,7 @@ class GraphBuilder:
                 added.append(Node(sid, "stage-in", name, [mkdir.id], in_bytes=moved /
                                   p.stage_clusters, in_route=AP, **aux))
                 for jid, files_in in inputs.items():
-                    if set(files_in) & set(files):
+                    if (set(files_in) - self.bypassed.get(jid, set())) & set(files):
                         compute[jid].parents.append(sid)
         for n in compute.values():
             if not n.parents:
