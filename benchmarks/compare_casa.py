@@ -147,7 +147,7 @@ def raw_config(ms: Path, obs: dict, weighting: str, rule: str, wgridding: bool,
 
 def htclean_psf_dirty(raw: dict) -> dict:
     """htclean's normalised PSF (cropped to the image) and dirty image, no deconvolution."""
-    from htclean.imaging import parts
+    from htclean.imaging import partials, parts
     from htclean.imaging.geometry import crop_centre
     from htclean.workflows import config
 
@@ -155,7 +155,7 @@ def htclean_psf_dirty(raw: dict) -> dict:
     ms = raw["data"]["ms"]
     density = parts.part_density(ms, settings) if raw["weighting"]["type"] != "natural" else None
     partial = parts.part_psf_dirty(ms, settings, density)
-    images = parts.normalise(partial)
+    images = partials.normalise(partial)
     return {"psf": crop_centre(images["psf"], partial.geom.shape), "dirty": images["dirty"]}
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from htclean.imaging import loop, parts
+from htclean.imaging import loop, partials, parts
 from htclean.imaging.geometry import ImageGeometry, crop_centre
 
 
@@ -68,7 +68,7 @@ def image_ms(ms: str | os.PathLike, settings: dict[str, Any],
         density = parts.part_density(ms, settings)
         say(f"weight density of {density.visibilities} visibilities")
     first = parts.part_psf_dirty(ms, settings, density)
-    images = parts.normalise(first)
+    images = partials.normalise(first)
     psf_full, dirty = images["psf"], images["dirty"]
     geom = first.geom
     say(f"PSF and dirty image from {first.visibilities} visibilities, peak {_peak(dirty):.4g}")
@@ -86,7 +86,7 @@ def image_ms(ms: str | os.PathLike, settings: dict[str, Any],
         components = components.merge(minor.components)
         iterations += minor.iterations
         cycle += 1
-        residual = parts.normalise(parts.part_residual(ms, settings, components,
+        residual = partials.normalise(parts.part_residual(ms, settings, components,
                                                        density))["residual"]
         decision = loop.decide(loop.LoopState(
             cycle, iterations, _peak(residual), params.cycle_threshold(residual),

@@ -1,7 +1,14 @@
-"""The restored image: the CLEAN model convolved with the clean beam, plus the residual."""
+"""The restored image: the CLEAN model convolved with the clean beam, plus the residual.
+
+Of nterms > 1 Taylor terms (``restore_terms``): ``tt_t = model_t * beam + (H^-1 R)_t``
+(residuals in coefficient units, as CASA's mtmfs restores); the spectral index is
+``alpha = tt1 / tt0`` where tt0 is above a cut, with its error from the residual noise
+``d alpha = sqrt(s1^2 + alpha^2 s0^2) / tt0`` (s_t the robust sigma of (H^-1 R)_t).
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -10,6 +17,9 @@ from htclean.imaging.beam import Beam
 from htclean.imaging.components import ComponentList, add_stamps
 from htclean.imaging.convolver import Convolver
 from htclean.imaging.errors import InputError
+from htclean.imaging.model import TaylorComponents
+from htclean.imaging.noise import robust_sigma
+from htclean.imaging.taylor import coefficients, hessian, inverse, prepare
 
 DIRECT_FACTOR = 20  # direct stamps when model pixels x beam pixels < this x image pixels
 
@@ -43,3 +53,40 @@ def restore(components: ComponentList, residual: Any, beam: Beam, cell: float, *
     else:
         out += Convolver(res.shape, [kernel], dtype=dtype, threads=threads).convolve(model)
     return out
+
+
+def restore_terms(components: TaylorComponents, residuals: Any, psfs: Any, beam: Beam,
+                  cell: float, *, threads: int = 0) -> np.ndarray:
+    """Restored Taylor images (nterms, ny, nx) Jy/beam: ``model_t * beam + (H^-1 R)_t``."""
+    res, psf = prepare(residuals, psfs)
+    if res.shape[0] != components.nterms:
+        raise InputError(f"{res.shape[0]} residual terms for {components.nterms}-term components")
+    coeff = coefficients(res, inverse(hessian(psf)))
+    return np.stack([restore(components.term(t), coeff[t], beam, cell, threads=threads)
+                     for t in range(res.shape[0])])
+
+
+def residual_sigma(residuals: Any, psfs: Any) -> np.ndarray:
+    """Robust noise (nterms,) of the residuals in coefficient units, ``(H^-1 R)_t``."""
+    res, psf = prepare(residuals, psfs)
+    coeff = coefficients(res, inverse(hessian(psf)))
+    return np.array([robust_sigma(c) for c in coeff])
+
+
+def spectral_index(restored: Any, *, cut: float,
+                   sigma: Any | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(alpha, alpha error) from restored Taylor images (nterms >= 2, ny, nx): ``tt1 / tt0``
+    where tt0 > ``cut`` (Jy/beam), NaN elsewhere; the error ``sqrt(s1^2 + alpha^2 s0^2) / tt0``
+    when ``sigma`` (s0, s1, ...) is given (``residual_sigma``), else None."""
+    r = np.asarray(restored, np.float64)
+    if r.ndim != 3 or r.shape[0] < 2:
+        raise InputError(f"a spectral index needs nterms >= 2 restored images, got {r.shape}")
+    if not (math.isfinite(cut) and cut > 0):
+        raise InputError(f"the spectral-index cut must be a flux > 0 Jy/beam, got {cut!r}")
+    good = r[0] > cut
+    tt0 = np.where(good, r[0], 1.0)
+    alpha = np.where(good, r[1] / tt0, np.nan)
+    if sigma is None:
+        return alpha, None
+    s0, s1 = float(sigma[0]), float(sigma[1])
+    return alpha, np.where(good, np.sqrt(s1**2 + alpha**2 * s0**2) / tt0, np.nan)

@@ -162,7 +162,7 @@ def test_wideband_demo(runs):
     """htclean demo --wideband: both MSs, nterms 2, the primary beam, the alpha preview; the
     corrected tt0 and alpha of its sources against the band fit weighted as the data were
     (Briggs weighting weights the upper channels 3x the lower: R-psf.fits' CHANWGT)."""
-    from htclean.imaging import fits_terms
+    from htclean.imaging import fits
     from htclean.workflows.commands import demo_wideband as dw
 
     out = runs[("demo", 2)]
@@ -171,7 +171,7 @@ def test_wideband_demo(runs):
     assert summary["nterms"] == 2 and summary["reference_frequency_hz"] == pytest.approx(1.5e9)
     assert all((out / p).is_file() for p in summary["products"])
     psf = next(p for p in out.glob("*-psf.fits") if p.name != "wideband-psf.fits")
-    freq, weight = fits_terms.read_channel_weights(psf)
+    freq, weight = fits.read_channel_weights(psf)
     assert len(freq) == 16 and weight[-1] > 2 * weight[0]
     tt0, alpha = _read_named(out, "image-tt0-pb"), _read_named(out, "alpha-pb")
     sigma = summary["alpha"]["cut_jy"] / 5
