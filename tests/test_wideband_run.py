@@ -163,7 +163,7 @@ def test_wideband_demo(runs):
     corrected tt0 and alpha of its sources against the band fit weighted as the data were
     (Briggs weighting weights the upper channels 3x the lower: R-psf.fits' CHANWGT)."""
     from htclean.imaging import fits
-    from htclean.workflows.commands import demo_wideband as dw
+    from htclean.workflows.commands.demo import WIDEBAND as dw
 
     out = runs[("demo", 2)]
     assert (out / "wideband-alpha.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -175,10 +175,10 @@ def test_wideband_demo(runs):
     assert len(freq) == 16 and weight[-1] > 2 * weight[0]
     tt0, alpha = _read_named(out, "image-tt0-pb"), _read_named(out, "alpha-pb")
     sigma = summary["alpha"]["cut_jy"] / 5
-    x = (freq - dw.REF_FREQ) / dw.REF_FREQ
-    for name, dx, dy, flux, a in dw.SOURCES:
-        y, xp = dw.SIZE // 2 + dy, dw.SIZE // 2 + dx
-        fit = np.polynomial.polynomial.polyfit(x, flux * (freq / dw.REF_FREQ) ** a, 1,
+    x = (freq - dw.ref_freq) / dw.ref_freq
+    for name, dx, dy, flux, a in dw.sources:
+        y, xp = dw.size // 2 + dy, dw.size // 2 + dx
+        fit = np.polynomial.polynomial.polyfit(x, flux * (freq / dw.ref_freq) ** a, 1,
                                                w=np.sqrt(weight))
         assert tt0[y, xp] / sigma > 20, name
         assert tt0[y, xp] == pytest.approx(fit[0], rel=0.02), name
