@@ -31,7 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from htclean.imaging import fits, partials, parts, simulate
+from htclean.imaging import fits
+from htclean.imaging.ms import partials, parts
+from htclean.imaging.simulation import simulate
 
 ASEC = math.pi / 180 / 3600
 

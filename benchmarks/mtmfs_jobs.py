@@ -40,7 +40,7 @@ TYPES = ("partition", "grid", "residual", "gather", "deconvolve", "next", "resto
 
 
 def simulate_pair(where: Path, integration: float, size: int) -> list[Path]:
-    from htclean.imaging.simulate import SimulationSpec, Source, simulate
+    from htclean.imaging.simulation.simulate import SimulationSpec, Source, simulate
     from htclean.workflows.commands.demo import WIDEBAND as dw
 
     sources = tuple(Source(flux, pixel_offset=(dx, dy), spectral_index=alpha, name=name)

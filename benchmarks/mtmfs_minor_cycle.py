@@ -25,7 +25,7 @@ Measured on the development machine (2 cores shared with other jobs; 1.35 M visi
 1 thread, 1024^2, PSF 2048^2, the defaults: 3 cycles each, nterms 2 and 3 to niter 3000,
 the others to the threshold, ~2210 components), CPU ms per iteration, before (every pixel
 solved, searched and updated at every iteration; load 8-13) and after the list cycle
-(imaging/mtmfs_list.py; load 1.5-5):
+(imaging/deconvolution/mtmfs_list.py; load 1.5-5):
 
     minor cycle       clean.py   MT nterms 1   nterms 2   nterms 3
       hogbom before     0.32        7.74        15.85      27.64
@@ -51,10 +51,12 @@ import time
 
 import numpy as np
 
-from htclean.imaging import gridding, msinfo, taylor, vla
-from htclean.imaging.clean import CleanParams, minor_cycle, multi_term_cycle
+from htclean.imaging.deconvolution.clean import CleanParams, minor_cycle, multi_term_cycle
 from htclean.imaging.geometry import ImageGeometry
-from htclean.imaging.sky import model_visibilities
+from htclean.imaging.gridding import gridding, taylor
+from htclean.imaging.ms import msinfo
+from htclean.imaging.simulation import vla
+from htclean.imaging.simulation.sky import model_visibilities
 
 C = 299792458.0
 REF = 1.5e9

@@ -9,15 +9,15 @@ The PSF is ``image.psf_oversize`` x the image (R-psf.fits as the image tree's ro
 writes it), so the minor cycle subtracts it exactly at every offset in the image. Every
 file holds ``deconvolution.nterms`` Taylor terms (imaging.fits.read_terms; one term is a plain
 image): ``--psf`` the 2 nterms - 1 Taylor PSFs, ``--residual`` the nterms residuals, and the
-models are component lists of nterms coefficients (imaging.model; where nterms > 1 with the
-reference frequency, which every file must agree on). The
-threshold is ``max(deconvolution.threshold, auto_threshold x robust sigma)`` of the residual
-read (imaging.clean.CleanParams.cycle_threshold), so it equals the one the ``next`` job
-decided with; it, the stop rules and the state's peaks are on the tt0 residual, max |R0|.
-The minor cycle (imaging.clean.minor_cycle; on the GPU where run_job chose it) adds its
-components to the previous model; the output model is the cumulative component list. The
-output state is what the loop decision (imaging.loop.LoopState) needs from the minor cycle,
-and its history (with "nterms" and "ref_freq" where nterms > 1):
+models are component lists of nterms coefficients (imaging.deconvolution.model; where
+nterms > 1 with the reference frequency, which every file must agree on). The threshold is
+``max(deconvolution.threshold, auto_threshold x robust sigma)`` of the residual read
+(imaging.deconvolution.clean.CleanParams.cycle_threshold), so it equals the one the ``next``
+job decided with; it, the stop rules and the state's peaks are on the tt0 residual, max |R0|.
+The minor cycle (imaging.deconvolution.clean.minor_cycle; on the GPU where run_job chose it)
+adds its components to the previous model; the output model is the cumulative component
+list. The output state is what the loop decision (imaging.deconvolution.loop.LoopState) needs
+from the minor cycle, and its history (with "nterms" and "ref_freq" where nterms > 1):
 
     {"format": "htclean-deconvolve-state", "version": 1, "cycle": K,
      "iterations": this cycle's components, "iterations_total": all cycles',
@@ -132,8 +132,8 @@ def read_psf(job: Job, path: str, geom: ImageGeometry, ref: float | None = None
 
 
 def work(args: argparse.Namespace, job: Job) -> None:
-    from htclean.imaging import model as models
-    from htclean.imaging.clean import CleanParams, minor_cycle
+    from htclean.imaging.deconvolution import model as models
+    from htclean.imaging.deconvolution.clean import CleanParams, minor_cycle
 
     k = args.cycle
     if k < 1:
@@ -163,7 +163,7 @@ def work(args: argparse.Namespace, job: Job) -> None:
         model = models.read_model(job.read(args.model, "--model"), "--model", geom.nx,
                                   geom.ny, nterms, ref)
     if job.device.startswith("gpu:"):  # run_job chose the GPU (gridder.device): clean on it
-        from htclean.imaging import device
+        from htclean.imaging.gpu import device
 
         xp = device.select("gpu").xp
     else:

@@ -3,7 +3,7 @@
     htclean-gather --config R-config.yml --record R-JOB.record.json --inputs A.npz B.npz ...
                    (--output G.npz | [--psf-fits R-psf.fits] --image-fits F.fits)
 
-The inputs are partials (imaging.partials.save_partial) of one kind: densities (the weights
+The inputs are partials (imaging.ms.partials.save_partial) of one kind: densities (the weights
 tree), PSF + dirty (the image tree) or residuals. They are summed in float64 and must agree on
 the pixel grid (size, cell, centre; the band is the union of theirs), the kind and the shape
 of every image; the PSF is ``image.psf_oversize`` x the image (imaging.geometry.psf_shape).
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 def sum_partials(job: Job, paths: list[str]):
     """The float64 sum of the partials in ``paths``; InputError when one is not a partial or
     they disagree in kind or pixel grid."""
-    from htclean.imaging import partials
+    from htclean.imaging.ms import partials
 
     total = None
     first = None
@@ -99,7 +99,7 @@ def work(args: argparse.Namespace, job: Job) -> None:
     check_config(job, total)
     job.visibilities = total.visibilities
     if args.output is not None:
-        from htclean.imaging import partials
+        from htclean.imaging.ms import partials
 
         partials.save_partial(args.output, total)
         job.output(args.output)
@@ -112,8 +112,9 @@ def write_root(job: Job, total, image_fits: str, psf_fits: str | None, ninputs: 
     each (imaging.fits.write_terms, with the reference frequency where nterms > 1 and the
     channel weights in R-psf.fits where the partials carry them), or, for one term without
     channel weights, the image alone (imaging.fits.write_fits: no NTERMS card)."""
-    from htclean.imaging import fits, partials
+    from htclean.imaging import fits
     from htclean.imaging.geometry import psf_geometry
+    from htclean.imaging.ms import partials
 
     kinds = {n.rsplit("-tt", 1)[0] for n in total.images}
     if kinds == {"psf", "dirty"}:

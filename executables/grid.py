@@ -9,14 +9,14 @@ Modes:
              image.psf_oversize x the image, same cell and centre)
   residual   the residual of the model component list (``residual`` float32)
 
-Every image is made for ``deconvolution.nterms`` Taylor terms (imaging/parts.py): where
+Every image is made for ``deconvolution.nterms`` Taylor terms (imaging/ms/parts.py): where
 nterms > 1 the psf-dirty mode makes the Taylor-weighted dirty images ``dirty-ttN`` and PSFs
 ``psf-ttN`` from the same read, and the residual mode predicts the Taylor component list
-(``--model``, imaging.model) and grids ``residual-ttN``, about
+(``--model``, imaging.deconvolution.model) and grids ``residual-ttN``, about
 ``image.reference_frequency``. Where nterms > 1 or ``image.primary_beam`` is on, the
 psf-dirty partial also carries the imaging weights summed per channel.
 
-The output is a partial (imaging.partials.save_partial): unnormalised images, their weight sum
+The output is a partial (imaging.ms.partials.save_partial): unnormalised images, their weight sum
 (float64), the count of visibilities and the geometry (size, cell, centre, band), so the
 gather needs no MS. Uniform and Briggs weighting need ``--weights`` (the density of all
 parts) in the psf-dirty and residual modes.
@@ -59,7 +59,7 @@ def load_density(job: Job, path: str | None):
     if path is None:
         raise InputError(f"--weights: weighting.type {kind} needs the weight density of all "
                          "parts (R-weights.npz)")
-    from htclean.imaging import partials
+    from htclean.imaging.ms import partials
 
     density = partials.load_partial(job.read(path, "--weights"))
     if "density" not in density.images:
@@ -72,7 +72,7 @@ def load_density(job: Job, path: str | None):
 
 
 def work(args: argparse.Namespace, job: Job) -> None:
-    from htclean.imaging import partials, parts
+    from htclean.imaging.ms import partials, parts
 
     if args.mode == "residual" and args.model is None:
         raise InputError("--model: mode residual needs the model component list")
@@ -88,11 +88,11 @@ def work(args: argparse.Namespace, job: Job) -> None:
                          "nterms > 1)")
     model = None
     if args.mode == "residual":
-        from htclean.imaging.model import read_model
+        from htclean.imaging.deconvolution.model import read_model
 
         model = read_model(job.read(args.model, "--model"), "--model", settings["image"]["nx"],
                            settings["image"]["ny"], nterms)
-    from htclean.imaging import partfile
+    from htclean.imaging.ms import partfile
 
     with contextlib.ExitStack() as stack:
         # a part file is read as it is; an MS (a directory or a tar of one) is also accepted

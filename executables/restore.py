@@ -5,9 +5,9 @@
                     --residual (R-dirty.fits | R-residual-cKK.fits)
                     [--model R-model-cKK.json --state R-deconvolve-cKK.json] --name NAME
 
-Fits the clean beam to the PSF (imaging.beam.fit_clean_beam; R-psf.fits is
+Fits the clean beam to the PSF (imaging.beams.beam.fit_clean_beam; R-psf.fits is
 ``image.psf_oversize`` x the image, its main lobe is the same), restores the model of every
-Taylor term (imaging.restore: model convolved with the beam + residual; where nterms > 1 the
+Taylor term (imaging.beams.restore: model convolved with the beam + residual; where nterms > 1 the
 residual in coefficient units, ``(H^-1 R)_t``, as CASA's mtmfs) and writes, with WSClean's
 names and BMAJ/BMIN/BPA in every header: NAME-image.fits (Jy/beam), NAME-model.fits
 (Jy/pixel), NAME-residual.fits (where nterms > 1 one of each per term, NAME-image-ttN.fits
@@ -20,11 +20,11 @@ FREQ (CRVAL3, as CASA's tt images). Previews NAME-image.png, NAME-residual.png, 
 components, cycles, iterations, stop reason; nterms, reference frequency and alpha where
 nterms > 1). Without --model there was no deconvolution: the image is the residual (the dirty
 image). --state (the last cycle's; required with --model) gives the summary the cycles and
-iterations; the loop's stop reason is imaging.loop.decide on the residual and that state, the
-same decision the last ``next`` job made.
+iterations; the loop's stop reason is imaging.deconvolution.loop.decide on the residual and
+that state, the same decision the last ``next`` job made.
 
 With ``image.primary_beam`` (``pb_products``): NAME-pb.fits (the VLA beam of
-imaging/primary_beam.py averaged over the channels with the imaging weights of R-psf.fits'
+imaging/beams/primary_beam.py averaged over the channels with the imaging weights of R-psf.fits'
 CHANWGT table), and the corrected NAME-image-pb.fits (nterms 1) or NAME-image-tt0-pb.fits
 and NAME-alpha-pb.fits (``alpha - pb_tt1 / pb_tt0``), blanked (NaN) where the beam is below
 ``image.pb_limit``. The beam points at the image centre (one pointing).
@@ -71,10 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def loop_decision(job: Job, residual: str, state: str | None):
-    """The loop's last decision (imaging.loop.Decision), as ``htclean-next`` made it from the
-    residual and the state of the last cycle (cycle 0 without a state)."""
+    """The loop's last decision (imaging.deconvolution.loop.Decision), as ``htclean-next``
+    made it from the residual and the state of the last cycle (cycle 0 without a state)."""
     from htclean.executables.next import loop_state
-    from htclean.imaging.loop import LoopLimits, decide
+    from htclean.imaging.deconvolution.loop import LoopLimits, decide
 
     cycle = read_state(job.read(state, "--state"))["cycle"] if state else 0
     args = argparse.Namespace(cycle=cycle, residual=residual, state=state)
@@ -93,7 +93,7 @@ def pb_products(job: Job, name: str, psf_path: str, geom: Any, beam: Any,
                 images: dict[str, np.ndarray], ref_freq: float | None = None) -> list[str]:
     """Write NAME-pb.fits and the corrected ``images`` (NAME-image-pb.fits for ``image``;
     NAME-image-tt0-pb.fits, NAME-alpha-pb.fits for ``image-tt0``, ``alpha``); their names."""
-    from htclean.imaging import primary_beam
+    from htclean.imaging.beams import primary_beam
     from htclean.imaging.fits import read_channel_weights, write_fits
 
     freqs, weights = read_channel_weights(job.read(psf_path, "--psf"))
@@ -134,7 +134,7 @@ def spectral_products(model: Any, residual: np.ndarray, psf: np.ndarray, beam: A
                       cell: float, threads: int) -> tuple[np.ndarray, dict[str, Any]]:
     """The restored Taylor images (nterms, ny, nx) and, where nterms > 1, the spectral
     index's: ``{"alpha", "alpha-error", "cut", "statistics"}`` (empty for one term)."""
-    from htclean.imaging import restore
+    from htclean.imaging.beams import restore
 
     if residual.shape[0] == 1:  # the residual is its own coefficient (H = 1), as stored
         return restore.restore(model, residual[0], beam, cell, dtype=np.float32,
@@ -148,9 +148,9 @@ def spectral_products(model: Any, residual: np.ndarray, psf: np.ndarray, beam: A
 
 
 def work(args: argparse.Namespace, job: Job) -> None:
-    from htclean.imaging import model as models
-    from htclean.imaging.beam import fit_clean_beam
+    from htclean.imaging.beams.beam import fit_clean_beam
     from htclean.imaging.cpus import planned_threads
+    from htclean.imaging.deconvolution import model as models
     from htclean.imaging.fits import write_fits
     from htclean.imaging.geometry import crop_centre
     from htclean.imaging.preview import write_preview

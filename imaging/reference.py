@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from htclean.imaging import loop, partials, parts
+from htclean.imaging.deconvolution import loop
 from htclean.imaging.geometry import ImageGeometry, crop_centre
+from htclean.imaging.ms import partials, parts
 
 
 @dataclass
@@ -57,10 +58,10 @@ def image_ms(ms: str | os.PathLike, settings: dict[str, Any],
 
     progress: called with one line of text after each step (None: silent). Returns Products.
     """
-    from htclean.imaging.beam import fit_clean_beam
-    from htclean.imaging.clean import CleanParams, minor_cycle
-    from htclean.imaging.components import ComponentList
-    from htclean.imaging.restore import restore
+    from htclean.imaging.beams.beam import fit_clean_beam
+    from htclean.imaging.beams.restore import restore
+    from htclean.imaging.deconvolution.clean import CleanParams, minor_cycle
+    from htclean.imaging.deconvolution.components import ComponentList
 
     say = progress or (lambda _line: None)
     density = None

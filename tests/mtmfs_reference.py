@@ -1,5 +1,5 @@
 """The straightforward multi-term minor cycles, over every pixel at every iteration: the
-reference the listed cycles (imaging/mtmfs_list.py) must equal."""
+reference the listed cycles (imaging/deconvolution/mtmfs_list.py) must equal."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import math
 
 import numpy as np
 
-from htclean.imaging.clean import CleanParams, StopRule
-from htclean.imaging.model import TaylorComponents
-from htclean.imaging.mtmfs_list import scores as score
-from htclean.imaging.mtmfs_list import subtract
-from htclean.imaging.taylor import hessian, inverse
+from htclean.imaging.deconvolution.clean import CleanParams, StopRule
+from htclean.imaging.deconvolution.model import TaylorComponents
+from htclean.imaging.deconvolution.mtmfs_list import scores as score
+from htclean.imaging.deconvolution.mtmfs_list import subtract
+from htclean.imaging.gridding.taylor import hessian, inverse
 
 
 def hogbom(res: np.ndarray, psf: np.ndarray, params: CleanParams,

@@ -19,8 +19,10 @@ import tinyms
 
 from htclean.executables import deconvolve, gather, grid, msparts, partition, record, restore
 from htclean.executables.record import load_settings
-from htclean.imaging import fits, loop, msread, partfile, partials, parts, preview
+from htclean.imaging import fits, preview
+from htclean.imaging.deconvolution import loop
 from htclean.imaging.geometry import ImageGeometry, psf_geometry
+from htclean.imaging.ms import msread, partfile, partials, parts
 
 EXECUTABLES = ("partition", "grid", "gather", "deconvolve", "restore")
 MAINS = {"partition": partition.main, "grid": grid.main, "gather": gather.main,

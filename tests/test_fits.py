@@ -10,10 +10,11 @@ import tinyms
 from astropy.io import fits as afits
 from astropy.wcs import WCS
 
-from htclean.imaging import fits, partials, parts, preview
-from htclean.imaging.beam import Beam
+from htclean.imaging import fits, preview
+from htclean.imaging.beams.beam import Beam
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry, lm_to_radec
+from htclean.imaging.ms import partials, parts
 from htclean.imaging.noise import robust_sigma
 
 ASEC = tinyms.ASEC

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import tinyms
 
-from htclean.imaging import gridding, msread, partials, parts
-from htclean.imaging.components import ComponentList
+from htclean.imaging.deconvolution.components import ComponentList
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry, lm_to_radec, psf_geometry
+from htclean.imaging.gridding import gridding
+from htclean.imaging.ms import msread, partials, parts
 
 ASEC = tinyms.ASEC
 EXACT = gridding.GridParams(wgridding=True, epsilon=1e-7, precision="double", threads=1,
@@ -215,7 +216,7 @@ def test_grid_params_from_settings_and_errors(tmp_path):
 
 def test_cpu_device_never_imports_cupy():
     code = ("import sys, numpy as np\n"
-            "from htclean.imaging import gridding\n"
+            "from htclean.imaging.gridding import gridding\n"
             "from htclean.imaging.geometry import ImageGeometry\n"
             "assert gridding.resolve_device('cpu') == 'cpu'\n"
             "g = ImageGeometry(32, 32, 1e-5, 0.0, 0.0, 1e9)\n"
@@ -228,12 +229,14 @@ def test_cpu_device_never_imports_cupy():
 
 def test_gpu_device_dispatches_to_gpu_gridding(monkeypatch):
     calls = []
-    fake = types.ModuleType("htclean.imaging.gpu_gridding")
+    fake = types.ModuleType("htclean.imaging.gpu.gpu_gridding")
     fake.dirty = lambda *a: calls.append("dirty") or np.zeros((32, 32))
     fake.predict = lambda *a: calls.append("predict") or np.zeros((3, 1), complex)
-    monkeypatch.setitem(sys.modules, "htclean.imaging.gpu_gridding", fake)
-    # `from htclean.imaging import gpu_gridding` reads the package attribute once imported
-    monkeypatch.setattr(sys.modules["htclean.imaging"], "gpu_gridding", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "htclean.imaging.gpu.gpu_gridding", fake)
+    # `from htclean.imaging.gpu import gpu_gridding` reads the package attribute once imported
+    import htclean.imaging.gpu
+
+    monkeypatch.setattr(htclean.imaging.gpu, "gpu_gridding", fake, raising=False)
     monkeypatch.setattr(gridding, "resolve_device", lambda device: "gpu")
     g = ImageGeometry(32, 32, 1e-5, 0.0, 0.0, 1e9)
     p = gridding.GridParams(device="gpu")

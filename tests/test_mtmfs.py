@@ -11,12 +11,13 @@ import pytest
 import tinyms
 import widebandfield as wf
 
-from htclean.imaging import gridding, primary_beam, restore, taylor
-from htclean.imaging.beam import fit_clean_beam
-from htclean.imaging.clean import CleanParams, minor_cycle, multi_term_cycle
+from htclean.imaging.beams import primary_beam, restore
+from htclean.imaging.beams.beam import fit_clean_beam
+from htclean.imaging.deconvolution.clean import CleanParams, minor_cycle, multi_term_cycle
+from htclean.imaging.deconvolution.model import TaylorComponents
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry
-from htclean.imaging.model import TaylorComponents
+from htclean.imaging.gridding import gridding, taylor
 
 EXACT = gridding.GridParams(epsilon=1e-7, threads=1)
 ASEC = tinyms.ASEC

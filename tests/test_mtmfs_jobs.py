@@ -12,7 +12,7 @@ import tinyms
 from test_executables import one_error_line, run, write_config
 
 from htclean.imaging import fits
-from htclean.imaging.model import TaylorComponents
+from htclean.imaging.deconvolution.model import TaylorComponents
 
 REF = 1.4e9
 

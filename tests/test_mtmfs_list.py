@@ -1,10 +1,10 @@
-"""The multi-term minor cycles on candidate lists (imaging/mtmfs_list.py) against the loops
-over every pixel (tests/mtmfs_reference.py): the same components, in number, position and
-Taylor coefficients, and the same residual and model images, on a simulated 1-2 GHz field
-(tests/widebandfield.py) with the primary beam, nterms 2 and 3, Högbom and multiscale, PSFs
-twice the image and as large as it. The cycles go down to 5 sigma: no pixel outside a list
-rises above the list's level there (going on to 3 sigma one does, in the last cycle of nterms
-3, and the listed cycle takes it in its next list instead: mtmfs_list.py's docstring)."""
+"""The multi-term minor cycles on candidate lists (imaging/deconvolution/mtmfs_list.py)
+against the loops over every pixel (tests/mtmfs_reference.py): the same components, in number,
+position and Taylor coefficients, and the same residual and model images, on a simulated 1-2 GHz
+field (tests/widebandfield.py) with the primary beam, nterms 2 and 3, Högbom and multiscale,
+PSFs twice the image and as large as it. The cycles go down to 5 sigma: no pixel outside a list
+rises above the list's level there (going on to 3 sigma one does, in the last cycle of nterms 3,
+and the listed cycle takes it in its next list instead: mtmfs_list.py's docstring)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,15 @@ import numpy as np
 import pytest
 import widebandfield as wf
 
-from htclean.imaging import gridding, hogbom, multiscale, taylor
-from htclean.imaging.clean import CleanParams, multi_term_cycle
-from htclean.imaging.mtmfs_list import TermSubtractor, list_clean_terms, scores, subtract
+from htclean.imaging.deconvolution import hogbom, multiscale
+from htclean.imaging.deconvolution.clean import CleanParams, multi_term_cycle
+from htclean.imaging.deconvolution.mtmfs_list import (
+    TermSubtractor,
+    list_clean_terms,
+    scores,
+    subtract,
+)
+from htclean.imaging.gridding import gridding, taylor
 
 EXACT = gridding.GridParams(epsilon=1e-7, threads=1)
 

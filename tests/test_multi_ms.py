@@ -18,7 +18,8 @@ import runkit
 import tinyms
 
 from htclean.executables import partition
-from htclean.imaging import fits, partfile, partials, parts
+from htclean.imaging import fits
+from htclean.imaging.ms import partfile, partials, parts
 
 DAY = 86400.0
 NCHAN, DFREQ = 4, 60e6          # spectral window 0 at 1.40-1.58 GHz, window 1 at 1.64-1.82 GHz

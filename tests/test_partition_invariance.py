@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tinyms
 
-from htclean.imaging import partials, parts
-from htclean.imaging.components import ComponentList
+from htclean.imaging.deconvolution.components import ComponentList
+from htclean.imaging.ms import partials, parts
 
 NPARTS = 4
 

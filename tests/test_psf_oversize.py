@@ -14,12 +14,14 @@ import yaml
 from astropy.wcs import WCS
 
 from htclean.executables import deconvolve, gather, grid, restore
-from htclean.imaging import fits, loop, partials, parts, reference
-from htclean.imaging.beam import fit_clean_beam
-from htclean.imaging.clean import CleanParams, minor_cycle
-from htclean.imaging.components import ComponentList
+from htclean.imaging import fits, reference
+from htclean.imaging.beams.beam import fit_clean_beam
+from htclean.imaging.deconvolution import loop
+from htclean.imaging.deconvolution.clean import CleanParams, minor_cycle
+from htclean.imaging.deconvolution.components import ComponentList
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry, crop_centre, psf_geometry, psf_shape
+from htclean.imaging.ms import partials, parts
 from htclean.workflows import config, graph, serialize
 from htclean.workflows.context import RunContext
 from htclean.workflows.plan import plan

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import tinyms
 
-from htclean.imaging import loop, partials, parts, reference
-from htclean.imaging.clean import CleanParams, minor_cycle
-from htclean.imaging.components import ComponentList
+from htclean.imaging import reference
+from htclean.imaging.deconvolution import loop
+from htclean.imaging.deconvolution.clean import CleanParams, minor_cycle
+from htclean.imaging.deconvolution.components import ComponentList
+from htclean.imaging.ms import partials, parts
 
 LIMITS = loop.LoopLimits(niter=100, max_cycles=5, divergence=1.5)
 

@@ -1,4 +1,4 @@
-"""The grid jobs' multi-term products (imaging/parts.py) and the files that carry
+"""The grid jobs' multi-term products (imaging/ms/parts.py) and the files that carry
 stacked terms between jobs (imaging/fits.py).
 
 A part's Taylor partials add up over parts exactly as the whole MS's (time and channel
@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 import tinyms
 
-from htclean.imaging import fits, gridding, partials, parts, taylor
+from htclean.imaging import fits
+from htclean.imaging.deconvolution.model import TaylorComponents
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import psf_geometry
-from htclean.imaging.model import TaylorComponents
-from htclean.imaging.partials import stacked
-from htclean.imaging.parts import part_psf_dirty, part_residual
+from htclean.imaging.gridding import gridding, taylor
+from htclean.imaging.ms import partials, parts
+from htclean.imaging.ms.partials import stacked
+from htclean.imaging.ms.parts import part_psf_dirty, part_residual
 
 REF = 1.45e9
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import tinyms
 
-from htclean.imaging import partials, parts, weighting
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import C, ImageGeometry
-from htclean.imaging.msread import VisChunk
+from htclean.imaging.gridding import weighting
+from htclean.imaging.ms import partials, parts
+from htclean.imaging.ms.msread import VisChunk
 
 ASEC = tinyms.ASEC
 

@@ -29,7 +29,8 @@ import numpy as np
 import pytest
 import wideband_runs as wr
 
-from htclean.imaging import fits, primary_beam
+from htclean.imaging import fits
+from htclean.imaging.beams import primary_beam
 
 FIELD = [(0, 0, 1.0, -0.7), (-23, 14, 0.6, -1.5), (19, 21, 0.4, 0.5), (27, -17, 0.3, -1.0),
          (-15, -26, 0.2, 0.0), (-33, -5, 0.02, -0.3), (8, -35, 0.006, 0.3)]

@@ -158,7 +158,7 @@ output:
 
 def simulate_observation(out: Path) -> dict:
     """The demo observation in DIR (simulated now, or the earlier demo's); its truth."""
-    from htclean.imaging.simulate import SimulationSpec, simulate
+    from htclean.imaging.simulation.simulate import SimulationSpec, simulate
 
     ms, truth = out / MS_NAME, out / f"{MS_NAME}.sources.json"
     if (ms / "table.dat").is_file() and truth.is_file():
@@ -170,7 +170,7 @@ def simulate_observation(out: Path) -> dict:
 
 def simulate_wideband(out: Path) -> list[Path]:
     """Both MSs of the wideband demo in DIR (simulated now, or the earlier demo's)."""
-    from htclean.imaging.simulate import SimulationSpec, Source, simulate
+    from htclean.imaging.simulation.simulate import SimulationSpec, Source, simulate
 
     wb = WIDEBAND
     sources = tuple(Source(flux, pixel_offset=(dx, dy), spectral_index=alpha, name=name)

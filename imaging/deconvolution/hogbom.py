@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from htclean.imaging.clark import listed_clean, select
-from htclean.imaging.clean import CleanParams, MinorCycleResult, StopRule
-from htclean.imaging.model import TaylorComponents
-from htclean.imaging.mtmfs_list import TermSubtractor, list_clean_terms, scores
-from htclean.imaging.taylor import hessian, inverse
+from htclean.imaging.deconvolution.clark import listed_clean, select
+from htclean.imaging.deconvolution.clean import CleanParams, MinorCycleResult, StopRule
+from htclean.imaging.deconvolution.model import TaylorComponents
+from htclean.imaging.deconvolution.mtmfs_list import TermSubtractor, list_clean_terms, scores
+from htclean.imaging.gridding.taylor import hessian, inverse
 
 
 def run(residual: np.ndarray, psf: np.ndarray, params: CleanParams, *, iterations_done: int,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from htclean.imaging.components import ComponentList
+from htclean.imaging.deconvolution.components import ComponentList
 from htclean.imaging.errors import InputError
 
 TAYLOR_FORMAT = "htclean-taylor-components"

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from htclean.imaging.beam import fit_clean_beam
-from htclean.imaging.clark import list_clean, select
-from htclean.imaging.clean import (
+from htclean.imaging.beams.beam import fit_clean_beam
+from htclean.imaging.deconvolution.clark import list_clean, select
+from htclean.imaging.deconvolution.clean import (
     CleanParams,
     MinorCycleResult,
     PSFSubtractor,
@@ -46,12 +46,17 @@ from htclean.imaging.clean import (
     pick_scale,
     result,
 )
-from htclean.imaging.components import ComponentList, scale_kernel
-from htclean.imaging.convolver import Convolver
+from htclean.imaging.deconvolution.components import ComponentList, scale_kernel
+from htclean.imaging.deconvolution.convolver import Convolver
+from htclean.imaging.deconvolution.model import TaylorComponents
+from htclean.imaging.deconvolution.mtmfs_list import (
+    TermSubtractor,
+    interleaved,
+    list_clean_terms,
+    scores,
+)
 from htclean.imaging.errors import InputError
-from htclean.imaging.model import TaylorComponents
-from htclean.imaging.mtmfs_list import TermSubtractor, interleaved, list_clean_terms, scores
-from htclean.imaging.taylor import hessian
+from htclean.imaging.gridding.taylor import hessian
 
 
 @dataclass(frozen=True)

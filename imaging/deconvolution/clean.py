@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from htclean.imaging.components import add_stamps, scale_kernel
-from htclean.imaging.convolver import Convolver, transform_length
 from htclean.imaging.cpus import planned_threads
+from htclean.imaging.deconvolution.components import add_stamps, scale_kernel
+from htclean.imaging.deconvolution.convolver import Convolver, transform_length
 from htclean.imaging.errors import InputError
 from htclean.imaging.noise import robust_sigma
 
@@ -338,14 +338,14 @@ def minor_cycle(residual: Any, psf: Any, params: CleanParams, *, iterations_done
             raise InputError(f"nterms 1 needs 1 Taylor PSF, got shape {p.shape}")
         res, p = res[0], p[0]
     if xp is not None:
-        from htclean.imaging import gpu_clean
+        from htclean.imaging.gpu import gpu_clean
 
         out = gpu_clean.minor_cycle(res, p, params, iterations_done=iterations_done,
                                     threshold=threshold, xp=xp)
     else:
         res, p = prepare(res, p)
         # The algorithm modules import this one for the shared pieces above: a late import.
-        from htclean.imaging import clark, hogbom, multiscale
+        from htclean.imaging.deconvolution import clark, hogbom, multiscale
 
         run = {"hogbom": hogbom.run, "clark": clark.run, "multiscale": multiscale.run}
         out = run[params.algorithm](res, p, params, iterations_done=int(iterations_done),
@@ -362,7 +362,8 @@ def multi_term_cycle(residuals: Any, psfs: Any, params: CleanParams, *, iteratio
     residuals (nterms, ny, nx) with Taylor PSFs (2 nterms - 1, pny, pnx), any nterms >= 1
     (hogbom.run_terms, multiscale.run_terms; float64); the inputs are not modified. Its
     stop rules and peaks are on max |R_0|; its components are TaylorComponents."""
-    from htclean.imaging import hogbom, multiscale, taylor
+    from htclean.imaging.deconvolution import hogbom, multiscale
+    from htclean.imaging.gridding import taylor
 
     if params.algorithm not in ("hogbom", "multiscale"):
         raise InputError(f"multi-term deconvolution supports the hogbom and multiscale "

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from htclean.imaging.clean import PSFSubtractor, overlap
-from htclean.imaging.components import add_stamps, scale_kernel
-from htclean.imaging.convolver import Convolver
+from htclean.imaging.deconvolution.clean import PSFSubtractor, overlap
+from htclean.imaging.deconvolution.components import add_stamps, scale_kernel
+from htclean.imaging.deconvolution.convolver import Convolver
 
 
 def scores(h_inv: np.ndarray, values: np.ndarray) -> np.ndarray:

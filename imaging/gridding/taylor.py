@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from htclean.imaging import gridding
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry
+from htclean.imaging.gridding import gridding
 
 MAX_TERMS = 4
 
@@ -144,7 +144,7 @@ def prepare(residuals: Any, psfs: Any) -> tuple[np.ndarray, np.ndarray]:
     centre = p[0, p.shape[1] // 2, p.shape[2] // 2]
     if not centre > 0 or np.abs(p[0]).max() > centre * (1 + 1e-6):
         raise InputError("Taylor PSF 0 must peak at its centre pixel")
-    from htclean.imaging.mtmfs_list import interleaved
+    from htclean.imaging.deconvolution.mtmfs_list import interleaved
 
     return r, interleaved(p, centre)
 

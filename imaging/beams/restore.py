@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from htclean.imaging.beam import Beam
-from htclean.imaging.components import ComponentList, add_stamps
-from htclean.imaging.convolver import Convolver
+from htclean.imaging.beams.beam import Beam
+from htclean.imaging.deconvolution.components import ComponentList, add_stamps
+from htclean.imaging.deconvolution.convolver import Convolver
+from htclean.imaging.deconvolution.model import TaylorComponents
 from htclean.imaging.errors import InputError
-from htclean.imaging.model import TaylorComponents
+from htclean.imaging.gridding.taylor import coefficients, hessian, inverse, prepare
 from htclean.imaging.noise import robust_sigma
-from htclean.imaging.taylor import coefficients, hessian, inverse, prepare
 
 DIRECT_FACTOR = 20  # direct stamps when model pixels x beam pixels < this x image pixels
 

@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from htclean.imaging import gridding, msread, partfile, taylor, weighting
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry, psf_geometry
-from htclean.imaging.partials import Partial, add_channel_weights, term_names
+from htclean.imaging.gridding import gridding, taylor, weighting
+from htclean.imaging.ms import msread, partfile
+from htclean.imaging.ms.partials import Partial, add_channel_weights, term_names
 
 
 def _geometry(settings: dict[str, Any], info: msread.MsInfo) -> ImageGeometry:
