@@ -151,10 +151,7 @@ def work(args: argparse.Namespace, job: Job) -> None:
     from htclean.imaging.beams.beam import fit_clean_beam
     from htclean.imaging.cpus import planned_threads
     from htclean.imaging.deconvolution import model as models
-    from htclean.imaging.fits import write_fits
     from htclean.imaging.geometry import crop_centre
-    from htclean.imaging.preview import write_preview
-    from htclean.workflows.names import products
 
     name, settings = args.name, job.settings
     if not name or "/" in name:
@@ -184,26 +181,55 @@ def work(args: argparse.Namespace, job: Job) -> None:
     history = [f"htclean-restore: {len(model)} components, {model.total_flux:.6g} Jy"] \
         if nterms == 1 else [f"htclean-restore: {len(model)} Taylor components, nterms {nterms}",
                              f"Taylor reference frequency {ref!r} Hz (CRVAL3)"]
-    tt = [""] if nterms == 1 else [f"-tt{t}" for t in range(nterms)]
-    fits_products: list[tuple[str, np.ndarray, Any, str]] = []
-    for t, sfx in enumerate(tt):
-        fits_products += [(f"image{sfx}", restored[t], geom, "Jy/beam"),
-                          (f"model{sfx}", models.term(model, t).to_image(np.float32), geom,
-                           "Jy/pixel"),
-                          (f"residual{sfx}", residual[t], geom, "Jy/beam")]
-    fits_products += [(k, spectral[k], geom, "") for k in ("alpha", "alpha-error")
-                      if k in spectral]
-    fits_products += [("psf", psf, psf_geom, "Jy/beam"), ("dirty", dirty[0], dirty_geom,
-                                                          "Jy/beam")]
-    for kind, data, g, bunit in fits_products:
+    images = [(k, spectral[k], geom, "") for k in ("alpha", "alpha-error") if k in spectral]
+    images += [("psf", psf, psf_geom, "Jy/beam"), ("dirty", dirty[0], dirty_geom, "Jy/beam")]
+    write_images(job, name, model, restored, residual, images, geom, beam, history)
+    stats = {"image": _stats(restored[0]), "residual": _stats(residual[0])}  # sigma once
+    write_previews(job, name, restored[0], residual[0], psf, spectral, geom, beam, stats)
+    if settings["image"]["primary_beam"]:
+        pb = {"image": restored[0]} if nterms == 1 else \
+            {"image-tt0": restored[0], "alpha": spectral["alpha"]}
+        pb_products(job, name, args.psf, geom, beam, pb, ref_freq=ref)
+    job.write_json(Path(f"{name}-summary.json"),
+                   summary(job, name, model, nterms, ref, beam, stats, spectral, state,
+                           decision, geom))
+
+
+def _tt(nterms: int) -> list[str]:
+    """The products' term suffixes: none for one term, ``-tt0`` .. otherwise."""
+    return [""] if nterms == 1 else [f"-tt{t}" for t in range(nterms)]
+
+
+def write_images(job: Job, name: str, model: Any, restored: np.ndarray, residual: np.ndarray,
+                 others: list[tuple[str, np.ndarray, Any, str]], geom: Any, beam: Any,
+                 history: list[str]) -> None:
+    """NAME-image, -model and -residual FITS of every term, then ``others`` (kind, data,
+    geometry, unit), each with the clean beam."""
+    from htclean.imaging.deconvolution import model as models
+    from htclean.imaging.fits import write_fits
+
+    images: list[tuple[str, np.ndarray, Any, str]] = []
+    for t, sfx in enumerate(_tt(len(residual))):
+        images += [(f"image{sfx}", restored[t], geom, "Jy/beam"),
+                   (f"model{sfx}", models.term(model, t).to_image(np.float32), geom,
+                    "Jy/pixel"),
+                   (f"residual{sfx}", residual[t], geom, "Jy/beam")]
+    for kind, data, g, bunit in images + others:
         path = Path(f"{name}-{kind}.fits")
         write_fits(path, data, g, beam=beam, bunit=bunit, history=history)
         job.output(path)
-    stats = {"image": _stats(restored[0]), "residual": _stats(residual[0])}  # sigma once
-    tt0 = "" if nterms == 1 else " tt0"
-    previews = [(f"image{tt[0]}", restored[0], f"restored {'image' if nterms == 1 else 'tt0'}",
-                 "Jy/beam", {"sigma": stats["image"]["robust_sigma"]}),
-                (f"residual{tt[0]}", residual[0], f"residual{tt0}", "Jy/beam",
+
+
+def write_previews(job: Job, name: str, image: np.ndarray, residual: np.ndarray,
+                   psf: np.ndarray, spectral: dict[str, Any], geom: Any, beam: Any,
+                   stats: dict[str, dict[str, float]]) -> None:
+    """The PNG previews of tt0's restored image, residual and PSF, and of alpha."""
+    from htclean.imaging.preview import write_preview
+
+    sfx, tt0 = ("", "") if not spectral else ("-tt0", " tt0")
+    previews = [(f"image{sfx}", image, f"restored {'tt0' if tt0 else 'image'}", "Jy/beam",
+                 {"sigma": stats["image"]["robust_sigma"]}),
+                (f"residual{sfx}", residual, f"residual{tt0}", "Jy/beam",
                  {"sigma": stats["residual"]["robust_sigma"]}),
                 ("psf", psf, f"PSF{tt0}", "", {"label": "PSF (peak 1)", "noise": False})]
     if spectral:
@@ -216,22 +242,29 @@ def work(args: argparse.Namespace, job: Job) -> None:
         write_preview(path, data, geom, title=f"{name}: {title}", bunit=unit, beam=beam,
                       **extra)
         job.output(path)
-    if settings["image"]["primary_beam"]:
-        images = {"image": restored[0]} if nterms == 1 else \
-            {"image-tt0": restored[0], "alpha": spectral["alpha"]}
-        pb_products(job, name, args.psf, geom, beam, images, ref_freq=ref)
-    summary: dict[str, Any] = {"name": name}
+
+
+def summary(job: Job, name: str, model: Any, nterms: int, ref: float | None, beam: Any,
+            stats: dict[str, dict[str, float]], spectral: dict[str, Any],
+            state: dict[str, Any] | None, decision: Any, geom: Any) -> dict[str, Any]:
+    """NAME-summary.json: beam, tt0's statistics, components, cycles, iterations, the stop
+    reasons, the geometry and the products; nterms, reference frequency and alpha where
+    nterms > 1 (their keys ``image_tt0``, ``residual_tt0``, ``flux_tt0``)."""
+    from htclean.workflows.names import products
+
+    out: dict[str, Any] = {"name": name}
     if nterms > 1:
-        summary.update(nterms=nterms, reference_frequency_hz=ref)
-    summary["beam"] = {"bmaj_asec": beam.bmaj / ASEC, "bmin_asec": beam.bmin / ASEC,
-                       "bpa_deg": float(beam.bpa)}
-    sfx = tt[0].replace("-", "_")
-    summary.update({f"image{sfx}": stats["image"], f"residual{sfx}": stats["residual"]})
+        out.update(nterms=nterms, reference_frequency_hz=ref)
+    out["beam"] = {"bmaj_asec": beam.bmaj / ASEC, "bmin_asec": beam.bmin / ASEC,
+                   "bpa_deg": float(beam.bpa)}
+    sfx = _tt(nterms)[0].replace("-", "_")
+    out.update({f"image{sfx}": stats["image"], f"residual{sfx}": stats["residual"]})
     if spectral:
         finite = spectral["alpha"][np.isfinite(spectral["alpha"])]
-        summary["alpha"] = {"pixels": int(finite.size), "cut_jy": spectral["cut"],
-                            "median": float(np.median(finite)) if finite.size else None}
-    summary.update({
+        out["alpha"] = {"pixels": int(finite.size), "cut_jy": spectral["cut"],
+                        "median": float(np.median(finite)) if finite.size else None}
+    pb = bool(job.settings["image"]["primary_beam"])
+    out.update({
         "components": len(model), f"flux{sfx}": model.total_flux,
         "cycles": int(state["cycle"]) if state else 0,
         "iterations": int(state["iterations_total"]) if state else 0,
@@ -240,9 +273,8 @@ def work(args: argparse.Namespace, job: Job) -> None:
         "geometry": {"nx": geom.nx, "ny": geom.ny, "cell_asec": geom.cell / ASEC,
                      "ra_deg": math.degrees(geom.ra), "dec_deg": math.degrees(geom.dec),
                      "freq_hz": geom.freq, "bandwidth_hz": geom.bandwidth},
-        "products": [p for p in products(name, nterms, bool(settings["image"]["primary_beam"]))
-                     if p != f"{name}-summary.json"]})
-    job.write_json(Path(f"{name}-summary.json"), summary)
+        "products": [p for p in products(name, nterms, pb) if p != f"{name}-summary.json"]})
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
