@@ -35,11 +35,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from htclean.imaging import gpu_kernels
-from htclean.imaging.device import select, to_numpy
 from htclean.imaging.errors import InputError
-from htclean.imaging.gpu_kernels import Kernel
-from htclean.imaging.gpu_plan import Plan, corrections, make_plan, pixel_nm1
+from htclean.imaging.gpu import gpu_kernels
+from htclean.imaging.gpu.device import select, to_numpy
+from htclean.imaging.gpu.gpu_kernels import Kernel
+from htclean.imaging.gpu.gpu_plan import Plan, corrections, make_plan, pixel_nm1
 
 C = 299792458.0  # speed of light, m/s
 NUMPY_CHUNK = 1 << 15   # visibilities per chunk on numpy (np.add.at temporaries: M W^2)

@@ -16,7 +16,7 @@ once, on at most the cores there are) and sums the streams in order. ``params.th
 plan's (cpus.planned_threads), so the same plan gives the same bits wherever a job runs; the
 degridding and FFTs run on exactly that many threads too (cpus.ducc_threads).
 
-``GridParams.device`` picks the implementation: ``"gpu"`` calls htclean.imaging.gpu_gridding
+``GridParams.device`` picks the implementation: ``"gpu"`` calls htclean.imaging.gpu.gpu_gridding
 (same signatures, imported only then), ``"auto"`` uses it only when CuPy finds a CUDA device
 (``resolve_device``), ``"cpu"`` never imports CuPy.
 """
@@ -95,7 +95,7 @@ def resolve_device(device: str) -> str:
     """``"cpu"`` or ``"gpu"`` for a configured device (device.py's ``select``): ``"auto"`` is
     ``"gpu"`` only when CuPy imports and finds a CUDA device; ``"gpu"`` without one is an
     InputError; ``"cpu"`` never imports CuPy."""
-    from htclean.imaging import device as devices
+    from htclean.imaging.gpu import device as devices
 
     return devices.select(device).kind
 
@@ -126,7 +126,7 @@ def dirty(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray | None,
     """
     shape = (uvw.shape[0] if uvw.ndim == 2 else -1, freq.shape[0] if freq.ndim == 1 else -1)
     if resolve_device(params.device) == "gpu":
-        from htclean.imaging import gpu_gridding
+        from htclean.imaging.gpu import gpu_gridding
 
         if vis is None:
             vis = np.ones(shape, params.complex)
@@ -222,7 +222,7 @@ def predict(image: np.ndarray, uvw: np.ndarray, freq: np.ndarray, geom: ImageGeo
     double). The adjoint of ``dirty`` with unit weights.
     """
     if resolve_device(params.device) == "gpu":
-        from htclean.imaging import gpu_gridding
+        from htclean.imaging.gpu import gpu_gridding
 
         return gpu_gridding.predict(image, uvw, freq, geom, params)
     if image.shape != geom.shape:

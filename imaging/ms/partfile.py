@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from htclean.imaging.errors import InputError
-from htclean.imaging.msread import MsInfo, VisChunk
+from htclean.imaging.ms.msread import MsInfo, VisChunk
 
 FORMAT = "htclean-part"
 VERSION = 1

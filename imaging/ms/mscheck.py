@@ -179,7 +179,7 @@ def _check_windows(main, subs: dict, shown: str, column: str, ddids: list[int], 
                          f"polarization {p}, which do not exist")
         corr = [int(c) for c in np.atleast_1d(pol.getcell("CORR_TYPE", p))]
         if not any(need <= set(corr) for need in _STOKES_I):
-            from htclean.imaging.msread import CORR_NAMES
+            from htclean.imaging.ms.msread import CORR_NAMES
 
             got = ", ".join(CORR_NAMES.get(c, str(c)) for c in corr)
             raise _error(shown, f"polarization {p} has correlations [{got}]: Stokes I needs "

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
-from htclean.imaging import clark as cpu_clark
-from htclean.imaging import multiscale as cpu_multiscale
-from htclean.imaging.clean import (
+from htclean.imaging.deconvolution import clark as cpu_clark
+from htclean.imaging.deconvolution import multiscale as cpu_multiscale
+from htclean.imaging.deconvolution.clean import (
     CleanParams,
     MinorCycleResult,
     PSFSubtractor,
@@ -33,11 +33,11 @@ from htclean.imaging.clean import (
     subtract_shifted,
     sum_by_pixel,
 )
-from htclean.imaging.components import ComponentList, add_stamps, scale_kernel
-from htclean.imaging.convolver import Convolver as CpuConvolver
-from htclean.imaging.device import select as select_device
-from htclean.imaging.device import to_numpy
+from htclean.imaging.deconvolution.components import ComponentList, add_stamps, scale_kernel
+from htclean.imaging.deconvolution.convolver import Convolver as CpuConvolver
 from htclean.imaging.errors import InputError
+from htclean.imaging.gpu.device import select as select_device
+from htclean.imaging.gpu.device import to_numpy
 
 
 def find_peak(xp: ModuleType, image: Any) -> tuple[int, int, float]:

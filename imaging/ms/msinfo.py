@@ -22,9 +22,9 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-from htclean.imaging import vla
 from htclean.imaging.errors import InputError
-from htclean.imaging.mswrite import STOKES_NAMES
+from htclean.imaging.ms.mswrite import STOKES_NAMES
+from htclean.imaging.simulation import vla
 
 C_LIGHT = 299792458.0
 _ASEC = math.pi / 180.0 / 3600.0

@@ -1,8 +1,9 @@
 """The minor cycle: parameters, result, the pieces every CLEAN algorithm shares, the dispatch.
 
 ``minor_cycle(residual, psf, params, iterations_done=..., threshold=...)`` runs one minor cycle
-of the configured algorithm (hogbom.py, clark.py, multiscale.py) on a residual image and
-returns the new components and the updated residual. Conventions shared by all algorithms:
+of the configured algorithm (hogbom.py, clark.py, multiscale.py) on a residual image, or on
+the Taylor terms of multi-term MFS (nterms > 1), and returns the new components and the
+updated residual. Conventions shared by all algorithms:
 
 - images are ``(ny, nx)`` in FITS orientation (``image[y, x]``), Jy/beam; the PSF's peak is at
   pixel ``(pny // 2, pnx // 2)`` (any size, larger or smaller than the residual; it is
@@ -24,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from htclean.imaging.components import ComponentList, add_stamps, scale_kernel
-from htclean.imaging.convolver import Convolver, transform_length
 from htclean.imaging.cpus import planned_threads
+from htclean.imaging.deconvolution.components import add_stamps, scale_kernel
+from htclean.imaging.deconvolution.convolver import Convolver, transform_length
 from htclean.imaging.errors import InputError
 from htclean.imaging.noise import robust_sigma
 
@@ -112,12 +113,13 @@ class CleanParams:
 
 @dataclass(frozen=True, eq=False)
 class MinorCycleResult:
-    """What a minor cycle made: this cycle's ``components`` (merged), the updated ``residual``
-    ``(ny, nx)`` (a new array; the input is not modified), ``iterations`` (components
+    """What a minor cycle made: this cycle's ``components`` (merged; a ComponentList, or
+    model.TaylorComponents where nterms > 1), the updated ``residual`` ``(ny, nx)`` or
+    ``(nterms, ny, nx)`` (a new array; the input is not modified), ``iterations`` (components
     subtracted), ``peak_start``/``peak_end`` (max |residual| in Jy/beam before and after) and
     ``stop_reason`` (one of STOP_REASONS)."""
 
-    components: ComponentList
+    components: Any
     residual: np.ndarray
     iterations: int
     peak_start: float
@@ -303,7 +305,7 @@ class PSFSubtractor:
         residual -= self._conv.convolve(model).astype(residual.dtype, copy=False)
 
 
-def result(components: ComponentList, residual: np.ndarray, iterations: int,
+def result(components: Any, residual: np.ndarray, iterations: int,
            peak_start: float, peak_end: float, reason: str) -> MinorCycleResult:
     """Assemble a MinorCycleResult (the algorithms' common exit)."""
     return MinorCycleResult(components, residual, int(iterations), float(peak_start),
@@ -311,21 +313,66 @@ def result(components: ComponentList, residual: np.ndarray, iterations: int,
 
 
 def minor_cycle(residual: Any, psf: Any, params: CleanParams, *, iterations_done: int,
-                threshold: float) -> MinorCycleResult:
-    """One minor cycle of ``params.algorithm`` on ``residual`` ``(ny, nx)`` Jy/beam with ``psf``.
+                threshold: float, xp: Any = None) -> MinorCycleResult:
+    """One minor cycle of ``params.algorithm`` on ``residual`` Jy/beam with ``psf``: one image
+    ``(ny, nx)`` or the Taylor terms ``(nterms, ny, nx)`` with their ``2 nterms - 1`` PSFs.
 
     ``iterations_done``: components of the earlier cycles (counted against ``params.niter``);
-    ``threshold``: absolute stopping threshold in Jy (``params.cycle_threshold(residual)``).
+    ``threshold``: absolute stopping threshold in Jy (``params.cycle_threshold`` of tt0). One
+    term is the case nterms = 1 of ``multi_term_cycle``, run by the one-image algorithms
+    (hogbom.py, clark.py, multiscale.py; on the GPU with ``xp`` = CuPy, gpu_clean.py): the same
+    components, in float32 where the residual is. The result has the input's shape.
     """
     if isinstance(iterations_done, bool) or not isinstance(iterations_done, (int, np.integer)) \
             or iterations_done < 0:
         raise InputError(f"iterations_done must be an integer >= 0, got {iterations_done!r}")
     if not (math.isfinite(threshold) and threshold >= 0.0):
         raise InputError(f"threshold must be a finite flux >= 0 Jy, got {threshold!r}")
-    res, p = prepare(residual, psf)
-    # The algorithm modules import this one for the shared pieces above, hence the late import.
-    from htclean.imaging import clark, hogbom, multiscale
+    res, p = np.asarray(residual), np.asarray(psf)
+    if res.ndim == 3 and len(res) > 1:
+        return multi_term_cycle(res, p, params, iterations_done=int(iterations_done),
+                                threshold=float(threshold))
+    terms = res.ndim == 3
+    if terms:
+        if p.ndim != 3 or len(p) != 1:
+            raise InputError(f"nterms 1 needs 1 Taylor PSF, got shape {p.shape}")
+        res, p = res[0], p[0]
+    if xp is not None:
+        from htclean.imaging.gpu import gpu_clean
 
-    run = {"hogbom": hogbom.run, "clark": clark.run, "multiscale": multiscale.run}
-    return run[params.algorithm](res, p, params, iterations_done=int(iterations_done),
-                                 threshold=float(threshold))
+        out = gpu_clean.minor_cycle(res, p, params, iterations_done=iterations_done,
+                                    threshold=threshold, xp=xp)
+    else:
+        res, p = prepare(res, p)
+        # The algorithm modules import this one for the shared pieces above: a late import.
+        from htclean.imaging.deconvolution import clark, hogbom, multiscale
+
+        run = {"hogbom": hogbom.run, "clark": clark.run, "multiscale": multiscale.run}
+        out = run[params.algorithm](res, p, params, iterations_done=int(iterations_done),
+                                    threshold=float(threshold))
+    if terms:
+        return result(out.components, out.residual[None], out.iterations, out.peak_start,
+                      out.peak_end, out.stop_reason)
+    return out
+
+
+def multi_term_cycle(residuals: Any, psfs: Any, params: CleanParams, *, iterations_done: int,
+                     threshold: float) -> MinorCycleResult:
+    """One MT-MFS minor cycle (Rau & Cornwell 2011) of ``params.algorithm`` on Taylor
+    residuals (nterms, ny, nx) with Taylor PSFs (2 nterms - 1, pny, pnx), any nterms >= 1
+    (hogbom.run_terms, multiscale.run_terms; float64); the inputs are not modified. Its
+    stop rules and peaks are on max |R_0|; its components are TaylorComponents."""
+    from htclean.imaging.deconvolution import hogbom, multiscale
+    from htclean.imaging.gridding import taylor
+
+    if params.algorithm not in ("hogbom", "multiscale"):
+        raise InputError(f"multi-term deconvolution supports the hogbom and multiscale "
+                         f"algorithms, not {params.algorithm!r}")
+    if not (math.isfinite(threshold) and threshold >= 0):
+        raise InputError(f"threshold must be a finite flux >= 0 Jy, got {threshold!r}")
+    res, psf = taylor.prepare(residuals, psfs)
+    peak_start = float(np.abs(res[0]).max())
+    stop = StopRule(params, peak_start, int(iterations_done), float(threshold))
+    run = multiscale.run_terms if params.algorithm == "multiscale" else hogbom.run_terms
+    comps, done, reason = run(res, psf, params, stop)
+    return result(comps, res, done, peak_start, float(np.abs(res[0]).max()), reason)

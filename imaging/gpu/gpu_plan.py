@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from htclean.imaging import gpu_kernels
 from htclean.imaging.errors import InputError
-from htclean.imaging.gpu_kernels import Kernel
+from htclean.imaging.gpu import gpu_kernels
+from htclean.imaging.gpu.gpu_kernels import Kernel
 
 
 def good_size(n: int) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from htclean.imaging import primary_beam
+from htclean.imaging.beams import primary_beam
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import lm_to_radec, radec_to_lm
 

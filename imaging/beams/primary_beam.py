@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from htclean.imaging.beams.vla_beam_coefficients import BAND_RANGES, COEFFICIENTS
 from htclean.imaging.errors import InputError
-from htclean.imaging.vla_beam_coefficients import BAND_RANGES, COEFFICIENTS
 
 ARCMIN = math.pi / (180.0 * 60.0)
 RADIAL_SAMPLES = 1 << 14  # radial profile samples for images (linear interpolation error < 1e-8)

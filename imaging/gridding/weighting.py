@@ -31,7 +31,7 @@ import numpy as np
 
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import C, ImageGeometry
-from htclean.imaging.msread import VisChunk
+from htclean.imaging.ms.msread import VisChunk
 
 KINDS = ("natural", "uniform", "briggs")
 

@@ -143,7 +143,7 @@ def start(interval_s: float = 1.0) -> GpuMonitor | None:
     """A started monitor when this job will run on a GPU (CuPy finds a CUDA device and NVML
     sees it), else None: what executables/record.py expects (``name``, ``samples``,
     ``stop()``)."""
-    from htclean.imaging.device import probe
+    from htclean.imaging.gpu.device import probe
 
     if probe()[0] is None:
         return None

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from htclean.imaging import msinfo, mswrite, vla
 from htclean.imaging.errors import InputError
-from htclean.imaging.sky import (  # noqa: F401  (re-exported: callers import them from here)
+from htclean.imaging.ms import msinfo, mswrite
+from htclean.imaging.simulation import vla
+from htclean.imaging.simulation.sky import (  # noqa: F401  (re-exported: callers import them from here)
     C_LIGHT,
     format_position,
     model_visibilities,

@@ -9,7 +9,7 @@ peak search and the update of every term, exact there, with the whole Taylor PSF
 subtracts the list's components from the whole residual images at once
 (``TermSubtractor``: shifted PSFs for a few, FFT convolutions for many) and starts again if a
 pixel outside the list rose above the floor meanwhile. The components equal those of the
-loop over every pixel (mtmfs.py's module docstring), in the same order, except when a pixel
+loop over every pixel (hogbom.py's module docstring), in the same order, except when a pixel
 outside the list rises above the list's level in the middle of a list (it is then taken in
 the next list), as for hogbom.py.
 """
@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from htclean.imaging.clark import select
-from htclean.imaging.clean import CleanParams, PSFSubtractor, StopRule, overlap
-from htclean.imaging.components import add_stamps, scale_kernel
-from htclean.imaging.convolver import Convolver
+from htclean.imaging.deconvolution.clean import PSFSubtractor, overlap
+from htclean.imaging.deconvolution.components import add_stamps, scale_kernel
+from htclean.imaging.deconvolution.convolver import Convolver
 
 
 def scores(h_inv: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -146,40 +145,3 @@ def subtract(residuals: np.ndarray, psfs: np.ndarray, y: int, x: int, a: np.ndar
     for i in range(nterms):
         for j in range(nterms):
             residuals[i, iy, ix] -= a[j] * psfs[i + j, py, px]
-
-
-def hogbom(res: np.ndarray, psf: np.ndarray, h_inv: np.ndarray, params: CleanParams,
-           stop: StopRule) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, str]:
-    """The MT-MFS Högbom cycle on ``res`` (nterms, ny, nx) float64, in place, with Taylor PSFs
-    ``psf`` (PSF 0 normalised) and their inverse Hessian: (xs, ys, amplitudes (k, nterms),
-    count, stop reason), in the order taken."""
-    nterms, ny, nx = res.shape
-    floor_score = stop.floor() ** 2 / _h00(psf)  # s >= R_0^2 / H_00 everywhere
-    subtract_all = TermSubtractor((ny, nx), psf, threads=params.threads)
-    xs: list[np.ndarray] = []
-    ys: list[np.ndarray] = []
-    amps: list[np.ndarray] = []
-    done = 0
-    while (reason := stop.reason(float(np.abs(res[0]).max()), done)) is None:
-        flat, limit = select(scores(h_inv, res), floor_score)
-        if flat.size == 0:  # more than clark.MAX_LIST pixels tie with the peak
-            flat, limit = np.array([int(scores(h_inv, res).argmax())]), 0.0
-        values = res.reshape(nterms, -1)[:, flat]
-        picks, a = list_clean_terms(values, flat, nx, psf, h_inv, params.gain, limit,
-                                    stop.budget - done, stop.floor())
-        if picks.size == 0:  # a raised limit left max |R_0| out of the list: its top score
-            picks, a = list_clean_terms(values, flat, nx, psf, h_inv, params.gain, 0.0, 1)
-        cy, cx = np.divmod(flat[picks], nx)
-        subtract_all(res, cy, cx, a)
-        xs.append(cx)
-        ys.append(cy)
-        amps.append(a)
-        done += picks.size
-    return (np.concatenate(xs or [np.zeros(0, np.int64)]),
-            np.concatenate(ys or [np.zeros(0, np.int64)]),
-            np.concatenate(amps or [np.zeros((0, nterms))]), done, reason)
-
-
-def _h00(psf: np.ndarray) -> float:
-    """The Hessian's first element: PSF 0 at its centre."""
-    return float(psf[0, psf.shape[1] // 2, psf.shape[2] // 2])

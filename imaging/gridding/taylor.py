@@ -1,4 +1,5 @@
-"""Taylor-weighted images for multi-term MFS (Rau & Cornwell 2011): gridding and prediction.
+"""Taylor-weighted images for multi-term MFS (Rau & Cornwell 2011): gridding, prediction and
+the Hessian the minor cycle and the restore solve with.
 
 The sky's spectrum at each pixel is a polynomial in ``x = (nu - nu0) / nu0``:
 ``I(nu) = sum_t I_t x^t`` (t = 0 .. nterms - 1, the Taylor coefficient images "tt0", "tt1",
@@ -22,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from htclean.imaging import gridding
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry
+from htclean.imaging.gridding import gridding
 
 MAX_TERMS = 4
 
@@ -125,3 +126,37 @@ def hessian(psfs: Any) -> np.ndarray:
     nterms = (p.shape[0] + 1) // 2
     centre = p[:, p.shape[1] // 2, p.shape[2] // 2]
     return centre[np.add.outer(np.arange(nterms), np.arange(nterms))]
+
+
+def prepare(residuals: Any, psfs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Validated float64 copies: residuals (nterms, ny, nx) and PSFs (2 nterms - 1, pny,
+    pnx) normalised so PSF 0 is 1 at its centre (stored pixel by pixel:
+    deconvolution's interleaved). InputError says what is wrong."""
+    r, p = np.array(residuals, np.float64), np.asarray(psfs, np.float64)
+    if r.ndim != 3 or p.ndim != 3:
+        raise InputError(f"residuals and psfs must be stacks of images, got shapes {r.shape} "
+                         f"and {p.shape}")
+    nterms = check_nterms(r.shape[0])
+    if p.shape[0] != 2 * nterms - 1:
+        raise InputError(f"nterms {nterms} needs {2 * nterms - 1} Taylor PSFs, got {p.shape[0]}")
+    if not (np.isfinite(r).all() and np.isfinite(p).all()):
+        raise InputError("residuals or psfs have NaN or infinite pixels")
+    centre = p[0, p.shape[1] // 2, p.shape[2] // 2]
+    if not centre > 0 or np.abs(p[0]).max() > centre * (1 + 1e-6):
+        raise InputError("Taylor PSF 0 must peak at its centre pixel")
+    from htclean.imaging.deconvolution.mtmfs_list import interleaved
+
+    return r, interleaved(p, centre)
+
+
+def inverse(h: np.ndarray) -> np.ndarray:
+    """H^-1, or InputError when H is not positive definite."""
+    if np.linalg.eigvalsh(h).min() <= 1e-12 * abs(h[0, 0]):
+        raise InputError("the Taylor Hessian is singular: the band is too narrow (or the "
+                         "reference frequency too far from it) for this many terms")
+    return np.linalg.inv(h)
+
+
+def coefficients(residuals: np.ndarray, h_inv: np.ndarray) -> np.ndarray:
+    """``H^-1 R`` at every pixel: (nterms, ny, nx)."""
+    return np.tensordot(h_inv, residuals, axes=1)

@@ -19,8 +19,8 @@ import math
 
 import numpy as np
 
-from htclean.imaging.beam import main_lobe
-from htclean.imaging.clean import (
+from htclean.imaging.beams.beam import main_lobe
+from htclean.imaging.deconvolution.clean import (
     CleanParams,
     MinorCycleResult,
     PSFSubtractor,
@@ -28,7 +28,7 @@ from htclean.imaging.clean import (
     find_peak,
     result,
 )
-from htclean.imaging.components import ComponentList
+from htclean.imaging.deconvolution.components import ComponentList
 
 MAX_LIST = 50_000  # pixels in one Clark cycle's list at most (the limit rises to keep it so)
 PATCH_MIN, PATCH_MAX = 8, 64  # half-width of the PSF patch, pixels

@@ -1,98 +1,35 @@
 """Per-part products: weight density, PSF + dirty, residual — each from ONE read of the part.
 
 What the grid jobs call. A part is an MS (optionally restricted to rows / a channel range);
-its products are unnormalised sums (``Partial``) that add up over parts exactly as the
-one-process image would; ``normalise`` divides by the global weight sum at the end. Memory is
-bounded by ``gridder.chunk_rows``: chunks are read, weighted and gridded one at a time (each
-loop drops its chunk before the next is read, so only one is held).
+its products are unnormalised sums (partials.Partial) that add up over parts exactly as the
+one-process image would; ``partials.normalise`` divides by the global weight sum at the end.
+Memory is bounded by ``gridder.chunk_rows``: chunks are read, weighted and gridded one at a
+time (each loop drops its chunk before the next is read, so only one is held).
+
+Every product is made for ``deconvolution.nterms`` Taylor terms (taylor.py; nterms 1 is the
+one term of weight 1): the ``nterms`` Taylor-weighted dirty or residual images and the
+``2 nterms - 1`` Taylor-weighted PSFs (``partials.term_names``: ``dirty``, ``psf``,
+``residual`` for one term, ``dirty-tt0`` .. otherwise). One term sums in the gridder's float
+type (the image's memory), several in float64. Where nterms > 1 or ``image.primary_beam`` is
+on, the PSF/dirty partial also carries the imaging weights summed per channel
+(``meta["channel_weights"]``, [[Hz, sum], ...]): the band average of the primary beam and the
+reference frequency weight channels as the data are.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import zipfile
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from htclean.imaging import gridding, msread, partfile, weighting
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry, psf_geometry
-
-EXACT = frozenset({"density"})  # images kept in float64 when saved (they divide weights)
-
-
-@dataclass
-class Partial:
-    """Unnormalised images of some visibilities and what normalises them.
-
-    images: name -> array (``dirty``, ``residual`` or ``density`` (ny, nx); ``psf`` (pny, pnx),
-    ``image.psf_oversize`` x the image, on ``geometry.psf_geometry(geom, oversize)``);
-    weight_sum: sum of the imaging weights gridded (float64); visibilities: Stokes I samples
-    with weight > 0; nbad: NaN/Inf samples treated as flagged; geom: the image's pixel grid,
-    with the band and date covered. ``a + b`` sums images (each keeps its own shape) and counts
-    (float64).
-    """
-
-    images: dict[str, np.ndarray]
-    weight_sum: float = 0.0
-    visibilities: int = 0
-    nbad: int = 0
-    geom: ImageGeometry | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def __add__(self, other: Partial) -> Partial:
-        if set(self.images) != set(other.images):
-            raise InputError(f"cannot add partial images {sorted(self.images)} and "
-                             f"{sorted(other.images)}")
-        images = {}
-        for name, img in self.images.items():
-            if img.shape != other.images[name].shape:
-                raise InputError(f"cannot add {name} images of shapes {img.shape} and "
-                                 f"{other.images[name].shape}")
-            images[name] = np.asarray(img, np.float64) + other.images[name]
-        geom = self.geom if other.geom is None else (
-            other.geom if self.geom is None else self.geom.union(other.geom))
-        meta = {**self.meta, **other.meta}
-        if "channel_weights" in self.meta and "channel_weights" in other.meta:
-            meta["channel_weights"] = add_channel_weights(self.meta["channel_weights"],
-                                                          other.meta["channel_weights"])
-        return Partial(images, self.weight_sum + other.weight_sum,
-                       self.visibilities + other.visibilities, self.nbad + other.nbad, geom,
-                       meta)
-
-
-def add_channel_weights(a: list, b: list) -> list[list[float]]:
-    """Two lists of [frequency Hz, weight sum] added by frequency, ascending (multi-term MFS
-    partials carry them: imaging/parts_taylor.py)."""
-    sums: dict[float, float] = {}
-    for f, w in (*a, *b):
-        sums[float(f)] = sums.get(float(f), 0.0) + float(w)
-    return [[f, sums[f]] for f in sorted(sums)]
-
-
-def normalise(partial: Partial) -> dict[str, np.ndarray]:
-    """Images divided by the weight sum (the PSF then peaks at 1), each in its own float type
-    (float32 partials stay float32: a 2x PSF is not doubled in memory), divided in float64 a
-    block of rows at a time. The density, if present, is returned unchanged."""
-    if not partial.weight_sum > 0:
-        raise InputError("no unflagged visibilities: the weight sum is zero")
-    out = {}
-    for name, img in partial.images.items():
-        if name in EXACT:
-            out[name] = img
-            continue
-        img = np.asarray(img)
-        res = np.empty(img.shape, np.result_type(img.dtype, np.float32))
-        for r in range(0, max(len(img), 1), 512):
-            res[r:r + 512] = img[r:r + 512] / np.float64(partial.weight_sum)
-        out[name] = res
-    return out
+from htclean.imaging.gridding import gridding, taylor, weighting
+from htclean.imaging.ms import msread, partfile
+from htclean.imaging.ms.partials import Partial, add_channel_weights, term_names
 
 
 def _geometry(settings: dict[str, Any], info: msread.MsInfo) -> ImageGeometry:
@@ -214,127 +151,158 @@ def _density_of(density: Partial | np.ndarray | None) -> np.ndarray | None:
     return density.images["density"] if isinstance(density, Partial) else density
 
 
+def _terms(settings: dict[str, Any], ref_freq: float | None) -> tuple[int, float]:
+    """(nterms, Taylor reference frequency): ``ref_freq`` is needed where nterms > 1 (one
+    term has weight 1 at any reference frequency)."""
+    nterms = taylor.check_nterms(settings["deconvolution"]["nterms"])
+    if nterms > 1 and not ref_freq:
+        raise InputError(f"deconvolution.nterms {nterms} needs the Taylor reference frequency "
+                         "(image.reference_frequency)")
+    return nterms, float(ref_freq or 1.0)
+
+
+def _channel_sums(freq: np.ndarray, w: np.ndarray) -> list[list[float]]:
+    sums = np.asarray(w, np.float64).sum(axis=0)
+    return [[float(f), float(s)] for f, s in zip(freq, sums, strict=True)]
+
+
 def part_psf_dirty(ms: str | os.PathLike, settings: dict[str, Any],
                    density: Partial | np.ndarray | None = None, *,
+                   ref_freq: float | None = None, channel_weights: bool | None = None,
                    rows: Sequence[int] | np.ndarray | None = None,
                    channels: tuple[int, int] | None = None) -> Partial:
-    """PSF and dirty image of a part from one read, unnormalised: ``dirty`` (ny, nx) and
-    ``psf`` (pny, pnx) = ``image.psf_oversize`` x the image (``geometry.psf_geometry``: same
-    cell and centre, the phase centre at pixel (pny // 2, pnx // 2)). The Partial's geom is
-    the image's. density: the global weight density (uniform/Briggs only)."""
+    """PSFs and dirty images of a part from one read, unnormalised (module docstring): the
+    ``nterms`` dirty terms (ny, nx) and the ``2 nterms - 1`` PSF terms (pny, pnx) =
+    ``image.psf_oversize`` x the image (``geometry.psf_geometry``: same cell and centre, the
+    phase centre at pixel (pny // 2, pnx // 2)). The Partial's geom is the image's.
+    density: the global weight density (uniform/Briggs only); ref_freq: the Taylor reference
+    frequency (Hz; nterms > 1); channel_weights: carry the per-channel weight sums (default:
+    where nterms > 1 or ``image.primary_beam``)."""
+    nterms, ref = _terms(settings, ref_freq)
+    if channel_weights is None:
+        channel_weights = nterms > 1 or bool(settings["image"].get("primary_beam"))
     geom, chunks = _source(ms, settings, rows, channels)
     pgeom = psf_geometry(geom, settings["image"]["psf_oversize"])
     params = gridding.GridParams.from_settings(settings)
     kind, robust = _weights(settings)
     grid = _density_of(density)
-    img = np.zeros(geom.shape, params.real)
-    wsum, nvis, nbad = 0.0, 0, 0
+    dirty = np.zeros((nterms, *geom.shape), params.real if nterms == 1 else np.float64)
+    wsum, nvis, nbad, chan = 0.0, 0, 0, []
     bands: dict[bytes, tuple[np.ndarray, list, list]] = {}  # freq -> (freq, uvws, weights)
     for chunk in chunks:
         w = _imaging_weights(chunk, kind, robust, grid, geom, params, in_place=True)
-        img += gridding.dirty(chunk.uvw, chunk.freq, chunk.vis, w, geom, params)
+        wt = taylor.taylor_weights(chunk.freq, ref, nterms)
+        for t in range(nterms):
+            vis = chunk.vis if t == 0 else chunk.vis * wt[t][None, :]
+            dirty[t] += gridding.dirty(chunk.uvw, chunk.freq, vis, w, geom, params)
         band = bands.setdefault(chunk.freq.tobytes(), (chunk.freq, [], []))
         band[1].append(chunk.uvw)
         band[2].append(w)
+        if channel_weights:
+            chan = add_channel_weights(chan, _channel_sums(chunk.freq, w))
         wsum += float(w.sum(dtype=np.float64))
         nvis += int(np.count_nonzero(w))
         nbad += chunk.nbad
         del chunk, w
-    # the PSF needs no visibilities: all rows of a band in one gridder call (one set of FFTs
-    # for the part, not one per chunk), in tiles of the image's size (its memory)
-    psf = np.zeros(pgeom.shape, params.real)
+    # the PSFs need no visibilities: all rows of a band in one gridder call per term (one set
+    # of FFTs for the part, not one per chunk), in tiles of the image's size (its memory)
+    psfs = np.zeros((2 * nterms - 1, *pgeom.shape), params.real)
     for freq, uvws, weights in bands.values():
         uvw, w = np.concatenate(uvws), np.concatenate(weights)
         uvws.clear()
         weights.clear()
-        gridding.dirty(uvw, freq, None, w, pgeom, params, tile=geom.shape, add_to=psf)
+        wt = taylor.taylor_weights(freq, ref, 2 * nterms - 1)
+        for t in range(2 * nterms - 1):  # term 0: unit visibilities (None)
+            vis = None if t == 0 else \
+                np.broadcast_to(wt[t][None, :].astype(params.complex), w.shape)
+            gridding.dirty(uvw, freq, vis, w, pgeom, params, tile=geom.shape, add_to=psfs[t])
         del uvw, w
-    return Partial({"psf": psf, "dirty": img}, wsum, nvis, nbad, geom)
+    images = dict(zip(term_names("psf", 2 * nterms - 1), psfs, strict=True))
+    images.update(zip(term_names("dirty", nterms), dirty.astype(params.real, copy=False),
+                      strict=True))
+    meta: dict[str, Any] = {"nterms": nterms, "ref_freq": ref} if nterms > 1 else {}
+    if channel_weights:
+        meta["channel_weights"] = chan
+    return Partial(images, wsum, nvis, nbad, geom, meta)
 
 
-def model_image(model: Any, geom: ImageGeometry) -> np.ndarray:
-    """A model as an image (ny, nx) in Jy/pixel: a ComponentList (``to_image()``) or an array."""
-    image = model.to_image() if hasattr(model, "to_image") else model
+def model_images(model: Any, geom: ImageGeometry, nterms: int) -> np.ndarray:
+    """A model as ``nterms`` images (nterms, ny, nx) in Jy/pixel: Taylor components
+    (``images()``), a ComponentList (``to_image()``, one term) or an array ((ny, nx) for one
+    term)."""
+    if hasattr(model, "images"):
+        image = model.images()
+    elif hasattr(model, "to_image"):
+        image = model.to_image()[None]
+    else:
+        image = np.asarray(model, np.float64)
+        image = image[None] if image.ndim == 2 else image
     image = np.asarray(image, np.float64)
-    if image.shape != geom.shape:
-        raise InputError(f"the model has shape {image.shape}, the image is {geom.shape}")
+    if image.shape != (nterms, *geom.shape):
+        raise InputError(f"the Taylor model is {image.shape}, the image needs "
+                         f"{(nterms, *geom.shape)} ({nterms} Taylor terms)")
     return image
+
+
+def _predictor(models: list[np.ndarray], geom: ImageGeometry, params: gridding.GridParams,
+               ref: float) -> Callable[[msread.VisChunk], np.ndarray]:
+    """The model visibilities of a chunk: one term's in the gridder's complex type, the Taylor
+    sum of several in complex128 (taylor.predict_terms)."""
+    if len(models) == 1:
+        return lambda c: gridding.predict(models[0], c.uvw, c.freq, geom, params)
+    return lambda c: taylor.predict_terms(models, c.uvw, c.freq, geom, params, ref_freq=ref)
 
 
 def part_residual(ms: str | os.PathLike, settings: dict[str, Any], components: Any,
                   density: Partial | np.ndarray | None = None, *,
+                  ref_freq: float | None = None,
                   rows: Sequence[int] | np.ndarray | None = None,
                   channels: tuple[int, int] | None = None) -> Partial:
-    """Residual image of a part from one read: image ``residual`` (ny, nx), unnormalised
-    ``dirty(V - predict(model))``. components: a ComponentList (or a model image, Jy/pixel).
+    """Residual images of a part from one read: the ``nterms`` unnormalised Taylor-weighted
+    ``dirty(V - predict(model))`` (module docstring). components: a ComponentList or Taylor
+    components (or model images, Jy/pixel: ``model_images``); ref_freq as for
+    ``part_psf_dirty``.
 
-    From a part file in single precision the model's visibilities are predicted first and the
+    From a part file in single precision, one term's visibilities are predicted first and the
     data subtracted in their array as it is read (partfile.read_residual_chunks): one
     visibility array per chunk, and the imaging weights in the data weights' own array."""
+    nterms, ref = _terms(settings, ref_freq)
     geom, chunks = _source(ms, settings, rows, channels)
     params = gridding.GridParams.from_settings(settings)
     kind, robust = _weights(settings)
     grid = _density_of(density)
     # float32 in Fortran order: the gridder's transposed view of it is the array itself
-    model = np.asfortranarray(model_image(components, geom), params.real)
-    empty = not np.any(model)
-    deferred = not empty and partfile.is_part_file(ms) and \
+    models = [np.asfortranarray(m, params.real)
+              for m in model_images(components, geom, nterms)]
+    empty = not any(np.any(m) for m in models)
+    predict = _predictor(models, geom, params, ref)
+    deferred = not empty and nterms == 1 and partfile.is_part_file(ms) and \
         np.dtype(params.complex) == np.complex64
     if deferred:
-        chunks = partfile.read_residual_chunks(
-            ms, partfile.read_header(ms),
-            lambda c: gridding.predict(model, c.uvw, c.freq, geom, params), GROUP_VIS)
-    img = np.zeros(geom.shape, params.real)
+        chunks = partfile.read_residual_chunks(ms, partfile.read_header(ms), predict,
+                                               GROUP_VIS)
+    img = np.zeros((nterms, *geom.shape), params.real if nterms == 1 else np.float64)
     wsum, nvis, nbad = 0.0, 0, 0
     for chunk in chunks:
         w = _imaging_weights(chunk, kind, robust, grid, geom, params, in_place=True)
         vis = chunk.vis.astype(params.complex, copy=False)  # the chunk's own: changed in place
         if not empty and not deferred:
-            np.subtract(vis, gridding.predict(model, chunk.uvw, chunk.freq, geom, params),
-                        out=vis)
-        img += gridding.dirty(chunk.uvw, chunk.freq, vis, w, geom, params)
+            model = predict(chunk)
+            if model.dtype == vis.dtype:
+                np.subtract(vis, model, out=vis)
+            else:  # the Taylor sum (complex128)
+                vis = vis - model
+            del model
+        wt = taylor.taylor_weights(chunk.freq, ref, nterms)
+        for t in range(nterms):
+            img[t] += gridding.dirty(chunk.uvw, chunk.freq, vis if t == 0 else
+                                     vis * wt[t][None, :], w, geom, params)
         del vis
         wsum += float(w.sum(dtype=np.float64))
         nvis += int(np.count_nonzero(w))
         nbad += chunk.nbad
         del chunk, w
-    return Partial({"residual": img}, wsum, nvis, nbad, geom)
-
-
-# --- the .npz files that carry partials between jobs ------------------------------------------
-
-
-def save_partial(path: str | os.PathLike, partial: Partial) -> None:
-    """Write a partial atomically as .npz: images as float32 (``density`` float64, the file
-    then zip-compressed), the weight sum (float64), counts, and the geometry and meta as JSON."""
-    arrays: dict[str, np.ndarray] = {
-        f"image_{name}": np.asarray(img, np.float64 if name in EXACT else np.float32)
-        for name, img in partial.images.items()}
-    header = {"weight_sum": float(partial.weight_sum), "visibilities": int(partial.visibilities),
-              "nbad": int(partial.nbad), "meta": partial.meta,
-              "geom": asdict(partial.geom) if partial.geom is not None else None}
-    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
-    buf = io.BytesIO()
-    # a density is mostly empty (the uv cells no baseline reaches): compressed, a fraction of
-    # its float64 size for every weights, grid and residual job that reads it
-    (np.savez_compressed if "density" in partial.images else np.savez)(buf, **arrays)
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(buf.getbuffer())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def load_partial(path: str | os.PathLike) -> Partial:
-    """Read a partial written by ``save_partial``; InputError when it is not one."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            header = json.loads(bytes(z["header"]).decode())
-            images = {k.removeprefix("image_"): z[k] for k in z.files if k.startswith("image_")}
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{path} is not a partial image file: {exc}") from None
-    geom = ImageGeometry(**header["geom"]) if header.get("geom") else None
-    return Partial(images, float(header["weight_sum"]), int(header["visibilities"]),
-                   int(header.get("nbad", 0)), geom, header.get("meta") or {})
+    images = dict(zip(term_names("residual", nterms), img.astype(params.real, copy=False),
+                      strict=True))
+    meta = {"nterms": nterms, "ref_freq": ref} if nterms > 1 else {}
+    return Partial(images, wsum, nvis, nbad, geom, meta)
