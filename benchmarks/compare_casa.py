@@ -32,11 +32,11 @@ holding a ``.casa/config.py`` that points at casadata with automatic updates off
 3. ``htclean run`` (the workflow, 3 parts along time and 3 along channel, Briggs 0, the
    default rule) against the reference imager with the same settings.
 
-Known, documented differences (DESIGN.md, imaging/msread.py, imaging/weighting.py): tclean
-grids at LSRK frequencies in mfs mode (~1e-3 of the peak on these MSs; an LSRK-labelled copy
-of the MS removes it); tclean's standard gridder (spheroidal) differs from ducc0's at ~1e-4;
-WSClean's Briggs density is a half-plane grid of the padded image, CASA's (htclean's) a full
-grid of the image (~1e-2); tclean counts unflagged autocorrelations in the Briggs density
+Known, documented differences (DESIGN.md, imaging/ms/msread.py, imaging/gridding/weighting.py):
+tclean grids at LSRK frequencies in mfs mode (~1e-3 of the peak on these MSs; an LSRK-labelled
+copy of the MS removes it); tclean's standard gridder (spheroidal) differs from ducc0's at
+~1e-4; WSClean's Briggs density is a half-plane grid of the padded image, CASA's (htclean's) a
+full grid of the image (~1e-2); tclean counts unflagged autocorrelations in the Briggs density
 (MS c) while imaging only cross-correlations.
 
 Measured (casatools/casatasks 6.7.0.31, WSClean 3.1.0, 2 shared cores), max |diff| / peak:
@@ -147,15 +147,15 @@ def raw_config(ms: Path, obs: dict, weighting: str, rule: str, wgridding: bool,
 
 def htclean_psf_dirty(raw: dict) -> dict:
     """htclean's normalised PSF (cropped to the image) and dirty image, no deconvolution."""
-    from htclean.imaging import parts
     from htclean.imaging.geometry import crop_centre
+    from htclean.imaging.ms import partials, parts
     from htclean.workflows import config
 
     settings = config.parse(config.resolve(raw))
     ms = raw["data"]["ms"]
     density = parts.part_density(ms, settings) if raw["weighting"]["type"] != "natural" else None
     partial = parts.part_psf_dirty(ms, settings, density)
-    images = parts.normalise(partial)
+    images = partials.normalise(partial)
     return {"psf": crop_centre(images["psf"], partial.geom.shape), "dirty": images["dirty"]}
 
 

@@ -31,7 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from htclean.imaging import fits, parts, simulate
+from htclean.imaging import fits
+from htclean.imaging.ms import partials, parts
+from htclean.imaging.simulation import simulate
 
 ASEC = math.pi / 180 / 3600
 
@@ -109,7 +111,7 @@ def main() -> None:
     t0 = time.perf_counter()
     p = parts.part_psf_dirty(ms, settings_for(ms, args.size, cell, args.threads, "wsclean"))
     t_ht = time.perf_counter() - t0
-    ours = parts.normalise(p)
+    ours = partials.normalise(p)
     fits.write_fits(d / "ht-dirty.fits", ours["dirty"], p.geom)
     print(f"MS: {p.visibilities / 1e6:.2f}M Stokes I visibilities; image {args.size}^2 at "
           f"{args.cell} asec; natural, w-gridding; htclean epsilon 1e-7 double, WSClean "
@@ -135,7 +137,7 @@ def main() -> None:
     theirs, _, _ = fits.read_fits(d / "wsf-dirty.fits")
     peak = np.abs(theirs).max()
     for rule in ("wsclean", "available", "tclean"):
-        img = parts.normalise(parts.part_psf_dirty(
+        img = partials.normalise(parts.part_psf_dirty(
             bad, settings_for(bad, args.size, cell, args.threads, rule)))["dirty"]
         print(f"10% of RR flagged, random hand weights: polarization_rule {rule:9s}: "
               f"max |diff| / peak = {np.abs(img - theirs).max() / peak:.2e}")

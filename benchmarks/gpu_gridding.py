@@ -25,8 +25,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from htclean.imaging import device, gpu_gridding, gpu_plan, gridding
 from htclean.imaging.geometry import ImageGeometry
+from htclean.imaging.gpu import device, gpu_gridding, gpu_plan
+from htclean.imaging.gridding import gridding
 
 C = gpu_gridding.C
 

@@ -20,8 +20,9 @@ import time
 import numpy as np
 import scipy.signal
 
-from htclean.imaging import clean, device, gpu_clean
-from htclean.imaging.clean import CleanParams
+from htclean.imaging.deconvolution import clean
+from htclean.imaging.deconvolution.clean import CleanParams
+from htclean.imaging.gpu import device, gpu_clean
 
 
 def problem(size: int, precision: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

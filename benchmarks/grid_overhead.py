@@ -38,8 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-from htclean.imaging import gridding, msread, parts, simulate
 from htclean.imaging.geometry import ImageGeometry
+from htclean.imaging.gridding import gridding
+from htclean.imaging.ms import msread, parts
+from htclean.imaging.simulation import simulate
 
 FLIPS = {"flip_u": False, "flip_v": True, "flip_w": False, "divide_by_n": False}
 

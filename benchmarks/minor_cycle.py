@@ -44,9 +44,9 @@ import time
 
 import numpy as np
 
-from htclean.imaging.clean import CleanParams, minor_cycle
-from htclean.imaging.components import ComponentList
-from htclean.imaging.convolver import Convolver
+from htclean.imaging.deconvolution.clean import CleanParams, minor_cycle
+from htclean.imaging.deconvolution.components import ComponentList
+from htclean.imaging.deconvolution.convolver import Convolver
 
 
 def vla_psf(n: int, hours: float, fwhm_pixels: float = 4.0) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""What the plan-time data checks cost (imaging/mscheck.py), on a good MS and on bad ones.
+"""What the plan-time data checks cost (imaging/ms/mscheck.py), on a good MS and on bad ones.
 
     python benchmarks/mscheck_cost.py [MS] [--hours 8] [--nchan 64] [--integration 30]
 
@@ -51,14 +51,14 @@ def main() -> None:
     parser.add_argument("--integration", type=float, default=30.0)
     args = parser.parse_args()
 
-    from htclean.imaging import mscheck, msinfo
+    from htclean.imaging.ms import mscheck, msinfo
 
     work = Path(tempfile.mkdtemp(prefix="htclean-mscheck-"))
     try:
         if args.ms:
             ms = Path(args.ms)
         else:
-            from htclean.imaging.simulate import SimulationSpec, simulate
+            from htclean.imaging.simulation.simulate import SimulationSpec, simulate
 
             ms = work / "obs.ms"
             spec = replace(SimulationSpec.demo(), configuration="A",

@@ -40,16 +40,16 @@ TYPES = ("partition", "grid", "residual", "gather", "deconvolve", "next", "resto
 
 
 def simulate_pair(where: Path, integration: float, size: int) -> list[Path]:
-    from htclean.imaging.simulate import SimulationSpec, Source, simulate
-    from htclean.workflows.commands import demo_wideband as dw
+    from htclean.imaging.simulation.simulate import SimulationSpec, Source, simulate
+    from htclean.workflows.commands.demo import WIDEBAND as dw
 
     sources = tuple(Source(flux, pixel_offset=(dx, dy), spectral_index=alpha, name=name)
-                    for name, dx, dy, flux, alpha in dw.SOURCES)
+                    for name, dx, dy, flux, alpha in dw.sources)
     out = []
-    for k, (name, date, f0) in enumerate(dw.BANDS):
-        spec = SimulationSpec(date=date, freq0=f0 + dw.WIDTH / 2, nchan=dw.NCHAN,
-                              chan_width=dw.WIDTH, sources=sources, ref_freq=dw.REF_FREQ,
-                              image_size=size, cell=dw.CELL_ASEC * math.pi / 180 / 3600,
+    for k, (name, date, f0) in enumerate(dw.bands):
+        spec = SimulationSpec(date=date, freq0=f0 + dw.width / 2, nchan=dw.nchan,
+                              chan_width=dw.width, sources=sources, ref_freq=dw.ref_freq,
+                              image_size=size, cell=dw.cell_asec * math.pi / 180 / 3600,
                               primary_beam=True, seed=k + 1, integration=integration)
         simulate(str(where / name), spec, force=True)
         out.append(where / name)

@@ -9,7 +9,7 @@ noise 0.5 Jy per real/imaginary part). For each image size:
   ``--threads``) making the nterms dirty images and 2 nterms - 1 PSFs (PSF twice the image) of
   the whole data, as a grid job does per part, and of the nterms residual images alone (a
   residual job's grids); nterms 1 is the single-term job's cost (one dirty and one PSF);
-- minor cycle: CPU and wall milliseconds per iteration of ``mtmfs.minor_cycle`` (Högbom and
+- minor cycle: CPU and wall milliseconds per iteration of ``clean.multi_term_cycle`` (Högbom and
   multiscale with scales 0 4 8 16, gain 0.1, ``--mgain``, ``--auto-threshold`` x the robust
   sigma, at most ``--niter`` components) for each nterms, and of clean.py's single-term
   algorithm on the tt0 images for comparison: minor cycles one after the other, each on the
@@ -25,7 +25,7 @@ Measured on the development machine (2 cores shared with other jobs; 1.35 M visi
 1 thread, 1024^2, PSF 2048^2, the defaults: 3 cycles each, nterms 2 and 3 to niter 3000,
 the others to the threshold, ~2210 components), CPU ms per iteration, before (every pixel
 solved, searched and updated at every iteration; load 8-13) and after the list cycle
-(imaging/mtmfs_list.py; load 1.5-5):
+(imaging/deconvolution/mtmfs_list.py; load 1.5-5):
 
     minor cycle       clean.py   MT nterms 1   nterms 2   nterms 3
       hogbom before     0.32        7.74        15.85      27.64
@@ -51,10 +51,12 @@ import time
 
 import numpy as np
 
-from htclean.imaging import gridding, msinfo, mtmfs, taylor, vla
-from htclean.imaging.clean import CleanParams, minor_cycle
+from htclean.imaging.deconvolution.clean import CleanParams, minor_cycle, multi_term_cycle
 from htclean.imaging.geometry import ImageGeometry
-from htclean.imaging.sky import model_visibilities
+from htclean.imaging.gridding import gridding, taylor
+from htclean.imaging.ms import msinfo
+from htclean.imaging.simulation import vla
+from htclean.imaging.simulation.sky import model_visibilities
 
 C = 299792458.0
 REF = 1.5e9
@@ -127,7 +129,7 @@ def minor_cycles(images: dict, args: argparse.Namespace) -> None:
                          auto_threshold=args.auto_threshold, scales=(0, 4, 8, 16))
         dirty, psf = images[min(images)]
         runs = [("clean.py", minor_cycle, dirty[0], psf[0])]
-        runs += [(f"nterms {nt}", mtmfs.minor_cycle, d, p) for nt, (d, p) in images.items()]
+        runs += [(f"nterms {nt}", multi_term_cycle, d, p) for nt, (d, p) in images.items()]
         for name, fn, d, p in runs:
             done, cycles, w, c, r = deconvolve(fn, d, p, cp)
             print(f"  minor   {algorithm:10s} {name:9s}: {1e3 * c / max(done, 1):8.3f} ms/it CPU "

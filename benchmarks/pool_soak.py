@@ -40,7 +40,7 @@ from htclean.imaging.fits import read_fits  # noqa: E402
 
 def demo_config(ws: Path) -> Path:
     """The demo's observation (simulated into ``ws``) and configuration for site condor."""
-    from htclean.imaging.simulate import SimulationSpec, simulate
+    from htclean.imaging.simulation.simulate import SimulationSpec, simulate
     from htclean.workflows.commands import demo
 
     truth = simulate(str(ws / "demo.ms"), SimulationSpec.demo(), force=True)

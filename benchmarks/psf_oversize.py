@@ -28,8 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from htclean.imaging import simulate
 from htclean.imaging.geometry import psf_shape
+from htclean.imaging.simulation import simulate
 
 
 def make_ms(path: Path) -> dict:

@@ -17,8 +17,8 @@ import tempfile
 import time
 from dataclasses import replace
 
-from htclean.imaging import msinfo
-from htclean.imaging.simulate import SimulationSpec, simulate
+from htclean.imaging.ms import msinfo
+from htclean.imaging.simulation.simulate import SimulationSpec, simulate
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Reproducible gridding against ducc0's own threads: one part file's dirty image gridded
-as ``htclean.imaging.gridding`` does it (the plan's thread count of |w| streams, each on one
-ducc0 thread, summed in order) and as one ducc0 call on that many threads (faster by a few
-per cent at most, and not bit-reproducible), alternately, REPEATS times each; wall seconds,
+as ``htclean.imaging.gridding.gridding`` does it (the plan's thread count of |w| streams, each
+on one ducc0 thread, summed in order) and as one ducc0 call on that many threads (faster by a
+few per cent at most, and not bit-reproducible), alternately, REPEATS times each; wall seconds,
 and whether each way repeats its own bits.
 
     python benchmarks/stream_gridding.py PART.vis.npz [--threads 2] [--repeats 2]
@@ -20,8 +20,9 @@ import time
 
 import numpy as np
 
-from htclean.imaging import gridding, partfile
 from htclean.imaging.geometry import ImageGeometry
+from htclean.imaging.gridding import gridding
+from htclean.imaging.ms import partfile
 
 
 def one_call(uvw, freq, vis, wgt, geom: ImageGeometry, params: gridding.GridParams):

@@ -80,7 +80,7 @@ def frequencies() -> np.ndarray:
 def truth(doc: dict, nterms: int) -> list[dict]:
     """Per source: name, pixel (x, y), intrinsic alpha, and the band fit (tt0, alpha) of the
     apparent spectrum over both MSs' channels (a polynomial of degree nterms - 1)."""
-    from htclean.imaging.sky import beam_attenuation
+    from htclean.imaging.simulation.sky import beam_attenuation
 
     freq = frequencies()
     out = []

@@ -3,9 +3,11 @@
 On a pool (condor, ospool, path) the compute executables run inside one container, the image
 of ``execution.container``, where the image installs them in ``CONTAINER_BIN``
 (containers/). Without a container they are taken as installed on the execute nodes at the
-submit host's paths. ``htclean-next`` is catalogued on site ``local`` only, at the absolute
-path of the submit host's console script (its shebang names the interpreter: the local
-universe gives it a bare environment), and its job is pinned there (graph.py). On site
+submit host's paths. ``htclean-next`` (and ``htclean-deconvolve`` where the minor cycle
+runs on the submit host: ``RunContext.submit_host_jobs``) is catalogued on site ``local``
+only, at the absolute path of the submit host's console script (its shebang names the
+interpreter: the local universe gives it a bare environment), and its jobs are pinned there
+(graph.py). On site
 ``local`` every executable is the submit host's console script, so the local engine and a
 workstation ``pegasus-plan`` find them.
 """
@@ -25,7 +27,6 @@ from htclean.workflows.names import TRANSFORMATIONS
 
 CONTAINER_BIN = "/opt/htclean/bin"   # where containers/ installs the console scripts
 CONTAINER_NAME = "htclean"
-NEXT = "htclean-next"
 
 
 def installed(name: str) -> Path:
@@ -67,8 +68,9 @@ def transformation_catalog(ctx: RunContext) -> TransformationCatalog:
     box = container(image) if ctx.site != LOCAL and image else None
     if box is not None:
         tc.add_containers(box)
+    on_submit_host = {f"htclean-{category}" for category in ctx.submit_host_jobs}
     for name in TRANSFORMATIONS:
-        if name == NEXT or ctx.site == LOCAL:
+        if name in on_submit_host or ctx.site == LOCAL:
             tr = Transformation(name, site=LOCAL, pfn=installed(name), is_stageable=False)
         elif box is not None:
             tr = Transformation(name, site=POOL, pfn=f"{CONTAINER_BIN}/{name}",

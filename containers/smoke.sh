@@ -27,7 +27,7 @@ echo "smoke: --help of $(echo $scripts | wc -w) console scripts, as $user"
 run -i "$TAG" python - <<'EOF'
 import cupy, pynvml
 from cupy_backends.cuda.libs import nvrtc
-from htclean.imaging import gpu_kernels
+from htclean.imaging.gpu import gpu_kernels
 src = gpu_kernels._SCATTER_SOURCE.replace("REAL", "float")
 prog = nvrtc.createProgram(src, "scatter.cu", [], [])
 nvrtc.compileProgram(prog, ["-arch=compute_80"])

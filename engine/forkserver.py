@@ -42,7 +42,7 @@ from pathlib import Path
 
 PRELOAD = ("numpy", "scipy.ndimage", "scipy.optimize", "ducc0", "casacore.tables",
            "astropy.io.fits", "astropy.time", "astropy.wcs", "yaml", "mpl_toolkits.axes_grid1")
-IMAGING = "htclean.imaging"  # its modules are preloaded too (those of the GPU path are not)
+IMAGING = "htclean.imaging"  # its modules are preloaded too (those of imaging.gpu are not)
 MAX_REQUEST = 1 << 20
 
 
@@ -274,9 +274,9 @@ def serve(address: str) -> None:
         importlib.import_module("matplotlib.pyplot")
     for value in scripts.values():
         importlib.import_module(value.partition(":")[0])
-    for module in pkgutil.iter_modules(importlib.import_module(IMAGING).__path__):
-        if not module.name.startswith(("gpu_", "device")):
-            importlib.import_module(f"{IMAGING}.{module.name}")
+    for module in pkgutil.walk_packages(importlib.import_module(IMAGING).__path__, f"{IMAGING}."):
+        if not module.name.startswith(f"{IMAGING}.gpu"):
+            importlib.import_module(module.name)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(address)
     listener.listen(64)

@@ -6,12 +6,18 @@
                        --output-model R-model-cKK.json --output-state R-deconvolve-cKK.json
 
 The PSF is ``image.psf_oversize`` x the image (R-psf.fits as the image tree's root gather
-writes it), so the minor cycle subtracts it exactly at every offset in the image. The
-threshold is ``max(deconvolution.threshold, auto_threshold x robust sigma)`` of the residual
-read (imaging.clean.CleanParams.cycle_threshold), so it equals the one the ``next`` job
-decided with. The minor cycle (imaging.clean.minor_cycle) adds its components to the
-previous model; the output model is the cumulative component list. The output state is what
-the loop decision (imaging.loop.LoopState) needs from the minor cycle, and its history:
+writes it), so the minor cycle subtracts it exactly at every offset in the image. Every
+file holds ``deconvolution.nterms`` Taylor terms (imaging.fits.read_terms; one term is a plain
+image): ``--psf`` the 2 nterms - 1 Taylor PSFs, ``--residual`` the nterms residuals, and the
+models are component lists of nterms coefficients (imaging.deconvolution.model; where
+nterms > 1 with the reference frequency, which every file must agree on). The threshold is
+``max(deconvolution.threshold, auto_threshold x robust sigma)`` of the residual read
+(imaging.deconvolution.clean.CleanParams.cycle_threshold), so it equals the one the ``next``
+job decided with; it, the stop rules and the state's peaks are on the tt0 residual, max |R0|.
+The minor cycle (imaging.deconvolution.clean.minor_cycle; on the GPU where run_job chose it)
+adds its components to the previous model; the output model is the cumulative component
+list. The output state is what the loop decision (imaging.deconvolution.loop.LoopState) needs
+from the minor cycle, and its history (with "nterms" and "ref_freq" where nterms > 1):
 
     {"format": "htclean-deconvolve-state", "version": 1, "cycle": K,
      "iterations": this cycle's components, "iterations_total": all cycles',
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,47 +84,57 @@ def read_state(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def _read_image(job: Job, path: str, what: str):
+def read_terms_checked(job: Job, path: str, what: str, nterms: int, shape: tuple[int, int]):
+    """(terms (nterms, ny, nx), geometry, reference frequency or None) of a FITS file of
+    Taylor terms of the expected shape; float32 as stored where nterms is 1 (half the
+    memory), float64 otherwise. InputError naming the file when it is not."""
     import numpy as np
 
-    from htclean.imaging.fits import read_fits
+    from htclean.imaging.fits import read_terms, reference_frequency
 
-    image, geom, _ = read_fits(job.read(path, what), np.float32)  # as stored: half the memory
-    nx, ny = job.settings["image"]["nx"], job.settings["image"]["ny"]
-    if image.shape != (ny, nx):
-        raise InputError(f"{what}: {path} is {image.shape[1]}x{image.shape[0]} pixels, the "
-                         f"configured image is {nx}x{ny}")
-    return image, geom
+    terms, geom, header = read_terms(job.read(path, what), nterms,
+                                     np.float32 if nterms == 1 else np.float64)
+    if terms.shape[1:] != shape:
+        if what == "--psf":
+            image = job.settings["image"]
+            raise InputError(f"--psf: {path} is {terms.shape[2]}x{terms.shape[1]} pixels, "
+                             f"image.psf_oversize {image['psf_oversize']:g} needs "
+                             f"{shape[1]}x{shape[0]}")
+        raise InputError(f"{what}: {path} is {terms.shape[2]}x{terms.shape[1]} pixels, the "
+                         f"configured image is {shape[1]}x{shape[0]}")
+    ref = reference_frequency(header, path) if nterms > 1 else None
+    return terms, geom, ref
 
 
-def read_psf(job: Job, path: str, geom: ImageGeometry) -> tuple[np.ndarray, ImageGeometry]:
-    """The PSF of ``--psf`` (pny, pnx) float32 (as stored: half the memory) and its geometry:
+def read_residual(job: Job, path: str) -> tuple[np.ndarray, ImageGeometry, float | None]:
+    """The residual terms of ``--residual`` (nterms, ny, nx), their geometry and reference
+    frequency (None for one term)."""
+    image, nterms = job.settings["image"], int(job.settings["deconvolution"]["nterms"])
+    return read_terms_checked(job, path, "--residual", nterms, (image["ny"], image["nx"]))
+
+
+def read_psf(job: Job, path: str, geom: ImageGeometry, ref: float | None = None
+             ) -> tuple[np.ndarray, ImageGeometry]:
+    """The 2 nterms - 1 PSF terms of ``--psf`` (n, pny, pnx) and their geometry:
     ``image.psf_oversize`` x the configured image (imaging.geometry.psf_shape), on the grid of
-    the image ``geom`` (same cell and centre). InputError naming the file otherwise."""
-    import numpy as np
-
-    from htclean.imaging.fits import read_fits
+    the image ``geom`` (same cell and centre) and, where nterms > 1, about its reference
+    frequency ``ref``. InputError naming the file otherwise."""
     from htclean.imaging.geometry import psf_shape
 
-    psf, psf_geom, _ = read_fits(job.read(path, "--psf"), np.float32)
-    image = job.settings["image"]
+    image, nterms = job.settings["image"], int(job.settings["deconvolution"]["nterms"])
     pnx, pny = psf_shape(image["nx"], image["ny"], image["psf_oversize"])
-    if psf.shape != (pny, pnx):
-        raise InputError(f"--psf: {path} is {psf.shape[1]}x{psf.shape[0]} pixels, "
-                         f"image.psf_oversize {image['psf_oversize']:g} needs {pnx}x{pny}")
+    psf, psf_geom, psf_ref = read_terms_checked(job, path, "--psf", 2 * nterms - 1, (pny, pnx))
     if (psf_geom.cell, psf_geom.ra, psf_geom.dec) != (geom.cell, geom.ra, geom.dec):
         raise InputError(f"--psf: {path} differs from the image in cell or centre")
+    if ref is not None and not math.isclose(ref, psf_ref, rel_tol=1e-12):
+        raise InputError(f"--psf: reference frequency {psf_ref} Hz, the residual's is {ref} Hz")
     return psf, psf_geom
 
 
 def work(args: argparse.Namespace, job: Job) -> None:
-    from htclean.imaging.clean import CleanParams, minor_cycle
-    from htclean.imaging.components import ComponentList
+    from htclean.imaging.deconvolution import model as models
+    from htclean.imaging.deconvolution.clean import CleanParams, minor_cycle
 
-    if job.settings["deconvolution"]["nterms"] > 1:  # multi-term MFS: its own module
-        from htclean.executables import deconvolve_mtmfs
-
-        return deconvolve_mtmfs.work(args, job)
     k = args.cycle
     if k < 1:
         raise InputError(f"--cycle must be >= 1, got {k}")
@@ -125,44 +142,44 @@ def work(args: argparse.Namespace, job: Job) -> None:
         raise InputError("--model and --state go together (the previous cycle's outputs)")
     if k > 1 and args.model is None:
         raise InputError(f"--model, --state: cycle {k} needs the outputs of cycle {k - 1}")
-    residual, geom = _read_image(job, args.residual, "--residual")
+    residual, geom, ref = read_residual(job, args.residual)
+    nterms = residual.shape[0]
     params = CleanParams.from_settings(job.settings)
     # the noise estimate's copies of the residual come and go before the PSF is read
-    threshold = params.cycle_threshold(residual)
-    psf, _ = read_psf(job, args.psf, geom)
-    centre = psf[psf.shape[0] // 2, psf.shape[1] // 2]
+    threshold = params.cycle_threshold(residual[0])
+    psf, _ = read_psf(job, args.psf, geom, ref)
+    centre = psf[0, psf.shape[1] // 2, psf.shape[2] // 2]
     if centre > 0:  # normalised in place, so the minor cycle needs no copy (else its error)
         psf /= centre
-    nx, ny = geom.nx, geom.ny
     history: list[dict[str, Any]] = []
     done = 0
-    model = ComponentList.empty(nx, ny)
+    model = models.empty(geom.nx, geom.ny, nterms)
     if args.state is not None:
         state = read_state(job.read(args.state, "--state"))
         if state["cycle"] != k - 1:
             raise InputError(f"--state: {args.state} is the state of cycle {state['cycle']}, "
                              f"cycle {k} needs cycle {k - 1}'s")
         done, history = state["iterations_total"], list(state["history"])
-        model = ComponentList.read(job.read(args.model, "--model"))
-        if (model.nx, model.ny) != (nx, ny):
-            raise InputError(f"--model: {args.model} is for a {model.nx}x{model.ny} image, "
-                             f"the residual is {nx}x{ny}")
+        model = models.read_model(job.read(args.model, "--model"), "--model", geom.nx,
+                                  geom.ny, nterms, ref)
     if job.device.startswith("gpu:"):  # run_job chose the GPU (gridder.device): clean on it
-        from htclean.imaging import device, gpu_clean
+        from htclean.imaging.gpu import device
 
-        minor = gpu_clean.minor_cycle(residual, psf, params, iterations_done=done,
-                                      threshold=threshold, xp=device.select("gpu").xp)
+        xp = device.select("gpu").xp
     else:
-        minor = minor_cycle(residual, psf, params, iterations_done=done, threshold=threshold)
+        xp = None
+    minor = minor_cycle(residual, psf, params, iterations_done=done, threshold=threshold,
+                        xp=xp)
     model = model.merge(minor.components)
     job.visibilities = 0
     entry = {"cycle": k, "iterations": minor.iterations, "peak_start": minor.peak_start,
              "peak_end": minor.peak_end, "stop_reason": minor.stop_reason,
              "threshold": float(threshold)}
+    terms = {"nterms": nterms, "ref_freq": ref} if nterms > 1 else {}
     state_out = {"format": STATE_FORMAT, "version": STATE_VERSION, **entry,
                  "iterations_total": done + minor.iterations, "components": len(model),
-                 "flux": model.total_flux, "history": [*history, entry]}
-    job.output(write_bytes_atomic(args.output_model, (model.to_json() + "\n").encode()))
+                 "flux": model.total_flux, **terms, "history": [*history, entry]}
+    job.output(write_bytes_atomic(args.output_model, models.to_json(model, ref).encode()))
     job.write_json(args.output_state, state_out)
 
 

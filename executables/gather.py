@@ -3,14 +3,16 @@
     htclean-gather --config R-config.yml --record R-JOB.record.json --inputs A.npz B.npz ...
                    (--output G.npz | [--psf-fits R-psf.fits] --image-fits F.fits)
 
-The inputs are partials (imaging.parts.save_partial) of one kind: densities (the weights
+The inputs are partials (imaging.ms.partials.save_partial) of one kind: densities (the weights
 tree), PSF + dirty (the image tree) or residuals. They are summed in float64 and must agree on
 the pixel grid (size, cell, centre; the band is the union of theirs), the kind and the shape
 of every image; the PSF is ``image.psf_oversize`` x the image (imaging.geometry.psf_shape).
 An inner level writes the sum as a partial (``--output``). The root divides by the total
 weight sum and writes FITS (imaging.fits.write_fits): ``--image-fits`` gets the dirty or the
 residual image, ``--psf-fits`` the PSF at its own size (image tree only; same cell and
-centre, CRPIX = psf_n/2 + 1).
+centre, CRPIX = psf_n/2 + 1). Partials of Taylor terms (``dirty-ttN``, ``psf-ttN``,
+``residual-ttN``: deconvolution.nterms > 1) are written as one file of terms each
+(imaging.fits.write_terms), with the channel weights in R-psf.fits where they carry them.
 """
 
 from __future__ import annotations
@@ -40,12 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
 def sum_partials(job: Job, paths: list[str]):
     """The float64 sum of the partials in ``paths``; InputError when one is not a partial or
     they disagree in kind or pixel grid."""
-    from htclean.imaging import parts
+    from htclean.imaging.ms import partials
 
     total = None
     first = None
     for path in paths:
-        p = parts.load_partial(job.read(path, "--inputs"))
+        p = partials.load_partial(job.read(path, "--inputs"))
         if p.geom is None:
             raise InputError(f"--inputs: {path} carries no image geometry")
         if total is None:
@@ -97,44 +99,52 @@ def work(args: argparse.Namespace, job: Job) -> None:
     check_config(job, total)
     job.visibilities = total.visibilities
     if args.output is not None:
-        from htclean.imaging import parts
+        from htclean.imaging.ms import partials
 
-        parts.save_partial(args.output, total)
+        partials.save_partial(args.output, total)
         job.output(args.output)
         return
     write_root(job, total, args.image_fits, args.psf_fits, len(args.inputs))
 
 
 def write_root(job: Job, total, image_fits: str, psf_fits: str | None, ninputs: int) -> None:
-    """Normalise ``total`` by its weight sum and write the FITS images."""
-    from htclean.imaging import parts
-    from htclean.imaging.fits import write_fits
+    """Normalise ``total`` by its weight sum and write the FITS images: every Taylor term of
+    each (imaging.fits.write_terms, with the reference frequency where nterms > 1 and the
+    channel weights in R-psf.fits where the partials carry them), or, for one term without
+    channel weights, the image alone (imaging.fits.write_fits: no NTERMS card)."""
+    from htclean.imaging import fits
     from htclean.imaging.geometry import psf_geometry
+    from htclean.imaging.ms import partials
 
-    names = set(total.images)
-    if any("-tt" in n for n in names):  # multi-term (or primary-beam) partials
-        from htclean.executables.gather_terms import write_terms_root
-
-        write_terms_root(job, total, image_fits, psf_fits, ninputs)
-        return
-    if names == {"psf", "dirty"}:
+    kinds = {n.rsplit("-tt", 1)[0] for n in total.images}
+    if kinds == {"psf", "dirty"}:
         if psf_fits is None:
             raise InputError("--psf-fits: the image tree's root writes the PSF too")
         targets = [("psf", psf_fits), ("dirty", image_fits)]
-    elif names == {"residual"}:
+    elif kinds == {"residual"}:
         if psf_fits is not None:
             raise InputError("--psf-fits: the residual tree has no PSF")
         targets = [("residual", image_fits)]
     else:
-        raise InputError(f"--image-fits: partials of {sorted(names)} are not images "
+        raise InputError(f"--image-fits: partials of {sorted(total.images)} are not images "
                          "(a density sum is written with --output)")
-    images = parts.normalise(total)
+    normalised = partials.Partial(partials.normalise(total), total.weight_sum)
+    nterms = int(total.meta.get("nterms", 1))
+    taylor = nterms > 1 or "channel_weights" in total.meta  # a file of Taylor terms
     history = [f"htclean-gather: {ninputs} inputs, {total.visibilities} visibilities",
                f"sum of weights {total.weight_sum!r}"]
     oversize = job.settings["image"]["psf_oversize"]
-    for name, path in targets:
-        geom = psf_geometry(total.geom, oversize) if name == "psf" else total.geom
-        write_fits(path, images[name], geom, history=[f"{name} image", *history])
+    for kind, path in targets:
+        geom = psf_geometry(total.geom, oversize) if kind == "psf" else total.geom
+        terms = partials.stacked(normalised, kind)
+        if taylor:
+            channels = total.meta.get("channel_weights") if kind == "psf" else None
+            fits.write_terms(path, list(terms), geom,
+                             ref_freq=total.meta.get("ref_freq") if nterms > 1 else None,
+                             channel_weights=channels,
+                             history=[f"{kind} Taylor terms", *history])
+        else:
+            fits.write_fits(path, terms[0], geom, history=[f"{kind} image", *history])
         job.output(path)
 
 

@@ -9,13 +9,14 @@ Modes:
              image.psf_oversize x the image, same cell and centre)
   residual   the residual of the model component list (``residual`` float32)
 
-Where ``deconvolution.nterms`` > 1 the psf-dirty mode makes the Taylor-weighted dirty images
-``dirty-ttN`` and PSFs ``psf-ttN`` from the same read, and the residual mode predicts the
-Taylor component list (``--model`` in the multi-term format) and grids ``residual-ttN``
-(imaging/parts_taylor.py), about ``image.reference_frequency``. With ``image.primary_beam``
-on, the psf-dirty partial also carries the imaging weights summed per channel.
+Every image is made for ``deconvolution.nterms`` Taylor terms (imaging/ms/parts.py): where
+nterms > 1 the psf-dirty mode makes the Taylor-weighted dirty images ``dirty-ttN`` and PSFs
+``psf-ttN`` from the same read, and the residual mode predicts the Taylor component list
+(``--model``, imaging.deconvolution.model) and grids ``residual-ttN``, about
+``image.reference_frequency``. Where nterms > 1 or ``image.primary_beam`` is on, the
+psf-dirty partial also carries the imaging weights summed per channel.
 
-The output is a partial (imaging.parts.save_partial): unnormalised images, their weight sum
+The output is a partial (imaging.ms.partials.save_partial): unnormalised images, their weight sum
 (float64), the count of visibilities and the geometry (size, cell, centre, band), so the
 gather needs no MS. Uniform and Briggs weighting need ``--weights`` (the density of all
 parts) in the psf-dirty and residual modes.
@@ -58,9 +59,9 @@ def load_density(job: Job, path: str | None):
     if path is None:
         raise InputError(f"--weights: weighting.type {kind} needs the weight density of all "
                          "parts (R-weights.npz)")
-    from htclean.imaging import parts
+    from htclean.imaging.ms import partials
 
-    density = parts.load_partial(job.read(path, "--weights"))
+    density = partials.load_partial(job.read(path, "--weights"))
     if "density" not in density.images:
         raise InputError(f"--weights: {path} holds {sorted(density.images)}, not a density")
     nx, ny = job.settings["image"]["nx"], job.settings["image"]["ny"]
@@ -71,7 +72,7 @@ def load_density(job: Job, path: str | None):
 
 
 def work(args: argparse.Namespace, job: Job) -> None:
-    from htclean.imaging import parts
+    from htclean.imaging.ms import partials, parts
 
     if args.mode == "residual" and args.model is None:
         raise InputError("--model: mode residual needs the model component list")
@@ -80,29 +81,18 @@ def work(args: argparse.Namespace, job: Job) -> None:
     part = job.read(args.part, "--part", allow_dir=True)
     settings = job.settings
     density = None if args.mode == "weights" else load_density(job, args.weights)
-    model = None
     nterms = int(settings["deconvolution"]["nterms"])
-    taylor = nterms > 1 or (args.mode == "psf-dirty" and settings["image"]["primary_beam"])
-    ref_freq = settings["image"]["reference_frequency"] or 0.0
+    ref_freq = settings["image"]["reference_frequency"] or None
     if nterms > 1 and not ref_freq:
         raise InputError("image.reference_frequency: not set (htclean plan sets it for "
                          "nterms > 1)")
-    if args.mode == "residual" and nterms > 1:
-        from htclean.imaging.mtmfs import TaylorComponents
+    model = None
+    if args.mode == "residual":
+        from htclean.imaging.deconvolution.model import read_model
 
-        model, _ = TaylorComponents.read(job.read(args.model, "--model"))
-        if model.nterms != nterms:
-            raise InputError(f"--model: {args.model} has {model.nterms} Taylor terms, "
-                             f"deconvolution.nterms is {nterms}")
-    elif args.mode == "residual":
-        from htclean.imaging.components import ComponentList
-
-        model = ComponentList.read(job.read(args.model, "--model"))
-        nx, ny = settings["image"]["nx"], settings["image"]["ny"]
-        if (model.nx, model.ny) != (nx, ny):
-            raise InputError(f"--model: {args.model} is for a {model.nx}x{model.ny} image, "
-                             f"the configured image is {nx}x{ny}")
-    from htclean.imaging import partfile
+        model = read_model(job.read(args.model, "--model"), "--model", settings["image"]["nx"],
+                           settings["image"]["ny"], nterms)
+    from htclean.imaging.ms import partfile
 
     with contextlib.ExitStack() as stack:
         # a part file is read as it is; an MS (a directory or a tar of one) is also accepted
@@ -112,17 +102,13 @@ def work(args: argparse.Namespace, job: Job) -> None:
             partial = parts.part_density(ms, settings)
             if ms == part:  # a part file: its visibilities were not read
                 job.partly_read[part] = partfile.bytes_read(part, vis=False)
-        elif taylor:
-            from htclean.imaging.parts_taylor import part_taylor
-
-            partial = part_taylor(ms, settings, density, ref_freq=ref_freq or 1.0, model=model)
         elif args.mode == "psf-dirty":
-            partial = parts.part_psf_dirty(ms, settings, density)
+            partial = parts.part_psf_dirty(ms, settings, density, ref_freq=ref_freq)
         else:
-            partial = parts.part_residual(ms, settings, model, density)
+            partial = parts.part_residual(ms, settings, model, density, ref_freq=ref_freq)
     job.visibilities = partial.visibilities
     partial.meta = {**partial.meta, "mode": args.mode}
-    parts.save_partial(args.output, partial)
+    partials.save_partial(args.output, partial)
     job.output(args.output)
 
 

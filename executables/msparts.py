@@ -6,7 +6,7 @@ in a scratch directory that is removed afterwards. ``imaged_rows`` picks the row
 reads (the configured field and spectral window, cross-correlations): a CASA MS often holds
 calibrators and other targets, which no part needs to carry. The splitters give, for each part,
 the range of keys (time, baseline) or of channels it holds; every selected row or channel
-belongs to exactly one part (the partition then writes each as a part file, imaging/partfile.py).
+belongs to exactly one part (the partition then writes each as a part file, imaging/ms/partfile.py).
 """
 
 from __future__ import annotations

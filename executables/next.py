@@ -10,7 +10,7 @@ It runs on the submit host. With ``--gather`` it is the root of the cycle's gath
 (as ``htclean-gather --image-fits``): it sums the partials, normalises them and WRITES
 ``--residual`` (and, at cycle 0, ``--psf-fits``); without, it reads ``--residual``.
 
-The decision is imaging.loop.decide on the residual's peak, the
+The decision is imaging.deconvolution.loop.decide on the residual's peak, the
 threshold (deconvolution.threshold, auto_threshold x robust sigma) and the minor cycle's state
 (niter spent, threshold reached, divergence, max_cycles, no progress). It writes
 ``cycle-(K+1).yml``: major cycle K+1, or the final workflow (restore) once the loop stops, with
@@ -61,13 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def loop_state(job: Job, args: argparse.Namespace):
-    """The imaging.loop.LoopState after cycle K, from the residual and the minor-cycle state."""
+    """The imaging.deconvolution.loop.LoopState after cycle K, from the residual and the
+    minor-cycle state."""
     import numpy as np
 
     from htclean.executables.deconvolve import read_state
-    from htclean.imaging.clean import CleanParams
+    from htclean.imaging.deconvolution.clean import CleanParams
+    from htclean.imaging.deconvolution.loop import LoopState
     from htclean.imaging.fits import read_fits
-    from htclean.imaging.loop import LoopState
 
     k, settings = args.cycle, job.settings
     if k < 0:
@@ -122,7 +123,7 @@ def gather_root(job: Job, args: argparse.Namespace) -> None:
 
 
 def work(args: argparse.Namespace, job: Job) -> None:
-    from htclean.imaging.loop import LoopLimits, decide
+    from htclean.imaging.deconvolution.loop import LoopLimits, decide
     from htclean.workflows import config, names, serialize
     from htclean.workflows.context import RunContext
 

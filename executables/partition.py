@@ -9,7 +9,7 @@ Only the rows the imaging reads go into the parts: those of ``data.field`` (and 
 ``data.spw`` when set), cross-correlations only (msparts.imaged_rows). time: contiguous time
 ranges of about equal rows (a timestamp is never split); baseline: groups of whole baselines of
 about equal rows; channel: contiguous channel ranges, every part keeping all those rows. Each
-part is written once as a part file (imaging/partfile.py: Stokes I complex64 by
+part is written once as a part file (imaging/ms/partfile.py: Stokes I complex64 by
 ``data.polarization_rule``, weights float32 with the flags folded in, uvw phased to the image
 centre, channel frequencies), ``gridder.chunk_rows`` rows at a time; every cycle reads it as it
 is. The manifest lists the rows selected and, per part: file, rows, channels, channel range,
@@ -87,7 +87,7 @@ def share_parts(samples: list[int], nparts: int) -> list[int]:
 def _split(ms: Path, job: Job, axis: str, nparts: int, block: int, outputs: list[Path],
            centre: tuple[float, float] | None) -> tuple[int, int, list[dict]]:
     """Write the ``nparts`` parts of one MS; (rows, channels, manifest entries)."""
-    from htclean.imaging import parts as imaging_parts
+    from htclean.imaging.ms import parts as imaging_parts
 
     nrow, nchan = _table_shape(ms)
     if nrow == 0:
@@ -120,13 +120,13 @@ def _split(ms: Path, job: Job, axis: str, nparts: int, block: int, outputs: list
 
 
 def _first_centre(ms: Path, data: dict) -> tuple[float, float]:
-    from htclean.imaging import msread
+    from htclean.imaging.ms import msread
 
     return msread.describe(ms, field=data["field"], spw=data["spw"]).phase_centre
 
 
 def work(args: argparse.Namespace, job: Job) -> None:
-    from htclean.imaging.partfile import SUFFIX
+    from htclean.imaging.ms.partfile import SUFFIX
 
     outputs = [Path(o) for o in args.outputs]
     if len(set(outputs)) != len(outputs):

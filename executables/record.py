@@ -7,7 +7,7 @@ Each executable builds its parser with ``job_parser`` and hands its work to ``ru
 
 ``run_job`` parses the command line, loads ``--config``, honours fault injection (below), runs
 ``work(args, job)``, and writes the JSON job record (``--record``) whatever the outcome; on a
-GPU, imaging.gpu_monitor samples its utilisation every second into the record. The record
+GPU, imaging.gpu.gpu_monitor samples its utilisation every second into the record. The record
 holds the sha256 and size of every output the job committed (``outputs``) and the sha256 of
 every input it checked (``inputs_verified``), and the container it ran in (``container``:
 runtime and image, null outside one; ``container_info``). A failed job removes the outputs
@@ -335,12 +335,12 @@ def run_job(executable: str, parser: argparse.ArgumentParser,
         if os.environ.get(HANG_ENV) == "1":
             time.sleep(24 * 3600)  # an injected hang: only a timeout ends it
         if uses_device:
-            from htclean.imaging import device
+            from htclean.imaging.gpu import device
 
             chosen = device.select(job.settings["gridder"]["device"])
             job.device = chosen.label
             if chosen.is_gpu:
-                from htclean.imaging import gpu_monitor
+                from htclean.imaging.gpu import gpu_monitor
 
                 monitor = gpu_monitor.start()  # None when NVML cannot watch this GPU
         work(args, job)

@@ -4,13 +4,21 @@ Data shape (1, 1, ny, nx) float32; axes RA---SIN (CDELT1 = -cell deg), DEC--SIN 
 +cell deg), FREQ (Hz), STOKES (I = 1); CRPIX1/2 = N/2 + 1 (the image centre at 0-based pixel
 N/2), CRVAL1/2 the image centre in degrees. BMAJ/BMIN/BPA in degrees when a beam is given.
 No RESTFRQ: a continuum image has no rest frequency (viewers do not need one).
+
+One file holds the Taylor terms of an image (``write_terms``; an nterms-1 image is one term):
+term 0 in the primary HDU, exactly as ``write_fits`` writes an image (so ``read_fits`` reads
+tt0, and the loop's decision on max |R0| needs nothing else), terms 1 .. in image extensions
+``TT1``, ``TT2`` ... with the same header, and, where the partials carried them, the imaging
+weights summed per channel in a binary table ``CHANWGT`` (FREQ Hz, WEIGHT): what the
+band-averaged primary beam is weighted with. NTERMS and REFFREQ (the Taylor reference
+frequency, Hz) are in its primary header; ``write_fits`` writes one image without them.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +28,7 @@ from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry
 
 ORIGIN = "htclean"
+CHANNELS = "CHANWGT"
 
 
 def _beam_deg(beam: Any) -> tuple[float, float, float]:
@@ -75,17 +84,44 @@ def write_fits(path: str | os.PathLike, image: np.ndarray, geom: ImageGeometry, 
                beam: Any = None, bunit: str = "Jy/beam", history: Iterable[str] = ()) -> None:
     """Write ``image`` (ny, nx), FITS orientation, atomically as a (1, 1, ny, nx) float32 FITS
     file. beam: a Beam (bmaj, bmin in radians, bpa in degrees) or None."""
+    _write(path, [image], geom, header_for(geom, beam=beam, bunit=bunit, history=history))
+
+
+def write_terms(path: str | os.PathLike, terms: Sequence[np.ndarray], geom: ImageGeometry, *,
+                ref_freq: float | None, channel_weights: Iterable[Sequence[float]] | None = None,
+                history: Iterable[str] = ()) -> None:
+    """Write the Taylor images ``terms`` (each (ny, nx)) atomically with NTERMS (module
+    docstring); ``ref_freq`` None for images of one term that only carry channel weights."""
+    header = header_for(geom, history=history)
+    header["NTERMS"] = (len(terms), "Taylor terms in this file (TT1.. in extensions)")
+    if ref_freq is not None:
+        header["REFFREQ"] = (float(ref_freq), "Taylor reference frequency (Hz)")
+    _write(path, terms, geom, header, channel_weights)
+
+
+def _write(path: str | os.PathLike, terms: Sequence[np.ndarray], geom: ImageGeometry,
+           header: Any, channel_weights: Iterable[Sequence[float]] | None = None) -> None:
+    """The images ``terms`` (primary HDU, then TT1 ..) and the CHANWGT table, atomically."""
     from astropy.io import fits
 
-    image = np.asarray(image)
-    if image.shape != geom.shape:
-        raise InputError(f"image has shape {image.shape}, the geometry says {geom.shape}")
-    hdu = fits.PrimaryHDU(image.astype(np.float32)[None, None],
-                          header_for(geom, beam=beam, bunit=bunit, history=history))
+    hdus: list[Any] = []
+    for t, image in enumerate(terms):
+        image = np.asarray(image)
+        if image.shape != geom.shape:
+            what = "image" if len(terms) == 1 else f"term {t}"
+            raise InputError(f"{what} has shape {image.shape}, the geometry says {geom.shape}")
+        data = image.astype(np.float32)[None, None]
+        hdus.append(fits.PrimaryHDU(data, header) if t == 0 else
+                    fits.ImageHDU(data, header, name=f"TT{t}"))
+    if channel_weights is not None:
+        table = np.asarray(list(channel_weights), np.float64).reshape(-1, 2)
+        hdus.append(fits.BinTableHDU.from_columns(
+            [fits.Column("FREQ", "D", "Hz", array=table[:, 0]),
+             fits.Column("WEIGHT", "D", array=table[:, 1])], name=CHANNELS))
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        hdu.writeto(tmp, overwrite=True, output_verify="exception")
+        fits.HDUList(hdus).writeto(tmp, overwrite=True, output_verify="exception")
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -136,3 +172,48 @@ def read_fits(path: str | os.PathLike, dtype: Any = np.float64,
                          date_obs=h.get("DATE-OBS"), telescope=h.get("TELESCOP"),
                          frame=str(h.get("RADESYS", "FK5")))
     return data.reshape(ny, nx), geom, h
+
+
+def read_terms(path: str | os.PathLike, nterms: int | None = None, dtype: Any = np.float64
+               ) -> tuple[np.ndarray, ImageGeometry, Any]:
+    """(terms (n, ny, nx) of ``dtype``, geometry, primary header) of a file written by
+    ``write_terms`` (or ``write_fits``: one term); InputError unless it holds ``nterms``
+    terms when given. One term is read as ``read_fits`` reads it (a view, no copy)."""
+    from astropy.io import fits
+
+    first, geom, header = read_fits(path, dtype)
+    n = int(header.get("NTERMS", 1))
+    if nterms is not None and n != nterms:
+        raise InputError(f"{path}: holds {n} Taylor terms, {nterms} expected "
+                         "(deconvolution.nterms)")
+    if n == 1:
+        return first[None], geom, header
+    stack = [first]
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            for t in range(1, n):
+                stack.append(np.asarray(hdul[f"TT{t}"].data, dtype).reshape(first.shape))
+    except (KeyError, OSError, ValueError) as exc:
+        raise InputError(f"{path}: Taylor term images missing or unreadable: {exc}") from None
+    return np.stack(stack), geom, header
+
+
+def read_channel_weights(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """(frequencies Hz, weight sums) of the ``CHANWGT`` table; InputError when absent."""
+    from astropy.io import fits
+
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            table = hdul[CHANNELS].data
+            return (np.asarray(table["FREQ"], np.float64),
+                    np.asarray(table["WEIGHT"], np.float64))
+    except (KeyError, OSError, ValueError) as exc:
+        raise InputError(f"{path}: no per-channel weights (the {CHANNELS} table): {exc}; "
+                         "was it made with image.primary_beam on?") from None
+
+
+def reference_frequency(header: Any, path: str) -> float:
+    """REFFREQ of a Taylor file's header; InputError naming ``path`` when it has none."""
+    if "REFFREQ" not in header:
+        raise InputError(f"{path}: no REFFREQ (Taylor reference frequency) in its header")
+    return float(header["REFFREQ"])

@@ -57,7 +57,7 @@ class ImageGeometry:
         """Geometry of the configured image of ``ms``: size and cell from ``settings['image']``,
         the centre from ``image.phase_centre`` or else the field's phase centre, the band and
         date from the MS (the selected spectral window, or all of them)."""
-        from htclean.imaging import msread
+        from htclean.imaging.ms import msread
 
         image, data = settings["image"], settings["data"]
         info = msread.describe(ms, field=data["field"], spw=data["spw"])

@@ -163,7 +163,7 @@ def figure(image: np.ndarray, geom: ImageGeometry, *, title: str = "", bunit: st
     bar is in ``bunit`` ("Jy/beam" for images, "Jy/pixel" for a model, "" for a PSF of peak
     1) and labelled ``label`` (default ``bunit``); ``colour_norm`` gives the stretch. The title
     is ``title``, then the peak and the robust noise (``noise=False``: the peak and the
-    minimum, for a PSF), then the beam when ``beam`` (imaging.beam.Beam: bmaj/bmin FWHM in
+    minimum, for a PSF), then the beam when ``beam`` (imaging.beams.beam.Beam: bmaj/bmin FWHM in
     radians, bpa degrees East of North) is given; the beam is also drawn, bottom left.
     ``sigma``: the image's robust sigma (noise.robust_sigma) where the caller has it; else it
     is computed once here (at 4096² it costs more than drawing). ``statistics``: the line to

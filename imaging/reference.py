@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from htclean.imaging import loop, parts
+from htclean.imaging.deconvolution import loop
 from htclean.imaging.geometry import ImageGeometry, crop_centre
+from htclean.imaging.ms import partials, parts
 
 
 @dataclass
@@ -57,10 +58,10 @@ def image_ms(ms: str | os.PathLike, settings: dict[str, Any],
 
     progress: called with one line of text after each step (None: silent). Returns Products.
     """
-    from htclean.imaging.beam import fit_clean_beam
-    from htclean.imaging.clean import CleanParams, minor_cycle
-    from htclean.imaging.components import ComponentList
-    from htclean.imaging.restore import restore
+    from htclean.imaging.beams.beam import fit_clean_beam
+    from htclean.imaging.beams.restore import restore
+    from htclean.imaging.deconvolution.clean import CleanParams, minor_cycle
+    from htclean.imaging.deconvolution.components import ComponentList
 
     say = progress or (lambda _line: None)
     density = None
@@ -68,7 +69,7 @@ def image_ms(ms: str | os.PathLike, settings: dict[str, Any],
         density = parts.part_density(ms, settings)
         say(f"weight density of {density.visibilities} visibilities")
     first = parts.part_psf_dirty(ms, settings, density)
-    images = parts.normalise(first)
+    images = partials.normalise(first)
     psf_full, dirty = images["psf"], images["dirty"]
     geom = first.geom
     say(f"PSF and dirty image from {first.visibilities} visibilities, peak {_peak(dirty):.4g}")
@@ -86,7 +87,7 @@ def image_ms(ms: str | os.PathLike, settings: dict[str, Any],
         components = components.merge(minor.components)
         iterations += minor.iterations
         cycle += 1
-        residual = parts.normalise(parts.part_residual(ms, settings, components,
+        residual = partials.normalise(parts.part_residual(ms, settings, components,
                                                        density))["residual"]
         decision = loop.decide(loop.LoopState(
             cycle, iterations, _peak(residual), params.cycle_threshold(residual),

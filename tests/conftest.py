@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import pytest
 
-from htclean.imaging.simulate import DEMO_SOURCES, SimulationSpec, simulate
+from htclean.imaging.simulation.simulate import DEMO_SOURCES, SimulationSpec, simulate
 
 
 class SimulatedMS(NamedTuple):

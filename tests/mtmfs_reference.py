@@ -1,5 +1,5 @@
 """The straightforward multi-term minor cycles, over every pixel at every iteration: the
-reference the listed cycles (imaging/mtmfs_list.py) must equal."""
+reference the listed cycles (imaging/deconvolution/mtmfs_list.py) must equal."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ import math
 
 import numpy as np
 
-from htclean.imaging.clean import CleanParams, StopRule
-from htclean.imaging.mtmfs import TaylorComponents, inverse, score, subtract
-from htclean.imaging.taylor import hessian
+from htclean.imaging.deconvolution.clean import CleanParams, StopRule
+from htclean.imaging.deconvolution.model import TaylorComponents
+from htclean.imaging.deconvolution.mtmfs_list import scores as score
+from htclean.imaging.deconvolution.mtmfs_list import subtract
+from htclean.imaging.gridding.taylor import hessian, inverse
 
 
 def hogbom(res: np.ndarray, psf: np.ndarray, params: CleanParams,
            stop: StopRule) -> tuple[TaylorComponents, int, str]:
-    """mtmfs._hogbom's contract: the whole image solved and searched, every residual updated
+    """hogbom.run_terms's contract: the whole image solved and searched, every residual updated
     with the shifted PSFs at every iteration."""
     nterms, ny, nx = res.shape
     h_inv = inverse(hessian(psf))
@@ -36,7 +38,7 @@ def hogbom(res: np.ndarray, psf: np.ndarray, params: CleanParams,
 
 def sub_minor(sc, smoothed: np.ndarray, gain: float, limit: float,
               budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """mtmfs_multiscale._sub_minor's contract over every pixel inside the scale's border:
+    """multiscale._sub_minor's contract over every pixel inside the scale's border:
     (xs, ys, amplitudes (k, nterms)); ``smoothed`` is not modified."""
     smoothed = smoothed.copy()
     nterms, ny, nx = smoothed.shape

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from htclean.imaging import restore as restore_module
-from htclean.imaging.beam import Beam, fit_clean_beam
-from htclean.imaging.components import ComponentList
+from htclean.imaging.beams import restore as restore_module
+from htclean.imaging.beams.beam import Beam, fit_clean_beam
+from htclean.imaging.beams.restore import restore
+from htclean.imaging.deconvolution.components import ComponentList
 from htclean.imaging.errors import InputError
-from htclean.imaging.restore import restore
 
 CELL = math.radians(1.0 / 3600.0)  # 1 arcsec
 

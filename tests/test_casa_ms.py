@@ -13,7 +13,7 @@ import pytest
 import tinyms
 
 from htclean.executables import partition
-from htclean.imaging import msread, partfile, parts
+from htclean.imaging.ms import msread, partfile, parts
 
 
 def _make_autocorrelations(ms: str, rows: np.ndarray, total_flux: float) -> None:

@@ -9,15 +9,15 @@ import pytest
 import scipy.fft
 import scipy.signal
 
-from htclean.imaging.clean import (
+from htclean.imaging.deconvolution.clean import (
     CleanParams,
     PSFSubtractor,
     find_peak,
     minor_cycle,
     subtract_shifted,
 )
-from htclean.imaging.components import ComponentList, scale_kernel
-from htclean.imaging.convolver import Convolver
+from htclean.imaging.deconvolution.components import ComponentList, scale_kernel
+from htclean.imaging.deconvolution.convolver import Convolver
 from htclean.imaging.errors import InputError
 from htclean.imaging.noise import robust_sigma
 from htclean.workflows import config

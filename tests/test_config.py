@@ -218,7 +218,7 @@ def test_version_and_help(capsys):
 
 
 def test_init_config_fills_the_suggested_geometry(tmp_path, small_ms):
-    from htclean.imaging import msinfo
+    from htclean.imaging.ms import msinfo
 
     info = msinfo.describe(small_ms.path)
     path = tmp_path / "run.yml"

@@ -19,8 +19,10 @@ import tinyms
 
 from htclean.executables import deconvolve, gather, grid, msparts, partition, record, restore
 from htclean.executables.record import load_settings
-from htclean.imaging import fits, loop, msread, partfile, parts, preview
+from htclean.imaging import fits, preview
+from htclean.imaging.deconvolution import loop
 from htclean.imaging.geometry import ImageGeometry, psf_geometry
+from htclean.imaging.ms import msread, partfile, partials, parts
 
 EXECUTABLES = ("partition", "grid", "gather", "deconvolve", "restore")
 MAINS = {"partition": partition.main, "grid": grid.main, "gather": gather.main,
@@ -63,9 +65,9 @@ def table_columns(ms: Path) -> dict[str, np.ndarray]:
         return {c: t.getcol(c) for c in COLUMNS}
 
 
-def random_partial(rng, geom: ImageGeometry, images=("psf", "dirty")) -> parts.Partial:
+def random_partial(rng, geom: ImageGeometry, images=("psf", "dirty")) -> partials.Partial:
     shapes = {"psf": psf_geometry(geom, 2.0).shape}  # image.psf_oversize 2, the default
-    return parts.Partial({k: rng.normal(size=shapes.get(k, geom.shape)) for k in images},
+    return partials.Partial({k: rng.normal(size=shapes.get(k, geom.shape)) for k in images},
                          float(rng.uniform(1, 10)), int(rng.integers(1, 1000)), 0, geom)
 
 
@@ -105,7 +107,7 @@ def test_missing_input_exit_2_names_it(tiny, tmp_path, monkeypatch, capsys):
 def test_corrupt_npz_exit_2(tiny, tmp_path, monkeypatch, capsys):
     write_config(tmp_path, tiny)
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really a zip")
-    parts.save_partial(tmp_path / "good.npz", random_partial(np.random.default_rng(1), GEOM))
+    partials.save_partial(tmp_path / "good.npz", random_partial(np.random.default_rng(1), GEOM))
     code = run("gather", ["--inputs", "good.npz", "bad.npz", "--output", "g.npz"], tmp_path,
                monkeypatch)
     assert code == 2
@@ -117,8 +119,8 @@ def test_mismatched_geometry_exit_2(tiny, tmp_path, monkeypatch, capsys):
     write_config(tmp_path, tiny)
     rng = np.random.default_rng(2)
     other = ImageGeometry(nx=64, ny=64, cell=3 * tinyms.ASEC, ra=1.2, dec=0.6, freq=1.4e9)
-    parts.save_partial(tmp_path / "a.npz", random_partial(rng, GEOM))
-    parts.save_partial(tmp_path / "b.npz", random_partial(rng, other))
+    partials.save_partial(tmp_path / "a.npz", random_partial(rng, GEOM))
+    partials.save_partial(tmp_path / "b.npz", random_partial(rng, other))
     code = run("gather", ["--inputs", "a.npz", "b.npz", "--psf-fits", "p.fits",
                           "--image-fits", "d.fits"], tmp_path, monkeypatch)
     assert code == 2
@@ -130,7 +132,7 @@ def test_mismatched_geometry_exit_2(tiny, tmp_path, monkeypatch, capsys):
 def test_unexpected_failure_exit_1_one_line(tiny, tmp_path, monkeypatch, capsys):
     write_config(tmp_path, tiny)
     (tmp_path / "out").mkdir()  # a directory where the output file should go
-    parts.save_partial(tmp_path / "a.npz", random_partial(np.random.default_rng(3), GEOM))
+    partials.save_partial(tmp_path / "a.npz", random_partial(np.random.default_rng(3), GEOM))
     code = run("gather", ["--inputs", "a.npz", "--output", "out"], tmp_path, monkeypatch)
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -171,7 +173,7 @@ print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
 def test_record_peak_memory_is_the_jobs_own(tiny, tmp_path):
     """Linux carries a parent's ru_maxrss across fork+exec: the record must not report it."""
     write_config(tmp_path, tiny)
-    parts.save_partial(tmp_path / "a.npz", random_partial(np.random.default_rng(5), GEOM))
+    partials.save_partial(tmp_path / "a.npz", random_partial(np.random.default_rng(5), GEOM))
     out = subprocess.run([sys.executable, "-c", PARENT_OF_A_JOB, "--config", "R-config.yml",
                           "--inputs", "a.npz", "--output", "g.npz", "--record", "g.json"],
                          cwd=tmp_path, capture_output=True, text=True, check=True)
@@ -299,25 +301,25 @@ def test_injected_failure_writes_nothing(tiny, tmp_path, monkeypatch, capsys):
 def test_gather_of_four_is_the_sum(tiny, tmp_path, monkeypatch):
     write_config(tmp_path, tiny)
     rng = np.random.default_rng(4)
-    partials = [random_partial(rng, GEOM) for _ in range(4)]
-    for i, p in enumerate(partials):
-        parts.save_partial(tmp_path / f"i{i}.npz", p)
+    inputs_ = [random_partial(rng, GEOM) for _ in range(4)]
+    for i, p in enumerate(inputs_):
+        partials.save_partial(tmp_path / f"i{i}.npz", p)
     inputs = [f"i{i}.npz" for i in range(4)]
     assert run("gather", ["--inputs", *inputs, "--output", "g.npz", "--record", "g.json"],
                tmp_path, monkeypatch) == 0
-    total = parts.load_partial(tmp_path / "g.npz")
-    wsum = sum(p.weight_sum for p in partials)
+    total = partials.load_partial(tmp_path / "g.npz")
+    wsum = sum(p.weight_sum for p in inputs_)
     assert total.weight_sum == wsum
-    assert total.visibilities == sum(p.visibilities for p in partials)
+    assert total.visibilities == sum(p.visibilities for p in inputs_)
     for name in ("psf", "dirty"):
-        exact = sum(p.images[name].astype(np.float32).astype(np.float64) for p in partials)
+        exact = sum(p.images[name].astype(np.float32).astype(np.float64) for p in inputs_)
         assert total.images[name].dtype == np.float32
         np.testing.assert_allclose(total.images[name], exact, rtol=0, atol=1e-6)
     assert run("gather", ["--inputs", *inputs, "--psf-fits", "psf.fits", "--image-fits",
                           "dirty.fits"], tmp_path, monkeypatch) == 0
     for name in ("psf", "dirty"):
         image, geom, header = fits.read_fits(tmp_path / f"{name}.fits")
-        exact = sum(p.images[name].astype(np.float32).astype(np.float64) for p in partials)
+        exact = sum(p.images[name].astype(np.float32).astype(np.float64) for p in inputs_)
         np.testing.assert_allclose(image, exact / wsum, rtol=0, atol=1e-6)
         assert geom.nx == {"psf": 128, "dirty": 64}[name]
         assert geom.cell == pytest.approx(GEOM.cell, rel=1e-12)
@@ -354,7 +356,7 @@ def test_parts_grid_gather_equals_one_part(tiny, tmp_path, monkeypatch, weightin
                           "--image-fits", "dirty.fits"], tmp_path, monkeypatch) == 0
     settings = load_settings(str(tmp_path / "R-config.yml"))
     density = parts.part_density(tiny, settings) if weights else None
-    ref = parts.normalise(parts.part_psf_dirty(tiny, settings, density))
+    ref = partials.normalise(parts.part_psf_dirty(tiny, settings, density))
     for name in ("psf", "dirty"):
         image, geom, _ = fits.read_fits(tmp_path / f"{name}.fits")
         peak = np.abs(ref[name]).max()

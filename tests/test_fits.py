@@ -10,10 +10,11 @@ import tinyms
 from astropy.io import fits as afits
 from astropy.wcs import WCS
 
-from htclean.imaging import fits, parts, preview
-from htclean.imaging.beam import Beam
+from htclean.imaging import fits, preview
+from htclean.imaging.beams.beam import Beam
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry, lm_to_radec
+from htclean.imaging.ms import partials, parts
 from htclean.imaging.noise import robust_sigma
 
 ASEC = tinyms.ASEC
@@ -29,7 +30,7 @@ def imaged(tmp_path_factory):
     tinyms.write_ms(ms, tinyms.TinyObs(ra=ra0, dec=dec0,
                                        sources=[(*tinyms.lm_of(*src, ra0, dec0), 1.0)]))
     out = parts.part_psf_dirty(ms, tinyms.settings_for(ms, cell=cell, size=[64, 48]))
-    return tmp, out.geom, parts.normalise(out)["dirty"], src
+    return tmp, out.geom, partials.normalise(out)["dirty"], src
 
 
 def test_header_has_the_imaging_conventions(imaged):

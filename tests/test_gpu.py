@@ -14,19 +14,12 @@ import pytest
 import scipy.integrate
 import scipy.signal
 
-from htclean.imaging import (
-    clean,
-    device,
-    gpu_clean,
-    gpu_gridding,
-    gpu_kernels,
-    gpu_monitor,
-    gpu_plan,
-)
-from htclean.imaging import gridding as cpu_gridding
-from htclean.imaging.clean import CleanParams
+from htclean.imaging.deconvolution import clean
+from htclean.imaging.deconvolution.clean import CleanParams
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry
+from htclean.imaging.gpu import device, gpu_clean, gpu_gridding, gpu_kernels, gpu_monitor, gpu_plan
+from htclean.imaging.gridding import gridding as cpu_gridding
 
 C = gpu_gridding.C
 

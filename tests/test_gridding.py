@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import tinyms
 
-from htclean.imaging import gridding, msread, parts
-from htclean.imaging.components import ComponentList
+from htclean.imaging.deconvolution.components import ComponentList
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry, lm_to_radec, psf_geometry
+from htclean.imaging.gridding import gridding
+from htclean.imaging.ms import msread, partials, parts
 
 ASEC = tinyms.ASEC
 EXACT = gridding.GridParams(wgridding=True, epsilon=1e-7, precision="double", threads=1,
@@ -58,7 +59,7 @@ def test_simulated_vla_dirty_and_psf_equal_direct_dft(clean_ms):
     cell, size = truth["image"]["cell"], truth["image"]["size"]
     settings = tinyms.settings_for(clean_ms.path, cell=cell, size=size, chunk_rows=2000)
     out = parts.part_psf_dirty(clean_ms.path, settings)
-    img = parts.normalise(out)
+    img = partials.normalise(out)
     chunks = list(msread.read_chunks(clean_ms.path))
     uvw = np.concatenate([c.uvw for c in chunks])
     vis = np.concatenate([c.vis for c in chunks])
@@ -159,7 +160,8 @@ def test_source_east_of_centre_is_at_smaller_x_and_north_at_larger_y(tmp_path):
     ell, m = tinyms.lm_of(ra, dec, ra0, dec0)
     ms = str(tmp_path / "east.ms")
     tinyms.write_ms(ms, tinyms.TinyObs(ra=ra0, dec=dec0, sources=[(ell, m, 1.0)]))
-    dirty = parts.normalise(parts.part_psf_dirty(ms, tinyms.settings_for(ms, cell=cell)))["dirty"]
+    settings = tinyms.settings_for(ms, cell=cell)
+    dirty = partials.normalise(parts.part_psf_dirty(ms, settings))["dirty"]
     y, x = np.unravel_index(np.argmax(dirty), dirty.shape)
     assert (x, y) == (32 - 10, 32 + 6)
     assert dirty[y, x] == pytest.approx(1.0, abs=1e-5)
@@ -176,7 +178,7 @@ def test_image_phase_centre_shift_rephases_exactly(tmp_path):
     settings = tinyms.settings_for(ms, cell=cell, phase_centre=list(centre))
     out = parts.part_psf_dirty(ms, settings)
     assert (out.geom.ra, out.geom.dec) == centre
-    dirty = parts.normalise(out)["dirty"]
+    dirty = partials.normalise(out)["dirty"]
     # the source, 5 pixels east and 4 north of the new centre in its own projection
     ell, m = tinyms.lm_of(*src, *centre)
     assert (ell / cell, m / cell) == pytest.approx((-5, 4), abs=0.05)
@@ -214,7 +216,7 @@ def test_grid_params_from_settings_and_errors(tmp_path):
 
 def test_cpu_device_never_imports_cupy():
     code = ("import sys, numpy as np\n"
-            "from htclean.imaging import gridding\n"
+            "from htclean.imaging.gridding import gridding\n"
             "from htclean.imaging.geometry import ImageGeometry\n"
             "assert gridding.resolve_device('cpu') == 'cpu'\n"
             "g = ImageGeometry(32, 32, 1e-5, 0.0, 0.0, 1e9)\n"
@@ -227,12 +229,14 @@ def test_cpu_device_never_imports_cupy():
 
 def test_gpu_device_dispatches_to_gpu_gridding(monkeypatch):
     calls = []
-    fake = types.ModuleType("htclean.imaging.gpu_gridding")
+    fake = types.ModuleType("htclean.imaging.gpu.gpu_gridding")
     fake.dirty = lambda *a: calls.append("dirty") or np.zeros((32, 32))
     fake.predict = lambda *a: calls.append("predict") or np.zeros((3, 1), complex)
-    monkeypatch.setitem(sys.modules, "htclean.imaging.gpu_gridding", fake)
-    # `from htclean.imaging import gpu_gridding` reads the package attribute once imported
-    monkeypatch.setattr(sys.modules["htclean.imaging"], "gpu_gridding", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "htclean.imaging.gpu.gpu_gridding", fake)
+    # `from htclean.imaging.gpu import gpu_gridding` reads the package attribute once imported
+    import htclean.imaging.gpu
+
+    monkeypatch.setattr(htclean.imaging.gpu, "gpu_gridding", fake, raising=False)
     monkeypatch.setattr(gridding, "resolve_device", lambda device: "gpu")
     g = ImageGeometry(32, 32, 1e-5, 0.0, 0.0, 1e9)
     p = gridding.GridParams(device="gpu")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tinyms
 
-from htclean.imaging import msinfo
 from htclean.imaging.errors import InputError
+from htclean.imaging.ms import msinfo
 from htclean.workflows.cli import main
 
 ASEC = math.pi / 180 / 3600

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tinyms
 
-from htclean.imaging import msread
 from htclean.imaging.errors import InputError
+from htclean.imaging.ms import msread
 
 A, B = 1.0 + 2.0j, 3.0 - 1.0j
 

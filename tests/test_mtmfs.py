@@ -11,11 +11,13 @@ import pytest
 import tinyms
 import widebandfield as wf
 
-from htclean.imaging import gridding, mtmfs, primary_beam, taylor
-from htclean.imaging.beam import fit_clean_beam
-from htclean.imaging.clean import CleanParams, minor_cycle
+from htclean.imaging.beams import primary_beam, restore
+from htclean.imaging.beams.beam import fit_clean_beam
+from htclean.imaging.deconvolution.clean import CleanParams, minor_cycle, multi_term_cycle
+from htclean.imaging.deconvolution.model import TaylorComponents
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry
+from htclean.imaging.gridding import gridding, taylor
 
 EXACT = gridding.GridParams(epsilon=1e-7, threads=1)
 ASEC = tinyms.ASEC
@@ -77,14 +79,14 @@ def test_one_term_is_hogbom():
                            ref_freq=wf.REF)
     dirty, psf = ti.normalised()
     params = CleanParams(niter=300, gain=0.1, mgain=0.9)
-    mt = mtmfs.minor_cycle(dirty, psf, params, iterations_done=0, threshold=0.0)
+    mt = multi_term_cycle(dirty, psf, params, iterations_done=0, threshold=0.0)
     ref = minor_cycle(dirty[0], psf[0], params, iterations_done=0, threshold=0.0)
     assert mt.iterations == ref.iterations and mt.stop_reason == ref.stop_reason
     term = mt.components.term(0)
     np.testing.assert_array_equal(term.x, ref.components.x)
     np.testing.assert_array_equal(term.y, ref.components.y)
     np.testing.assert_allclose(term.flux, ref.components.flux, rtol=1e-9)
-    np.testing.assert_allclose(mt.residuals[0], ref.residual, atol=1e-9)
+    np.testing.assert_allclose(mt.residual[0], ref.residual, atol=1e-9)
 
 
 def _image(f: wf.Field, nterms: int, *, cycles: int = 6, w_term: float = 1e-4,
@@ -104,7 +106,7 @@ def _image(f: wf.Field, nterms: int, *, cycles: int = 6, w_term: float = 1e-4,
     params = params or CleanParams(niter=20000, gain=0.1, mgain=0.8)
     comps, done, peak = None, 0, np.abs(residual[0]).max()
     for _ in range(cycles):
-        r = mtmfs.minor_cycle(residual, psf, params, iterations_done=done,
+        r = multi_term_cycle(residual, psf, params, iterations_done=done,
                               threshold=threshold * f.noise_image)
         done += r.iterations
         comps = r.components if comps is None else comps.merge(r.components)
@@ -113,22 +115,22 @@ def _image(f: wf.Field, nterms: int, *, cycles: int = 6, w_term: float = 1e-4,
         again = taylor.grid_terms(f.uvw, f.freq, f.vis - model, None, f.geom, f.psf_geom,
                                   EXACT, nterms=nterms, ref_freq=wf.REF, psf=False)
         residual = again.dirty / ti.weight_sum
-        assert np.abs(residual - r.residuals).max() < w_term * peak
+        assert np.abs(residual - r.residual).max() < w_term * peak
         if r.stop_reason == "threshold":
             break
     assert r.stop_reason == "threshold"
     if out is not None:
         out["components"] = comps
     beam = fit_clean_beam(psf[0], f.geom.cell)
-    restored = mtmfs.restore_terms(comps, residual, psf, beam, f.geom.cell)
-    return restored, mtmfs.residual_sigma(residual, psf), residual, psf
+    restored = restore.restore_terms(comps, residual, psf, beam, f.geom.cell)
+    return restored, restore.residual_sigma(residual, psf), residual, psf
 
 
 def test_nterms_2_recovers_fluxes_and_spectral_indices():
     f = wf.make()
     restored, sigma, _, _ = _image(f, 2)
     assert sigma[0] == pytest.approx(f.noise_image, rel=0.15)
-    alpha, error = mtmfs.spectral_index(restored, cut=5 * sigma[0], sigma=sigma)
+    alpha, error = restore.spectral_index(restored, cut=5 * sigma[0], sigma=sigma)
     bright = 0
     for s in f.sources:
         y, x = s["y"], s["x"]
@@ -170,7 +172,7 @@ def test_primary_beam_corrected_fluxes_out_to_the_half_power_radius():
                                   nterms=2)
     corrected = primary_beam.pb_correct(restored[0], pb[0], pb_limit=0.2)
     alpha = primary_beam.pb_correct_alpha(
-        mtmfs.spectral_index(restored, cut=5 * sigma[0])[0], pb, pb_limit=0.2)
+        restore.spectral_index(restored, cut=5 * sigma[0])[0], pb, pb_limit=0.2)
     for s in f.sources:
         y, x = s["y"], s["x"]
         assert pb[0, y, x] > 0.45
@@ -182,7 +184,7 @@ def test_primary_beam_corrected_fluxes_out_to_the_half_power_radius():
 EXTENDED = (-10, -8, 0.6, -0.3, 14.0)  # a Gaussian of FWHM 14 pixels (2.3 beams), alpha -0.3
 
 
-def _extended(f: wf.Field, comps: mtmfs.TaylorComponents) -> tuple[float, float]:
+def _extended(f: wf.Field, comps: TaylorComponents) -> tuple[float, float]:
     """(tt0 flux, flux-weighted alpha) of the model within 30 pixels of the Gaussian."""
     g = f.sources[-1]
     models = comps.images()
@@ -234,23 +236,23 @@ def test_three_terms_model_a_steep_extended_spectrum():
 def test_bad_inputs_are_input_errors():
     params = CleanParams()
     with pytest.raises(InputError, match="needs 3 Taylor PSFs"):
-        mtmfs.minor_cycle(np.zeros((2, 8, 8)), np.ones((2, 8, 8)), params, iterations_done=0,
+        multi_term_cycle(np.zeros((2, 8, 8)), np.ones((2, 8, 8)), params, iterations_done=0,
                           threshold=0.0)
     with pytest.raises(InputError, match="nterms"):
         taylor.check_nterms(0)
     narrow = np.zeros((3, 16, 16))
     narrow[:, 8, 8] = (1.0, 0.0, 0.0)  # a zero-width band: the Hessian is singular
     with pytest.raises(InputError, match="singular"):
-        mtmfs.minor_cycle(np.zeros((2, 8, 8)), narrow, params, iterations_done=0, threshold=0.0)
+        multi_term_cycle(np.zeros((2, 8, 8)), narrow, params, iterations_done=0, threshold=0.0)
     with pytest.raises(InputError, match="hogbom"):
-        mtmfs.minor_cycle(np.zeros((1, 8, 8)), narrow[:1], CleanParams(algorithm="clark"),
+        multi_term_cycle(np.zeros((1, 8, 8)), narrow[:1], CleanParams(algorithm="clark"),
                           iterations_done=0, threshold=0.0)
-    assert math.isnan(mtmfs.spectral_index(np.ones((2, 2, 2)) * [[[0.0]], [[1.0]]],
+    assert math.isnan(restore.spectral_index(np.ones((2, 2, 2)) * [[[0.0]], [[1.0]]],
                                            cut=0.5)[0][0, 0])
 
 
 def test_taylor_components_merge_and_round_trip(tmp_path):
-    a = mtmfs.TaylorComponents.from_arrays([3, 5, 3], [2, 2, 2], [[1.0, -0.5], [0.2, 0.1],
+    a = TaylorComponents.from_arrays([3, 5, 3], [2, 2, 2], [[1.0, -0.5], [0.2, 0.1],
                                                                   [0.5, 0.25]], 8, 6,
                                            scale=[0.0, 4.0, 0.0])
     assert len(a) == 2 and a.nterms == 2
@@ -262,13 +264,13 @@ def test_taylor_components_merge_and_round_trip(tmp_path):
     np.testing.assert_allclose(images.sum(axis=(1, 2)), a.flux.sum(axis=0))
     path = tmp_path / "model-tt.json"
     a.write(path, 1.5e9)
-    back, ref = mtmfs.TaylorComponents.read(path)
+    back, ref = TaylorComponents.read(path)
     assert ref == 1.5e9
     for k in ("x", "y", "scale", "flux"):
         np.testing.assert_array_equal(getattr(back, k), getattr(a, k))
     path.write_text(path.read_text().replace('"count":2', '"count":3'))
     with pytest.raises(InputError, match="count"):
-        mtmfs.TaylorComponents.read(path)
+        TaylorComponents.read(path)
     path.write_text("{")
     with pytest.raises(InputError, match="cannot read"):
-        mtmfs.TaylorComponents.read(path)
+        TaylorComponents.read(path)

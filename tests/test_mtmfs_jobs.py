@@ -11,8 +11,8 @@ import pytest
 import tinyms
 from test_executables import one_error_line, run, write_config
 
-from htclean.imaging import fits, fits_terms
-from htclean.imaging.mtmfs import TaylorComponents
+from htclean.imaging import fits
+from htclean.imaging.deconvolution.model import TaylorComponents
 
 REF = 1.4e9
 
@@ -39,10 +39,10 @@ def test_grid_gather_deconvolve_of_two_terms(wide, tmp_path, monkeypatch, capsys
     assert run("gather", ["--inputs", "i0.npz", "i1.npz", "--psf-fits", "R-psf.fits",
                           "--image-fits", "R-dirty.fits", "--record", "ga.json"],
                tmp_path, monkeypatch) == 0
-    psf, _, header = fits_terms.read_terms(tmp_path / "R-psf.fits", 3)
-    dirty, _, _ = fits_terms.read_terms(tmp_path / "R-dirty.fits", 2)
+    psf, _, header = fits.read_terms(tmp_path / "R-psf.fits", 3)
+    dirty, _, _ = fits.read_terms(tmp_path / "R-dirty.fits", 2)
     assert header["REFFREQ"] == REF and psf[0].max() == pytest.approx(1.0, abs=1e-5)
-    freqs, sums = fits_terms.read_channel_weights(tmp_path / "R-psf.fits")
+    freqs, sums = fits.read_channel_weights(tmp_path / "R-psf.fits")
     assert len(freqs) == 6 and np.all(sums > 0)
     assert run("deconvolve", ["--cycle", "1", "--psf", "R-psf.fits", "--residual",
                               "R-dirty.fits", "--output-model", "m1.json", "--output-state",
@@ -57,7 +57,7 @@ def test_grid_gather_deconvolve_of_two_terms(wide, tmp_path, monkeypatch, capsys
                         "--output", "r.npz", "--record", "r.json"], tmp_path, monkeypatch) == 0
     assert run("gather", ["--inputs", "r.npz", "--image-fits", "R-res.fits", "--record",
                           "gr.json"], tmp_path, monkeypatch) == 0
-    res, _, _ = fits_terms.read_terms(tmp_path / "R-res.fits", 2)
+    res, _, _ = fits.read_terms(tmp_path / "R-res.fits", 2)
     assert np.abs(res[0]).max() < 0.5 * np.abs(dirty[0]).max()
     # a one-term file where two are expected
     one = fits.read_fits(tmp_path / "R-dirty.fits")
@@ -88,7 +88,7 @@ def test_nterms_2_without_a_reference_frequency_is_one_line(wide, tmp_path, monk
 
 
 def test_the_alpha_preview_line_gives_median_and_quartiles_where_alpha_is_defined():
-    from htclean.executables.restore_mtmfs import alpha_line
+    from htclean.executables.restore import alpha_line
 
     alpha = np.full((8, 8), np.nan)
     alpha[2, 2:7] = [-2.0, -1.0, -0.5, 0.0, 0.5]

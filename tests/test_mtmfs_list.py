@@ -1,10 +1,10 @@
-"""The multi-term minor cycles on candidate lists (imaging/mtmfs_list.py) against the loops
-over every pixel (tests/mtmfs_reference.py): the same components, in number, position and
-Taylor coefficients, and the same residual and model images, on a simulated 1-2 GHz field
-(tests/widebandfield.py) with the primary beam, nterms 2 and 3, Högbom and multiscale, PSFs
-twice the image and as large as it. The cycles go down to 5 sigma: no pixel outside a list
-rises above the list's level there (going on to 3 sigma one does, in the last cycle of nterms
-3, and the listed cycle takes it in its next list instead: mtmfs_list.py's docstring)."""
+"""The multi-term minor cycles on candidate lists (imaging/deconvolution/mtmfs_list.py)
+against the loops over every pixel (tests/mtmfs_reference.py): the same components, in number,
+position and Taylor coefficients, and the same residual and model images, on a simulated 1-2 GHz
+field (tests/widebandfield.py) with the primary beam, nterms 2 and 3, Högbom and multiscale,
+PSFs twice the image and as large as it. The cycles go down to 5 sigma: no pixel outside a list
+rises above the list's level there (going on to 3 sigma one does, in the last cycle of nterms 3,
+and the listed cycle takes it in its next list instead: mtmfs_list.py's docstring)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,15 @@ import numpy as np
 import pytest
 import widebandfield as wf
 
-from htclean.imaging import gridding, mtmfs, mtmfs_multiscale, taylor
-from htclean.imaging.clean import CleanParams
-from htclean.imaging.mtmfs_list import TermSubtractor, list_clean_terms
+from htclean.imaging.deconvolution import hogbom, multiscale
+from htclean.imaging.deconvolution.clean import CleanParams, multi_term_cycle
+from htclean.imaging.deconvolution.mtmfs_list import (
+    TermSubtractor,
+    list_clean_terms,
+    scores,
+    subtract,
+)
+from htclean.imaging.gridding import gridding, taylor
 
 EXACT = gridding.GridParams(epsilon=1e-7, threads=1)
 
@@ -37,10 +43,10 @@ def _cycles(dirty: np.ndarray, psf: np.ndarray, params: CleanParams, threshold: 
     threshold: (components, residuals, iterations per cycle, stop reasons)."""
     comps, residual, counts, reasons = None, dirty, [], []
     while not reasons or reasons[-1] == "mgain":
-        r = mtmfs.minor_cycle(residual, psf, params, iterations_done=sum(counts),
+        r = multi_term_cycle(residual, psf, params, iterations_done=sum(counts),
                               threshold=threshold)
         comps = r.components if comps is None else comps.merge(r.components)
-        residual = r.residuals
+        residual = r.residual
         counts.append(r.iterations)
         reasons.append(r.stop_reason)
     return comps, residual, counts, reasons
@@ -63,7 +69,7 @@ def test_listed_hogbom_equals_the_loop_over_every_pixel(nterms, monkeypatch):
     dirty, psf, noise = _field(nterms)
     params = CleanParams(niter=5000, gain=0.1, mgain=0.8)
     fast = _cycles(dirty, psf, params, 5 * noise)
-    monkeypatch.setattr(mtmfs, "_hogbom", reference.hogbom)
+    monkeypatch.setattr(hogbom, "run_terms", reference.hogbom)
     slow = _cycles(dirty, psf, params, 5 * noise)
     assert sum(slow[2]) > 200 and len(slow[2]) >= 3 and slow[3][-1] == "threshold"
     _assert_same(fast, slow, float(np.abs(dirty[0]).max()))
@@ -77,8 +83,8 @@ def test_a_psf_smaller_than_the_list_reaches_as_far_as_it_goes():
     small = psf[:, n // 2:n // 2 + n, n // 2:n // 2 + n]
     padded = np.zeros_like(psf)
     padded[:, n // 2:n // 2 + n, n // 2:n // 2 + n] = small
-    h_inv = mtmfs.inverse(taylor.hessian(small))
-    flat = np.flatnonzero(mtmfs.score(h_inv, dirty) > (20 * noise) ** 2)
+    h_inv = taylor.inverse(taylor.hessian(small))
+    flat = np.flatnonzero(scores(h_inv, dirty) > (20 * noise) ** 2)
     assert flat.size > 50
     out = []
     for p in (small, padded):
@@ -94,7 +100,7 @@ def test_listed_multiscale_equals_the_loop_over_every_pixel(nterms, monkeypatch)
     params = CleanParams(algorithm="multiscale", niter=5000, gain=0.1, mgain=0.8,
                          scales=(0, 6, 12), scale_bias=0.9)
     fast = _cycles(dirty, psf, params, 5 * noise)
-    monkeypatch.setattr(mtmfs_multiscale, "_sub_minor", reference.sub_minor)
+    monkeypatch.setattr(multiscale, "_sub_minor", reference.sub_minor)
     slow = _cycles(dirty, psf, params, 5 * noise)
     assert sum(slow[2]) > 100 and len(slow[2]) >= 3 and (slow[0].scale > 0).any()
     _assert_same(fast, slow, float(np.abs(dirty[0]).max()))
@@ -111,5 +117,5 @@ def test_term_subtractor_by_fft_equals_shifted_psfs():
     sub(by_fft, ys, xs, amps)
     by_shift = dirty.copy()
     for y, x, a in zip(ys, xs, amps, strict=True):
-        mtmfs.subtract(by_shift, psf, int(y), int(x), a)
+        subtract(by_shift, psf, int(y), int(x), a)
     np.testing.assert_allclose(by_fft, by_shift, rtol=0, atol=1e-12)

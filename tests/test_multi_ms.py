@@ -18,7 +18,8 @@ import runkit
 import tinyms
 
 from htclean.executables import partition
-from htclean.imaging import fits, partfile, parts
+from htclean.imaging import fits
+from htclean.imaging.ms import partfile, partials, parts
 
 DAY = 86400.0
 NCHAN, DFREQ = 4, 60e6          # spectral window 0 at 1.40-1.58 GHz, window 1 at 1.64-1.82 GHz
@@ -101,7 +102,7 @@ def test_different_channel_counts_add_up(tmp_path):
     own = [parts.part_psf_dirty(ms, settings) for ms in (a, b)]
     expect = (own[0].images["dirty"] + own[1].images["dirty"]) / (
         own[0].weight_sum + own[1].weight_sum)
-    got = parts.normalise(total)["dirty"]
+    got = partials.normalise(total)["dirty"]
     assert total.visibilities == own[0].visibilities + own[1].visibilities
     assert np.abs(got - expect).max() <= 1e-6 * np.abs(expect).max()
     # the band: A's lower channel edge to B's upper one
@@ -129,6 +130,6 @@ def test_second_ms_is_phased_to_the_first(tmp_path):
     for out in outs:
         header = partfile.read_header(out)
         assert header["centre"] == pytest.approx([ra0, dec0], abs=1e-12)
-        dirty = parts.normalise(parts.part_psf_dirty(out, settings))["dirty"]
+        dirty = partials.normalise(parts.part_psf_dirty(out, settings))["dirty"]
         peaks.append(np.unravel_index(np.argmax(dirty), dirty.shape))
     assert peaks[0] == peaks[1] == (32 - 6, 32 - 10)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from htclean.imaging import partfile
 from htclean.imaging.errors import InputError
-from htclean.imaging.msread import MsInfo, VisChunk
+from htclean.imaging.ms import partfile
+from htclean.imaging.ms.msread import MsInfo, VisChunk
 
 INFO = MsInfo((1.0, 0.5), "FK5", 1.3e9, 1.5e9, "2024-03-20T00:00:00", "VLA", 10)
 DATA = {"column": "DATA", "field": 0, "spw": None, "polarization_rule": "available"}

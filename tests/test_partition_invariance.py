@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tinyms
 
-from htclean.imaging import parts
-from htclean.imaging.components import ComponentList
+from htclean.imaging.deconvolution.components import ComponentList
+from htclean.imaging.ms import partials, parts
 
 NPARTS = 4
 
@@ -37,8 +37,8 @@ def _selections(axis, nrows, nbl):
 
 
 def _through_files(partial, path):
-    parts.save_partial(path, partial)
-    return parts.load_partial(path)
+    partials.save_partial(path, partial)
+    return partials.load_partial(path)
 
 
 def _summed(make, selections, tmp_path, name):
@@ -73,12 +73,12 @@ def test_four_parts_equal_one(observation, tmp_path, axis, weighting, robust):
     assert four.visibilities == one.visibilities
     assert four.weight_sum == pytest.approx(one.weight_sum, rel=1e-12)
     assert four.geom == one.geom
-    a, b = parts.normalise(one), parts.normalise(four)
+    a, b = partials.normalise(one), partials.normalise(four)
     for name in ("psf", "dirty"):
         assert np.abs(a[name] - b[name]).max() <= 1e-6 * np.abs(a[name]).max(), name
 
-    r1 = parts.normalise(parts.part_residual(ms, settings, model, density))["residual"]
-    r4 = parts.normalise(_summed(lambda **s: parts.part_residual(ms, settings, model, density,
+    r1 = partials.normalise(parts.part_residual(ms, settings, model, density))["residual"]
+    r4 = partials.normalise(_summed(lambda **s: parts.part_residual(ms, settings, model, density,
                                                                  **s), sels, tmp_path, "r"))
     assert np.abs(r1 - r4["residual"]).max() <= 1e-6 * np.abs(r1).max()
     # the residual really is data minus model: it differs from the dirty image by the model
@@ -94,11 +94,11 @@ def test_partial_files_round_trip_and_reject_garbage(tmp_path, observation):
     assert not list(tmp_path.glob(".*tmp"))
     (tmp_path / "bad.npz").write_bytes(b"not a zip file")
     with pytest.raises(parts.InputError, match="not a partial"):
-        parts.load_partial(tmp_path / "bad.npz")
+        partials.load_partial(tmp_path / "bad.npz")
     with pytest.raises(parts.InputError, match="cannot add"):
-        p + parts.Partial({"residual": np.zeros((64, 64))})
+        p + partials.Partial({"residual": np.zeros((64, 64))})
     with pytest.raises(parts.InputError, match="weight sum is zero"):
-        parts.normalise(parts.Partial({"dirty": np.zeros((64, 64))}))
+        partials.normalise(partials.Partial({"dirty": np.zeros((64, 64))}))
 
 
 @pytest.mark.parametrize("weighting", ["natural", "briggs"])
@@ -125,7 +125,7 @@ def test_residual_from_a_part_file_equals_the_ms(observation, tmp_path, weightin
     assert calls  # the subtracting read was the one used
     assert from_part.visibilities == from_ms.visibilities
     assert from_part.weight_sum == pytest.approx(from_ms.weight_sum, rel=1e-6)
-    a, b = parts.normalise(from_ms)["residual"], parts.normalise(from_part)["residual"]
+    a, b = partials.normalise(from_ms)["residual"], partials.normalise(from_part)["residual"]
     assert np.abs(a - b).max() <= 1e-6 * np.abs(a).max()
-    dirty = parts.normalise(parts.part_psf_dirty(part, settings, density))["dirty"]
+    dirty = partials.normalise(parts.part_psf_dirty(part, settings, density))["dirty"]
     assert np.abs(b - dirty).max() > 0.1  # the model was subtracted

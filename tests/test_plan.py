@@ -284,6 +284,28 @@ def test_subworkflow_jobs_and_pool_profiles(tmp_path, tiny_ms):
     assert all(s["type"] == "installed" for t in tc["transformations"] for s in t["sites"])
 
 
+@pytest.mark.parametrize(("device", "deconvolve_on", "where"),
+                         [("auto", "auto", "local"), ("cpu", "submit", "local"),
+                          ("gpu", "auto", "condorpool"), ("cpu", "pool", "condorpool")])
+def test_the_minor_cycle_runs_on_the_submit_host_unless_it_wants_a_gpu(
+        tmp_path, tiny_ms, device, deconvolve_on, where):
+    """execution.deconvolve_on: the deconvolve job runs beside next on the submit host (no
+    negotiation on the cycle's serial path) unless it runs on a GPU or is sent to the pool;
+    its transformation is catalogued where it runs, and the inputs it reads from earlier
+    levels are marked for bypass (a job on the submit host reads them where they are)."""
+    _, _, docs = make_plan(tmp_path, tiny_ms, "condor", 2, gridder={"device": device},
+                           execution={"deconvolve_on": deconvolve_on})
+    job = next(j for j in docs["cycle-02"]["jobs"] if j["id"] == "deconvolve-c02")
+    pinned = job.get("profiles", {}).get("selector", {}).get("execution.site")
+    assert (pinned or "condorpool") == where
+    sites = {t["name"]: [s["name"] for s in t["sites"]]
+             for t in docs["transformations.yml"]["transformations"]}
+    assert sites["htclean-deconvolve"] == [where] and sites["htclean-next"] == ["local"]
+    assert ("request_gpus" in job["profiles"]["condor"]) == (device == "gpu")
+    external = {"run1-psf.fits", "run1-model-c01.json", "run1-deconvolve-c01.json"}
+    assert all(u.get("bypass") for u in job["uses"] if u["lfn"] in external), job["uses"]
+
+
 def test_request_disk_grows_with_the_inputs(tmp_path):
     def disk(size: str) -> dict[str, int]:
         sub = tmp_path / size

@@ -16,11 +16,11 @@ import casacore.tables as ct
 import numpy as np
 import pytest
 
-from htclean.imaging import primary_beam as pb
-from htclean.imaging import vla
+from htclean.imaging.beams import primary_beam as pb
+from htclean.imaging.beams.vla_beam_coefficients import COEFFICIENTS
 from htclean.imaging.errors import InputError
-from htclean.imaging.simulate import SimulationSpec, Source, simulate
-from htclean.imaging.vla_beam_coefficients import COEFFICIENTS
+from htclean.imaging.simulation import vla
+from htclean.imaging.simulation.simulate import SimulationSpec, Source, simulate
 
 C = 299792458.0
 ARCMIN = math.pi / 180 / 60

@@ -14,12 +14,14 @@ import yaml
 from astropy.wcs import WCS
 
 from htclean.executables import deconvolve, gather, grid, restore
-from htclean.imaging import fits, loop, parts, reference
-from htclean.imaging.beam import fit_clean_beam
-from htclean.imaging.clean import CleanParams, minor_cycle
-from htclean.imaging.components import ComponentList
+from htclean.imaging import fits, reference
+from htclean.imaging.beams.beam import fit_clean_beam
+from htclean.imaging.deconvolution import loop
+from htclean.imaging.deconvolution.clean import CleanParams, minor_cycle
+from htclean.imaging.deconvolution.components import ComponentList
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import ImageGeometry, crop_centre, psf_geometry, psf_shape
+from htclean.imaging.ms import partials, parts
 from htclean.workflows import config, graph, serialize
 from htclean.workflows.context import RunContext
 from htclean.workflows.plan import plan
@@ -103,7 +105,7 @@ def test_psf_partial_and_fits_are_oversize_and_crop_to_the_image_psf(tiny, tmp_p
                                                                       monkeypatch):
     settings = write_config(tmp_path, tiny, 2.0)
     grid_and_gather(tiny, tmp_path, monkeypatch)
-    partial = parts.load_partial(tmp_path / "i.npz")
+    partial = partials.load_partial(tmp_path / "i.npz")
     assert partial.images["psf"].shape == (2 * N, 2 * N)
     assert partial.images["dirty"].shape == (N, N) == partial.geom.shape
     psf, pgeom, h = fits.read_fits(tmp_path / "R-psf.fits")
@@ -120,11 +122,11 @@ def test_psf_partial_and_fits_are_oversize_and_crop_to_the_image_psf(tiny, tmp_p
         assert a.separation(b).arcsec < 1e-6
     # its central crop is the PSF gridded at the image size (same gridder)
     settings["image"]["psf_oversize"] = 1.0
-    small = parts.normalise(parts.part_psf_dirty(tiny, settings))["psf"]
+    small = partials.normalise(parts.part_psf_dirty(tiny, settings))["psf"]
     assert small.shape == (N, N)
     assert np.abs(crop_centre(psf, (N, N)) - small).max() <= 1e-6 * small.max()
     # the dirty image does not depend on the PSF's size
-    assert np.abs(dirty - parts.normalise(parts.part_psf_dirty(tiny, settings))["dirty"]).max() \
+    assert np.abs(dirty - partials.normalise(parts.part_psf_dirty(tiny, settings))["dirty"]).max() \
         <= 1e-6 * np.abs(dirty).max()
 
 
@@ -149,7 +151,7 @@ def test_restored_psf_has_the_image_size(tiny, tmp_path, monkeypatch):
 def test_psf_oversize_1_still_works(tiny, tmp_path, monkeypatch):
     settings = write_config(tmp_path, tiny, 1.0)
     grid_and_gather(tiny, tmp_path, monkeypatch)
-    assert parts.load_partial(tmp_path / "i.npz").images["psf"].shape == (N, N)
+    assert partials.load_partial(tmp_path / "i.npz").images["psf"].shape == (N, N)
     clean_and_restore(tmp_path, monkeypatch)
     full, _, h = fits.read_fits(tmp_path / "R-psf.fits")
     psf, _, _ = fits.read_fits(tmp_path / "t-psf.fits")
@@ -246,7 +248,7 @@ def test_twice_the_image_psf_operator_is_positive_definite(small_ms):
     n = 32
     settings = tinyms.settings_for(small_ms.path, cell=small_ms.truth["image"]["cell"],
                                    size=n, chunk_rows=20000)
-    big = parts.normalise(parts.part_psf_dirty(small_ms.path, settings))["psf"]
+    big = partials.normalise(parts.part_psf_dirty(small_ms.path, settings))["psf"]
     assert big.shape == (2 * n, 2 * n)
     for psf, exact in ((big, True), (crop_centre(big, (n, n)), False)):
         a = psf_operator(psf, n)
@@ -267,7 +269,7 @@ def deep_clean(ms: str, truth: dict, algorithm: str, oversize: float) -> dict:
         image={"psf_oversize": oversize},
         deconvolution={"algorithm": algorithm, "niter": 40000, "gain": 0.1, "mgain": 0.99,
                        "threshold": "0.03mJy", "max_cycles": 6})
-    first = parts.normalise(parts.part_psf_dirty(ms, settings))
+    first = partials.normalise(parts.part_psf_dirty(ms, settings))
     psf, residual = first["psf"], first["dirty"]
     params, limits = CleanParams.from_settings(settings), loop.LoopLimits.from_settings(settings)
     model = ComponentList.empty(*residual.shape[::-1])
@@ -281,7 +283,7 @@ def deep_clean(ms: str, truth: dict, algorithm: str, oversize: float) -> dict:
         model = model.merge(minor.components)
         iterations += minor.iterations
         cycle += 1
-        residual = parts.normalise(parts.part_residual(ms, settings, model))["residual"]
+        residual = partials.normalise(parts.part_residual(ms, settings, model))["residual"]
         errors.append(float(np.abs(residual - minor.residual).max()))
         peaks.append(float(np.abs(residual).max()))
         decision = loop.decide(loop.LoopState(

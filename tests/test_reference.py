@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import tinyms
 
-from htclean.imaging import loop, parts, reference
-from htclean.imaging.clean import CleanParams, minor_cycle
-from htclean.imaging.components import ComponentList
+from htclean.imaging import reference
+from htclean.imaging.deconvolution import loop
+from htclean.imaging.deconvolution.clean import CleanParams, minor_cycle
+from htclean.imaging.deconvolution.components import ComponentList
+from htclean.imaging.ms import partials, parts
 
 LIMITS = loop.LoopLimits(niter=100, max_cycles=5, divergence=1.5)
 
@@ -64,7 +66,7 @@ def test_reference_imager_cleans_the_sources(observation):
     assert out.restored[32, 32] == pytest.approx(1.0, rel=0.05)
     assert out.beam.bmaj >= out.beam.bmin > 0
     # the final residual is the data minus the final model, re-gridded
-    again = parts.normalise(parts.part_residual(ms, settings, out.components,
+    again = partials.normalise(parts.part_residual(ms, settings, out.components,
                                                 parts.part_density(ms, settings)))["residual"]
     assert np.abs(again - out.residual).max() <= 1e-12 * np.abs(out.dirty).max()
 
@@ -81,7 +83,7 @@ def test_distributed_loop_equals_the_reference(observation):
         for rows in sels:
             p = make(rows)
             total = p if total is None else total + p
-        return parts.normalise(total)
+        return partials.normalise(total)
 
     density = sum((parts.part_density(ms, settings, rows=r) for r in sels[1:]),
                   parts.part_density(ms, settings, rows=sels[0]))

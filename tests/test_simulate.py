@@ -1,7 +1,8 @@
 """The VLA simulator: MS structure, exact visibilities, UVW geometry, truth, noise, flags, CLI.
 
-The reference computations here are written independently of htclean.imaging.simulate: the DFT
-from the truth JSON, and UVW from the ANTENNA positions with astropy's sidereal time.
+The reference computations here are written independently of
+htclean.imaging.simulation.simulate: the DFT from the truth JSON, and UVW from the ANTENNA
+positions with astropy's sidereal time.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import casacore.tables as ct
 import numpy as np
 import pytest
 
-from htclean.imaging import vla
 from htclean.imaging.errors import InputError
-from htclean.imaging.simulate import SimulationSpec, Source, simulate
+from htclean.imaging.simulation import vla
+from htclean.imaging.simulation.simulate import SimulationSpec, Source, simulate
 from htclean.workflows.cli import main
 
 C = 299792458.0

@@ -13,7 +13,7 @@ import tinyms
 from conftest import small_spec
 
 from htclean.imaging import noise, reference
-from htclean.imaging.simulate import simulate
+from htclean.imaging.simulation.simulate import simulate
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""The grid jobs' multi-term products (imaging/parts_taylor.py) and the files that carry
-stacked terms between jobs (imaging/fits_terms.py).
+"""The grid jobs' multi-term products (imaging/ms/parts.py) and the files that carry
+stacked terms between jobs (imaging/fits.py).
 
 A part's Taylor partials add up over parts exactly as the whole MS's (time and channel
 parts), equal taylor.grid_terms on the same samples, carry the per-channel weight sums, and
@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 import tinyms
 
-from htclean.imaging import fits_terms, gridding, parts, taylor
+from htclean.imaging import fits
+from htclean.imaging.deconvolution.model import TaylorComponents
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import psf_geometry
-from htclean.imaging.mtmfs import TaylorComponents
-from htclean.imaging.parts_taylor import part_taylor, stacked
+from htclean.imaging.gridding import gridding, taylor
+from htclean.imaging.ms import partials, parts
+from htclean.imaging.ms.partials import stacked
+from htclean.imaging.ms.parts import part_psf_dirty, part_residual
 
 REF = 1.45e9
 
@@ -36,8 +39,8 @@ def _settings(ms: str, nterms: int, weighting: str = "natural"):
 
 
 def _through_file(partial, path):
-    parts.save_partial(path, partial)
-    return parts.load_partial(path)
+    partials.save_partial(path, partial)
+    return partials.load_partial(path)
 
 
 @pytest.mark.parametrize("nterms", [2, 3])
@@ -49,9 +52,9 @@ def test_parts_add_up_to_the_whole_and_equal_grid_terms(wide, tmp_path, nterms, 
             else [{"channels": (0, 2)}, {"channels": (2, 6)}])
     total = None
     for k, sel in enumerate(sels):
-        p = _through_file(part_taylor(ms, settings, ref_freq=REF, **sel), tmp_path / f"{k}.npz")
+        p = _through_file(part_psf_dirty(ms, settings, ref_freq=REF, **sel), tmp_path / f"{k}.npz")
         total = p if total is None else total + p
-    whole = part_taylor(ms, settings, ref_freq=REF)
+    whole = part_psf_dirty(ms, settings, ref_freq=REF)
     for kind in ("dirty", "psf"):
         a, b = stacked(whole, kind), stacked(total, kind)
         assert a.shape[0] == (nterms if kind == "dirty" else 2 * nterms - 1)
@@ -83,7 +86,7 @@ def test_residual_is_the_data_minus_the_taylor_model(wide):
     settings = _settings(ms, 2, weighting="briggs")
     density = parts.part_density(ms, settings)
     comps = TaylorComponents.from_arrays([24, 17], [24, 29], [[0.8, -0.3], [0.4, 0.2]], 48, 48)
-    res = part_taylor(ms, settings, density, ref_freq=REF, model=comps)
+    res = part_residual(ms, settings, comps, density, ref_freq=REF)
     assert set(res.images) == {"residual-tt0", "residual-tt1"}
     geom, chunks = parts._source(ms, settings, None, None)
     params = gridding.GridParams.from_settings(settings)
@@ -98,35 +101,35 @@ def test_residual_is_the_data_minus_the_taylor_model(wide):
     np.testing.assert_allclose(stacked(res, "residual"), expect,
                                atol=1e-6 * np.abs(expect).max())
     with pytest.raises(InputError, match="Taylor model"):
-        part_taylor(ms, _settings(ms, 3), ref_freq=REF, model=comps)
+        part_residual(ms, _settings(ms, 3), comps, ref_freq=REF)
 
 
 def test_stacked_terms_round_trip_through_fits(wide, tmp_path):
     ms, _ = wide
     settings = _settings(ms, 2)
-    p = part_taylor(ms, settings, ref_freq=REF)
-    norm = parts.normalise(p)
+    p = part_psf_dirty(ms, settings, ref_freq=REF)
+    norm = partials.normalise(p)
     pgeom = psf_geometry(p.geom, settings["image"]["psf_oversize"])
     psf = np.stack([norm[f"psf-tt{t}"] for t in range(3)])
     path = tmp_path / "R-psf.fits"
-    fits_terms.write_terms(path, list(psf), pgeom, ref_freq=REF,
+    fits.write_terms(path, list(psf), pgeom, ref_freq=REF,
                            channel_weights=p.meta["channel_weights"])
-    terms, geom, header = fits_terms.read_terms(path, 3)
+    terms, geom, header = fits.read_terms(path, 3)
     np.testing.assert_allclose(terms, psf, rtol=1e-6, atol=1e-7)
     assert (geom.nx, geom.ny, geom.cell) == (pgeom.nx, pgeom.ny, pytest.approx(pgeom.cell))
-    assert fits_terms.reference_frequency(header, str(path)) == REF
-    freqs, sums = fits_terms.read_channel_weights(path)
+    assert fits.reference_frequency(header, str(path)) == REF
+    freqs, sums = fits.read_channel_weights(path)
     np.testing.assert_allclose(np.stack([freqs, sums], 1), p.meta["channel_weights"])
-    one, _, _ = fits_terms.read_terms(path)  # tt0 is a plain image to read_fits
+    one, _, _ = fits.read_terms(path)  # tt0 is a plain image to read_fits
     np.testing.assert_allclose(one, terms)
     with pytest.raises(InputError, match="holds 3 Taylor terms, 2 expected"):
-        fits_terms.read_terms(path, 2)
+        fits.read_terms(path, 2)
     plain = tmp_path / "plain.fits"
-    fits_terms.write_terms(plain, [psf[0]], pgeom, ref_freq=None)
+    fits.write_terms(plain, [psf[0]], pgeom, ref_freq=None)
     with pytest.raises(InputError, match="CHANWGT"):
-        fits_terms.read_channel_weights(plain)
+        fits.read_channel_weights(plain)
     with pytest.raises(InputError, match="REFFREQ"):
-        fits_terms.reference_frequency(fits_terms.read_terms(plain)[2], str(plain))
+        fits.reference_frequency(fits.read_terms(plain)[2], str(plain))
 
 
 def test_a_part_file_gives_the_taylor_images_of_its_ms(wide, tmp_path):
@@ -134,7 +137,7 @@ def test_a_part_file_gives_the_taylor_images_of_its_ms(wide, tmp_path):
     settings = _settings(ms, 2)
     part = tmp_path / "R-part-000.vis.npz"
     parts.write_part(ms, settings, part)
-    a, b = part_taylor(ms, settings, ref_freq=REF), part_taylor(part, settings, ref_freq=REF)
+    a, b = part_psf_dirty(ms, settings, ref_freq=REF), part_psf_dirty(part, settings, ref_freq=REF)
     for kind in ("dirty", "psf"):
         x, y = stacked(a, kind), stacked(b, kind)
         assert np.abs(x - y).max() <= 1e-6 * np.abs(x).max(), kind

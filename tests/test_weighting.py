@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import tinyms
 
-from htclean.imaging import parts, weighting
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import C, ImageGeometry
-from htclean.imaging.msread import VisChunk
+from htclean.imaging.gridding import weighting
+from htclean.imaging.ms import partials, parts
+from htclean.imaging.ms.msread import VisChunk
 
 ASEC = tinyms.ASEC
 
@@ -116,7 +117,7 @@ def test_weighted_psf_and_dirty_equal_the_dft_with_those_weights(tmp_path, kind,
     truth = tinyms.write_ms(ms, tinyms.TinyObs())
     settings = tinyms.settings_for(ms, cell=2 * ASEC, weighting=kind, robust=robust)
     density = parts.part_density(ms, settings)
-    out = parts.normalise(parts.part_psf_dirty(ms, settings, density))
+    out = partials.normalise(parts.part_psf_dirty(ms, settings, density))
     uvw, freq, vis = truth["uvw"], truth["freq"][0], truth["vis"][0]
     chunk = VisChunk(uvw, freq, vis, np.full(vis.shape, 2.0))
     geom = density.geom

@@ -29,7 +29,8 @@ import numpy as np
 import pytest
 import wideband_runs as wr
 
-from htclean.imaging import fits, primary_beam
+from htclean.imaging import fits
+from htclean.imaging.beams import primary_beam
 
 FIELD = [(0, 0, 1.0, -0.7), (-23, 14, 0.6, -1.5), (19, 21, 0.4, 0.5), (27, -17, 0.3, -1.0),
          (-15, -26, 0.2, 0.0), (-33, -5, 0.02, -0.3), (8, -35, 0.006, 0.3)]
@@ -162,8 +163,8 @@ def test_wideband_demo(runs):
     """htclean demo --wideband: both MSs, nterms 2, the primary beam, the alpha preview; the
     corrected tt0 and alpha of its sources against the band fit weighted as the data were
     (Briggs weighting weights the upper channels 3x the lower: R-psf.fits' CHANWGT)."""
-    from htclean.imaging import fits_terms
-    from htclean.workflows.commands import demo_wideband as dw
+    from htclean.imaging import fits
+    from htclean.workflows.commands.demo import WIDEBAND as dw
 
     out = runs[("demo", 2)]
     assert (out / "wideband-alpha.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -171,14 +172,14 @@ def test_wideband_demo(runs):
     assert summary["nterms"] == 2 and summary["reference_frequency_hz"] == pytest.approx(1.5e9)
     assert all((out / p).is_file() for p in summary["products"])
     psf = next(p for p in out.glob("*-psf.fits") if p.name != "wideband-psf.fits")
-    freq, weight = fits_terms.read_channel_weights(psf)
+    freq, weight = fits.read_channel_weights(psf)
     assert len(freq) == 16 and weight[-1] > 2 * weight[0]
     tt0, alpha = _read_named(out, "image-tt0-pb"), _read_named(out, "alpha-pb")
     sigma = summary["alpha"]["cut_jy"] / 5
-    x = (freq - dw.REF_FREQ) / dw.REF_FREQ
-    for name, dx, dy, flux, a in dw.SOURCES:
-        y, xp = dw.SIZE // 2 + dy, dw.SIZE // 2 + dx
-        fit = np.polynomial.polynomial.polyfit(x, flux * (freq / dw.REF_FREQ) ** a, 1,
+    x = (freq - dw.ref_freq) / dw.ref_freq
+    for name, dx, dy, flux, a in dw.sources:
+        y, xp = dw.size // 2 + dy, dw.size // 2 + dx
+        fit = np.polynomial.polynomial.polyfit(x, flux * (freq / dw.ref_freq) ** a, 1,
                                                w=np.sqrt(weight))
         assert tt0[y, xp] / sigma > 20, name
         assert tt0[y, xp] == pytest.approx(fit[0], rel=0.02), name

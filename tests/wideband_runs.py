@@ -1,8 +1,8 @@
 """Two simulated VLA observations over 1-2 GHz for the wideband `htclean run` tests.
 
 Two days, two bands (A: 1.0-1.5 GHz, B: 1.5-2.0 GHz, 8 channels of 62.5 MHz each), VLA D, the
-same field; the sources carry spectral indices about 1.5 GHz (imaging/simulate.py), with or
-without the VLA primary beam. ``band_fit`` is what an nterms Taylor fit can recover: the
+same field; the sources carry spectral indices about 1.5 GHz (imaging/simulation/simulate.py),
+with or without the VLA primary beam. ``band_fit`` is what an nterms Taylor fit can recover: the
 least-squares polynomial in x = (nu - 1.5 GHz) / 1.5 GHz of each source's spectrum over the
 channels of both MSs (every channel has the same weight here: same rows, same noise).
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from htclean.imaging.simulate import SimulationSpec, Source, simulate
+from htclean.imaging.simulation.simulate import SimulationSpec, Source, simulate
 
 ASEC = math.pi / 180 / 3600
 REF = 1.5e9

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from htclean.imaging import msinfo, vla
 from htclean.imaging.geometry import ImageGeometry
-from htclean.imaging.sky import beam_attenuation, model_visibilities
+from htclean.imaging.ms import msinfo
+from htclean.imaging.simulation import vla
+from htclean.imaging.simulation.sky import beam_attenuation, model_visibilities
 
 C = 299792458.0
 REF = 1.5e9

@@ -66,7 +66,7 @@ def check_pointing(paths: list[str | Path], data: dict, phase_centre) -> None:
     """InputError unless every MS points where the image is centred: the primary beam is
     centred on the image centre (one pointing; no mosaics, no shifted image centre)."""
     from htclean.executables import msparts
-    from htclean.imaging import msread
+    from htclean.imaging.ms import msread
 
     centres = []
     for p in paths:

@@ -169,6 +169,12 @@ PARAMETERS: tuple[Param, ...] = (
     Param("execution.staging", None,
           "staging URL for nonsharedfs, e.g. osdf:///ospool/ap40/data/USER/htclean",
           text(nullable=True)),
+    Param("execution.deconvolve_on", "auto",
+          "where the minor cycle runs on a pool: submit (the submit host, in HTCondor's local "
+          "universe, as next: no negotiation per cycle), pool (a pool job; with "
+          "gridder.device gpu it gets a GPU), or auto (pool with gridder.device gpu, else "
+          "submit)",
+          choice("auto", "submit", "pool")),
     Param("execution.retries", 3, "retries of a failed compute job (dagman.retry)",
           integer(0, 100)),
     Param("execution.request_cpus", 2, "CPU cores per compute job", integer(1, 256)),

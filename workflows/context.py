@@ -100,6 +100,20 @@ class RunContext:
         return conf
 
     @property
+    def submit_host_jobs(self) -> frozenset[str]:
+        """The job categories that run on the submit host (site local, HTCondor's local
+        universe) on a pool: next always; deconvolve with ``execution.deconvolve_on`` submit,
+        or auto without ``gridder.device: gpu``. A cycle's serial path then holds one
+        negotiated step, its residual jobs (the minor cycle runs where CASA's parallel
+        tclean and WSClean's distributed mode run it: beside the loop's control)."""
+        where = self.settings["execution"]["deconvolve_on"]
+        if self.site == LOCAL:  # everything runs there: only next is pinned, as always
+            where = "pool"
+        elif where == "auto":
+            where = "pool" if self.settings["gridder"]["device"] == "gpu" else "submit"
+        return frozenset({"next", "deconvolve"} if where == "submit" else {"next"})
+
+    @property
     def staging_site(self) -> str:
         """The staging site: the OSDF site for nonsharedfs on a pool, else the submit host."""
         if self.site != LOCAL and self.data_configuration == "nonsharedfs":

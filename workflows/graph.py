@@ -90,6 +90,7 @@ class Builder:
         self.wf = Workflow(names.workflow_name(self.r, level))
         self.estimates: dict[str, int] = {}   # bytes of every file produced here
         self.config = File(names.config(self.r))
+        self.submit_host_transformations = {f"htclean-{c}" for c in ctx.submit_host_jobs}
 
     # --- one job -----------------------------------------------------------------------
 
@@ -133,7 +134,7 @@ class Builder:
         job.add_outputs(File(record), stage_out=True, register_replica=False)
         total = self.input_bytes(self.config.lfn) + sum(map(self.input_bytes, inputs))
         profiles.apply(job, self.ctx, category, total)
-        if category == "next":
+        if category in self.ctx.submit_host_jobs:
             job.add_selector_profile(execution_site=LOCAL)
         if job_id in self.ctx.inject:  # HTCondor expands $ENV() from the submitting DAGMan's
             job.add_env(HTCLEAN_INJECT_FAILURE=f"$ENV({INJECT_SWITCH})")
@@ -280,20 +281,30 @@ class Builder:
         produced = {use.file.lfn for use in uses if use._type == "output"}
         return sorted({use.file.lfn for use in uses if use._type == "input"} - produced)
 
-    def bypass_remote(self, urls: dict[str, str]) -> None:
-        """Let compute jobs fetch inputs with a remote URL (OSDF) themselves, not via staging."""
+    def bypass_staging(self, urls: dict[str, str]) -> None:
+        """Let every job read the files of earlier levels (and the run's inputs) where they
+        are, where it can: each such input is marked for bypass, and the planner then takes
+        it straight from there when the job can fetch it itself (a remote URL, OSDF or HTTP,
+        on a worker node; a submit-host file for a job on the submit host), with no stage-in
+        job. A submit-host file that a worker node cannot see (condorio, or nonsharedfs
+        without a shared file system) is still staged. The jobs on the submit host never
+        fetch a remote URL themselves."""
         for job in self.wf.jobs.values():
-            if isinstance(job, Job) and job.transformation != "htclean-next":
-                for use in job.uses:
-                    if use._type == "input" and replicas.is_remote(urls.get(use.file.lfn, "")):
-                        use.bypass = True
+            if not isinstance(job, Job):
+                continue
+            for use in job.uses:
+                if use._type != "input" or use.file.lfn not in urls:
+                    continue
+                remote = replicas.is_remote(urls[use.file.lfn])
+                on_submit_host = job.transformation in self.submit_host_transformations
+                use.bypass = not (remote and on_submit_host)
 
     def attach_inline_catalog(self) -> list[str]:
         """Name every file from earlier levels in an inline replica catalog; returns them."""
         lfns = self.externals()
         rc = replicas.inline_catalog(self.ctx, lfns)
         self.wf.add_replica_catalog(rc)
-        self.bypass_remote({lfn: replicas.locations(self.ctx, lfn)[0][1] for lfn in lfns})
+        self.bypass_staging({lfn: replicas.locations(self.ctx, lfn)[0][1] for lfn in lfns})
         return lfns
 
 
@@ -307,7 +318,8 @@ def top_workflow(ctx: RunContext) -> Workflow:
                         [], [], image_partial_bytes(ctx), root_job=False)
     b.next(0, gathered)
     b.subworkflow(1)
-    b.bypass_remote(dict(zip(ctx.ms_lfns, ctx.settings["data"]["ms"], strict=True)))
+    b.bypass_staging({**dict(zip(ctx.ms_lfns, ctx.settings["data"]["ms"], strict=True)),
+                      names.config(b.r): replicas.output_location(ctx, names.config(b.r))[1]})
     return b.wf
 
 

@@ -129,14 +129,14 @@ def record(r: str, job: str) -> str:
 
 def products(image_name: str, nterms: int = 1, primary_beam: bool = False) -> list[str]:
     """What restore writes: ``NAME-image.fits`` ... ``NAME-summary.json``; multi-term and
-    primary-beam products as executables/restore_mtmfs.py names them."""
+    primary-beam products as executables/restore.py names them."""
     single = [f"{image_name}-{p}" for p in PRODUCTS] if nterms == 1 else []
     return single + taylor_products(image_name, nterms, primary_beam)
 
 
 def taylor_products(name: str, nterms: int, primary_beam: bool) -> list[str]:
     """The products of a multi-term (nterms > 1) restore, and the primary beam's (any
-    nterms): executables/restore_mtmfs.py."""
+    nterms): executables/restore.py."""
     out: list[str] = []
     if nterms > 1:
         for kind in ("image", "residual", "model"):

@@ -34,7 +34,7 @@ def origin(settings: dict[str, Any]) -> str:
 def _opened(path: Path) -> Iterator[Path | None]:
     """The MS directory of a local MS or tar (None for a tar too large to unpack here)."""
     from htclean.executables import msparts
-    from htclean.imaging.mscheck import UNPACK_LIMIT
+    from htclean.imaging.ms.mscheck import UNPACK_LIMIT
 
     if path.is_dir():
         yield path

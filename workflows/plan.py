@@ -50,15 +50,15 @@ class PlanResult:
 def inspect_ms(ms: replicas.MSInput, settings: dict) -> tuple[int, int | None]:
     """(size in bytes, rows or None) of the input MS, read at plan time; InputError naming
     data.ms when it is not a whole Measurement Set (or a tar of one) with data to image
-    (imaging.mscheck)."""
-    from htclean.imaging import mscheck
+    (imaging.ms.mscheck)."""
+    from htclean.imaging.ms import mscheck
 
     data = settings["data"]
     local = ms.source or ms.path
     if local is not None:
         mscheck.check(local, data, settings["partition"]["axis"])
     if ms.source is not None:
-        from htclean.imaging import msinfo
+        from htclean.imaging.ms import msinfo
 
         info = msinfo.describe(ms.source)
         return int(info.size_bytes), int(info.rows)

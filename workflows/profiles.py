@@ -111,7 +111,7 @@ def apply(job: Job, ctx: RunContext, category: str, input_bytes: int) -> Job:
     job.add_profiles(Namespace.CONDOR, key="request_cpus", value=str(req["cpus"]))
     job.add_profiles(Namespace.CONDOR, key="request_memory", value=str(req["memory_mb"]))
     job.add_profiles(Namespace.CONDOR, key="request_disk", value=str(req["disk_kib"]))
-    remote = category != "next" and ctx.exec_site != LOCAL
+    remote = category not in ctx.submit_host_jobs and ctx.exec_site != LOCAL
     if req["gpus"]:
         job.add_pegasus_profile(gpus=req["gpus"])
         job.add_profiles(Namespace.CONDOR, key="request_gpus", value=str(req["gpus"]))

@@ -122,8 +122,9 @@ def deconvolve_bytes(s: Sizes) -> int:
     per scale its PSF (float64 while made, float32 kept) and the residual smoothed by it and
     its kernel's transform (complex), and the FFT convolution's complex temporaries."""
     held = 8 * (2 * s.psfs * s.psf_px + 4 * s.nterms * s.image_px)
-    if s.nterms > 1:  # the list cycle (imaging/mtmfs_list.py): the PSFs interleaved (float64)
-        # and each one's real transform on the ~2n x 2n grid of the exact update (complex128)
+    if s.nterms > 1:  # the list cycle (imaging/deconvolution/mtmfs_list.py): the PSFs
+        # interleaved (float64) and each one's real transform on the ~2n x 2n grid of the
+        # exact update (complex128)
         held += s.psfs * (8 * s.psf_px + 32 * s.image_px)
     if s.scales:
         held += s.scales * (12 * s.psf_px + 24 * s.image_px) + 48 * s.psf_px

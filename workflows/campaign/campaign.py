@@ -54,7 +54,7 @@ def _measure(settings: dict) -> tuple[float | None, float | None]:
         path = str(ms)
         if "://" in path or not os.path.exists(path):
             return (settings["data"]["size"], None)
-        from htclean.imaging import msinfo
+        from htclean.imaging.ms import msinfo
 
         info = msinfo.describe(path)
         npol = max(1, len(info.correlations))

@@ -4,8 +4,7 @@ The levels come from ``workflows.graph`` on the campaign's ``RunContext`` (the t
 cycles 1..K, the final level): the same jobs, files and requests ``htclean plan`` and
 ``next`` write. ``pegasus_jobs`` adds what pegasus-plan adds to each level, as observed on
 the real planner (DESIGN.md, the test pool's submit directories): a create-dir job; a
-stage-in job per workflow depth where files from outside the level are first read (by a
-job that does not fetch them itself: ``bypass``); a
+stage-in job per workflow depth where files from outside the level are first read; a
 stage-out job per depth whose jobs keep outputs; optionally a registration job after each
 stage-out; the top level's one leaf cleanup; and per sub-workflow, its pegasus-plan (the PRE
 script), its DAGMan starting and, at the end, finishing.
@@ -64,9 +63,9 @@ class GraphBuilder:
                    for j, job in jobs.items()}
         inputs = {j: [u.file.lfn for u in job.uses if u._type == "input"]
                   for j, job in jobs.items()}
-        # inputs a job fetches where they are (bypass): no stage-in job brings them
-        self.bypassed = {(j, u.file.lfn) for j, job in jobs.items() for u in job.uses
-                         if u._type == "input" and u.bypass}
+        self.bypassed = {j: {u.file.lfn for u in job.uses
+                             if u._type == "input" and getattr(u, "bypass", False)}
+                         for j, job in jobs.items()}
         maker = {lfn: j for j, outs in outputs.items() for lfn in outs}
         compute: dict[str, Node] = {}
         for jid, job in jobs.items():
@@ -79,7 +78,7 @@ class GraphBuilder:
             wrapper = self.pool.wrapper_s + (self.pool.worker_package_s
                                              if self.pool.worker_package_bytes > 0 else 0.0)
             condor = job.profiles.get("condor", {})
-            local = cat == "next"
+            local = job.profiles.get("selector", {}).get("execution.site") == "local"
             kept = [u.file.lfn for u in job.uses if u._type == "output" and u.stage_out]
             compute[jid] = Node(
                 f"{name}/{jid}", cat, name, parents, LOCAL if local else POOL,
@@ -108,8 +107,11 @@ class GraphBuilder:
         added = [mkdir]
         first: dict[str, int] = {}
         for jid, files in inputs.items():
+            # a bypassed input needs no stage-in where the job fetches it itself: on the
+            # access point, or from OSDF on a worker (graph.Builder.bypass_staging)
+            itself = compute[jid].where == LOCAL or self.route == OSDF
             for f in files:
-                if f not in maker and (jid, f) not in self.bypassed:
+                if f not in maker and not (itself and f in self.bypassed.get(jid, ())):
                     first[f] = min(first.get(f, 99), depth[f"{name}/{jid}"])
         by_depth: dict[int, list[str]] = defaultdict(list)
         for f, d in first.items():
@@ -122,7 +124,7 @@ class GraphBuilder:
                 added.append(Node(sid, "stage-in", name, [mkdir.id], in_bytes=moved /
                                   p.stage_clusters, in_route=AP, **aux))
                 for jid, files_in in inputs.items():
-                    if {f for f in files_in if (jid, f) not in self.bypassed} & set(files):
+                    if (set(files_in) - self.bypassed.get(jid, set())) & set(files):
                         compute[jid].parents.append(sid)
         for n in compute.values():
             if not n.parents:

@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def suggested_geometry(ms: Path) -> dict:
     """image.size and image.scale that `htclean inspect` suggests for ``ms`` (none if the MS
     is not readable here: validate then says why)."""
-    from htclean.imaging import msinfo, units
+    from htclean.imaging import units
+    from htclean.imaging.ms import msinfo
 
     if not ms.exists():
         return {}

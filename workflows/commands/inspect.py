@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def format_text(info) -> str:
     """The human summary of an ``msinfo.MSInfo``, one fact per line."""
-    from htclean.imaging.simulate import format_position
+    from htclean.imaging.simulation.simulate import format_position
 
     spws = "; ".join(f"{w.id}: {w.nchan} x {w.chan_width / 1e6:.4g} MHz, "
                      f"{w.freq_min / 1e9:.6g}-{w.freq_max / 1e9:.6g} GHz"
@@ -56,7 +56,7 @@ def format_text(info) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from htclean.imaging import msinfo
+    from htclean.imaging.ms import msinfo
 
     info = msinfo.describe(args.ms)
     if args.json:

@@ -75,7 +75,7 @@ def _hours(value: str, name: str) -> float:
 
 
 def _source(entry, ref: str):
-    from htclean.imaging.simulate import Source, parse_position
+    from htclean.imaging.simulation.simulate import Source, parse_position
 
     if not isinstance(entry, dict):
         raise InputError(f"{ref}: expected a mapping with flux and a position, got {entry!r}")
@@ -138,7 +138,7 @@ def build_spec(args: argparse.Namespace):
     """The SimulationSpec of the command line: the demo, with every option given replaced."""
     from dataclasses import replace
 
-    from htclean.imaging.simulate import SIDEREAL_RATE, SimulationSpec, parse_position
+    from htclean.imaging.simulation.simulate import SIDEREAL_RATE, SimulationSpec, parse_position
 
     changes: dict = {"configuration": args.configuration}
     if args.phase_centre:
@@ -177,7 +177,7 @@ def build_spec(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from htclean.imaging.simulate import simulate
+    from htclean.imaging.simulation.simulate import simulate
 
     spec = build_spec(args)
     options = [f"--{k.replace('_', '-')}={v}" for k, v in sorted(vars(args).items())

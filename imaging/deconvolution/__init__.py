@@ -1,0 +1,3 @@
+"""Deconvolution: the minor cycle's algorithms (Hogbom, Clark, multiscale; one and several
+Taylor terms), the component lists, the FFT convolutions and the major-cycle loop's decision.
+"""

@@ -1,0 +1,1 @@
+"""Simulated observations: the VLA, the sky model, the MS simulator."""
