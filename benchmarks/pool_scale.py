@@ -135,7 +135,7 @@ def predict(config: Path, pool_file: str, interval: float | None, parts: int,
         p = replace(p, negotiation_interval_s=interval)
     if not worker_package:
         p = replace(p, worker_package_bytes=0.0)
-    c = campaign.load(config, parts=parts, cycles=cycles)
+    c = campaign.load(config, parts=parts, cycles=cycles, site="condor")
     nodes = htclean_graph.build(c, p)
     s = metrics.summarise(nodes, simulate.simulate(nodes, p, seed=1))
     return {"pool": p.name, "negotiation_interval_s": p.negotiation_interval_s,

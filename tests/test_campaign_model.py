@@ -110,7 +110,7 @@ def test_the_model_predicts_a_recorded_rehearsal_within_20_percent(path):
         p = replace(p, negotiation_interval_s=rec["negotiation_interval_s"])
     c = campaign.from_config(rec["config"], ".", data_bytes=rec["data_bytes"],
                              visibilities=rec["visibilities"], parts=rec["parts"],
-                             cycles=rec["cycles"])
+                             cycles=rec["cycles"], site="condor")
     nodes = htclean_graph.build(c, p)
     s = metrics.summarise(nodes, simulate.simulate(nodes, p, seed=1))
     wall, cycles = recorded_wall(rec["jobstate"])
