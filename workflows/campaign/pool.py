@@ -61,7 +61,8 @@ class Pool:
     ``scan_s`` (its log scan interval), ``post_s`` (each node's POST script), ``dagman_start_s``.
     Pegasus: ``plan_s`` + ``plan_per_job_s`` x jobs (a level's pegasus-plan), ``aux_s`` (the
     run time of a create-dir, stage-in/out, registration or cleanup job besides its bytes),
-    ``stage_clusters`` (transfer jobs per workflow depth), ``registration`` (a registration
+    ``stage_clusters`` (transfer jobs per workflow depth; 0: Pegasus's
+    default, one per 10 jobs of the depth), ``registration`` (a registration
     job after each stage-out), ``cleanup`` (``leaf``: one job at the end; ``inplace``: per
     level and depth). Speed: ``gpu_equivalent_cores`` (the CPU cores of htclean's measured
     ducc0 costs that one GPU replaces), ``local_cores`` (cores of the submit host for next),
