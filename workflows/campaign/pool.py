@@ -54,6 +54,8 @@ class Pool:
     HTCondor: ``negotiation_interval_s`` (a cycle matches idle jobs to free slots),
     ``queue_wait`` (extra wait of a pool job before it can be matched; ``gpu_queue_wait``
     for GPU jobs when given), ``job_start_s`` (claim activation, starter, container start),
+    ``start_rate`` (pool jobs the schedd starts per second at most, one claim activation
+    after another; 0: no limit),
     ``local_start_s`` (the schedd starting a local-universe job: next, Pegasus's transfer jobs).
     Data: ``job_bandwidth`` (bytes/s into or out of one job), ``osdf_bandwidth`` (all jobs
     together from the staging site; 0: unlimited), ``ap_bandwidth`` (all transfers through the
@@ -82,6 +84,7 @@ class Pool:
     gpu_queue_wait: QueueWait | None = None
     job_start_s: float = 5.0
     local_start_s: float = 4.0
+    start_rate: float = 0.0
     job_bandwidth: float = 100e6
     osdf_bandwidth: float = 0.0
     ap_bandwidth: float = 1e9

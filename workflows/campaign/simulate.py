@@ -83,6 +83,7 @@ class Simulation:
         self.sharing: dict[str, float] = {}    # job -> exclusive seconds of compute left
         self.shared_at = 0.0
         self.shared_version = 0
+        self.next_start = 0.0
 
     # --- the event queue ------------------------------------------------------------------
 
@@ -168,7 +169,11 @@ class Simulation:
                 skipped.append(entry)
                 continue
             self.times[n.id].match = t
-            self.at(t + self.pool.job_start_s, self.begin, n.id)
+            start = t + self.pool.job_start_s
+            if self.pool.start_rate > 0:        # the schedd activates claims one by one
+                start = max(start, self.next_start)
+                self.next_start = start + 1.0 / self.pool.start_rate
+            self.at(start, self.begin, n.id)
         for entry in skipped:
             heapq.heappush(self.idle, entry)
 
