@@ -55,7 +55,8 @@ class Pool:
     ``queue_wait`` (extra wait of a pool job before it can be matched; ``gpu_queue_wait``
     for GPU jobs when given), ``job_start_s`` (claim activation, starter, container start),
     ``start_rate`` (pool jobs the schedd starts per second at most, one claim activation
-    after another; 0: no limit),
+    after another; 0: no limit), ``claim_leftovers`` (a negotiation matches every idle CPU
+    job, started as cores free on the claimed partitionable slot: see simulate.py),
     ``local_start_s`` (the schedd starting a local-universe job: next, Pegasus's transfer jobs).
     Data: ``job_bandwidth`` (bytes/s into or out of one job), ``osdf_bandwidth`` (all jobs
     together from the staging site; 0: unlimited), ``ap_bandwidth`` (all transfers through the
@@ -85,6 +86,7 @@ class Pool:
     job_start_s: float = 5.0
     local_start_s: float = 4.0
     start_rate: float = 0.0
+    claim_leftovers: bool = False
     job_bandwidth: float = 100e6
     osdf_bandwidth: float = 0.0
     ap_bandwidth: float = 1e9
@@ -133,7 +135,7 @@ def from_dict(raw: dict, name: str = "pool") -> Pool:
             values[key] = str(value)
         elif key == "notes":
             values[key] = dict(value or {})
-        elif key == "registration":
+        elif key in ("registration", "claim_leftovers"):
             values[key] = bool(value)
         elif key in ("cpu_cores", "gpus", "stage_clusters", "local_cores"):
             values[key] = int(value)

@@ -9,6 +9,9 @@ job without a new match. A matched job starts (``job_start_s``), transfers its i
 computes, transfers its outputs and frees its slot. Transfers take the longer of the job's
 own bandwidth and its share of the route's (the access point, or the OSDF staging site),
 served first come, first served. Local-universe jobs start after ``local_start_s``.
+With ``claim_leftovers`` (HTCondor's CLAIM_PARTITIONABLE_LEFTOVERS on one partitionable
+slot) a negotiation hands the schedd every CPU job idle at that moment: they start one after
+another as cores free, with no further negotiation; jobs submitted later wait for the next.
 Where the pool's slots share fewer real cores (``host_cores``: the test pool's 64 slots on 2
 cores), the running pool jobs' compute phases share those cores equally (processor sharing).
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from random import Random
 
@@ -84,6 +87,7 @@ class Simulation:
         self.shared_at = 0.0
         self.shared_version = 0
         self.next_start = 0.0
+        self.carving: deque[str] = deque()      # matched, waiting for cores (leftovers)
 
     # --- the event queue ------------------------------------------------------------------
 
@@ -161,11 +165,12 @@ class Simulation:
         while self.idle:
             entry = heapq.heappop(self.idle)
             n = self.nodes[entry[3]]
+            leftovers = self.pool.claim_leftovers and not n.gpu
             if n.gpu and self.free_gpu >= 1:
                 self.free_gpu -= 1
-            elif not n.gpu and self.free_cpu >= n.cpus:
+            elif not n.gpu and not leftovers and self.free_cpu >= n.cpus:
                 self.free_cpu -= n.cpus
-            else:
+            elif not leftovers:
                 skipped.append(entry)
                 continue
             self.times[n.id].match = t
@@ -173,15 +178,30 @@ class Simulation:
             if self.pool.start_rate > 0:        # the schedd activates claims one by one
                 start = max(start, self.next_start)
                 self.next_start = start + 1.0 / self.pool.start_rate
-            self.at(start, self.begin, n.id)
+            self.at(start, self.carve if leftovers else self.begin, n.id)
         for entry in skipped:
             heapq.heappush(self.idle, entry)
+
+    def carve(self, t: float, i: str) -> None:
+        """A job matched with the claimed partitionable slot's leftovers starts once cores
+        are free there (first come, first served), with no further negotiation."""
+        n = self.nodes[i]
+        if not self.carving and self.free_cpu >= n.cpus:
+            self.free_cpu -= n.cpus
+            self.begin(t, i)
+        else:
+            self.carving.append(i)
 
     def free(self, n: Node) -> None:
         if n.gpu:
             self.free_gpu += 1
         else:
             self.free_cpu += n.cpus
+            t = self.times[n.id].end
+            while self.carving and self.free_cpu >= self.nodes[self.carving[0]].cpus:
+                head = self.carving.popleft()
+                self.free_cpu -= self.nodes[head].cpus
+                self.at(t, self.begin, head)
         if self.idle:
             self.negotiate_after(self.times[n.id].end + 1e-9)
 
