@@ -240,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     timing: dict = {}
     if args.report:
+        if args.save and args.save.exists():  # keep what only the run itself measured
+            timing = json.loads(args.save.read_text()).get("timing", {})
         sub = args.report.resolve()
         out = sub.parents[1] / "outputs"
         config = sub.parents[1] / "config.yml"
