@@ -40,6 +40,7 @@ class Node:
     out_bytes: float = 0.0
     out_route: str = OSDF
     package_bytes: float = 0.0     # from the access point besides its inputs (worker package)
+    latency_s: float = 0.0         # waiting in its wrapper: takes no core, shared with nothing
     cycle: int = -1
     priority: int = 10
     scanned: bool = True       # DAGMan notices its parents' end at a log scan

@@ -75,8 +75,7 @@ class GraphBuilder:
                                     INTERNAL, cycle=cycle, post=False)
                 continue
             cat = _category(jid)
-            wrapper = self.pool.wrapper_s + (self.pool.worker_package_s
-                                             if self.pool.worker_package_bytes > 0 else 0.0)
+            package = self.pool.worker_package_s if self.pool.worker_package_bytes > 0 else 0.0
             condor = job.profiles.get("condor", {})
             local = job.profiles.get("selector", {}).get("execution.site") == "local"
             kept = [u.file.lfn for u in job.uses if u._type == "output" and u.stage_out]
@@ -85,7 +84,7 @@ class GraphBuilder:
                 gpu=bool(int(condor.get("request_gpus", 0) or 0)),
                 cpus=int(condor.get("request_cpus", 1)),
                 cpu_s=self.cpu_seconds(cat, inputs[jid]),
-                wall_s=STARTUP_S.get(cat, 0.0) + wrapper,
+                wall_s=STARTUP_S.get(cat, 0.0) + package, latency_s=self.pool.wrapper_s,
                 in_bytes=sum(self.size(f) for f in inputs[jid]),
                 in_route=AP if local else self.route,
                 out_bytes=sum(self.size(f) for f in outputs[jid]),

@@ -70,9 +70,10 @@ class Pool:
     level and depth). Speed: ``gpu_equivalent_cores`` (the CPU cores of htclean's measured
     ducc0 costs that one GPU replaces), ``local_cores`` (cores of the submit host for next),
     ``wrapper_s`` (the job wrapper around each htclean job: PegasusLite's set-up, integrity
-    check and kickstart), ``worker_package_s`` (unpacking the worker package, per htclean job,
-    where one is shipped), ``worker_package_bytes`` (what every pool job receives from the
-    access point besides its inputs: the worker package PegasusLite sites get; 0: none),
+    check and kickstart; time it waits, using no core), ``worker_package_s`` (unpacking the
+    worker package, per htclean job, where one is shipped), ``worker_package_bytes`` (what
+    every pool job receives from the access point besides its inputs: the worker package
+    PegasusLite sites get; 0: none),
     ``host_cores`` (real cores the CPU slots share, their jobs slowed in proportion when more
     run; 0: every slot has its cores to itself, as on a real pool).
     """

@@ -227,7 +227,7 @@ class Simulation:
         if self.pool.host_cores > 0 and n.where == POOL and not n.gpu:
             self.share(t, i, alone)
             return
-        tm.compute_end = t + alone
+        tm.compute_end = t + alone + n.latency_s
         self.at(tm.compute_end, self.upload, i)
 
     # --- slots sharing fewer real cores (processor sharing) ---------------------------------
@@ -255,9 +255,10 @@ class Simulation:
             return                                  # superseded: the set changed since
         self.share(t, None)                         # advance the others to t first
         del self.sharing[i]
-        self.times[i].compute_end = t
+        t_end = t + self.nodes[i].latency_s
+        self.times[i].compute_end = t_end
         self.share(t, None)
-        self.at(t, self.upload, i)
+        self.at(t_end, self.upload, i)
 
     def upload(self, t: float, i: str) -> None:
         n = self.nodes[i]
