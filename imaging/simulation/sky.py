@@ -20,6 +20,7 @@ import numpy as np
 from htclean.imaging.beams import primary_beam
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import lm_to_radec, radec_to_lm
+from htclean.imaging.spectral.moments import C_KMS, radio_velocity
 
 C_LIGHT = 299792458.0  # m/s
 _GAUSS = math.pi**2 / (4.0 * math.log(2.0))  # FWHM^2 -> visibility taper exponent factor
@@ -28,7 +29,7 @@ _GAUSS = math.pi**2 / (4.0 * math.log(2.0))  # FWHM^2 -> visibility taper expone
 @dataclass(frozen=True)
 class Line:
     """A Gaussian spectral line: ``peak`` Jy at ``centre`` Hz, ``fwhm`` Hz; ``rest_frequency``
-    (Hz, optional) only labels the truth with radio velocities (``radio_velocity``)."""
+    (Hz, optional) only labels the truth with radio velocities (spectral.moments)."""
 
     peak: float
     centre: float
@@ -58,19 +59,9 @@ class Line:
                "fwhm": float(self.fwhm), "channel_flux": self.profile(freq).tolist()}
         if self.rest_frequency is not None:
             out.update(rest_frequency=float(self.rest_frequency),
-                       velocity=radio_velocity(self.centre, self.rest_frequency),
-                       fwhm_kms=self.fwhm / self.rest_frequency * C_LIGHT / 1e3)
+                       velocity=float(radio_velocity(self.centre, self.rest_frequency)),
+                       fwhm_kms=self.fwhm / self.rest_frequency * C_KMS)
         return out
-
-
-def radio_velocity(freq: float, rest_frequency: float) -> float:
-    """Radio-convention velocity (km/s) of ``freq`` Hz: c (1 - f / f_rest)."""
-    return C_LIGHT / 1e3 * (1.0 - float(freq) / float(rest_frequency))
-
-
-def radio_frequency(velocity: float, rest_frequency: float) -> float:
-    """The frequency (Hz) of radio velocity ``velocity`` km/s: f_rest (1 - v / c)."""
-    return float(rest_frequency) * (1.0 - float(velocity) * 1e3 / C_LIGHT)
 
 
 def beam_attenuation(l: float, m: float, freq: Any) -> np.ndarray:

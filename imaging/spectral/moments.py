@@ -43,6 +43,11 @@ def radio_velocity(freq: np.ndarray, rest_freq: float) -> np.ndarray:
     return C_KMS * (1.0 - np.asarray(freq, dtype=np.float64) / float(rest_freq))
 
 
+def radio_frequency(velocity: float, rest_freq: float) -> float:
+    """The frequency (Hz) of radio velocity ``velocity`` km/s: nu_rest (1 - v / c)."""
+    return float(rest_freq) * (1.0 - float(velocity) / C_KMS)
+
+
 def channel_widths(velocity: np.ndarray) -> np.ndarray:
     """|dv| (nchan,) km/s of each channel: |np.gradient(velocity)| (the spacing for regular
     channels; the mean of the two neighbouring spacings otherwise). One channel: InputError."""

@@ -134,7 +134,8 @@ def _velocity(value: object) -> float | None:
 def parse_line(entry: object):
     """A sky.Line from a sources file's ``line`` mapping: peak (flux), centre (a frequency, or
     a radio velocity with rest_frequency), fwhm (Hz, or km/s with rest_frequency)."""
-    from htclean.imaging.simulation.sky import Line, radio_frequency
+    from htclean.imaging.simulation.sky import Line
+    from htclean.imaging.spectral.moments import C_KMS, radio_frequency
 
     if not isinstance(entry, dict):
         raise ValueError(f"expected a mapping with peak, centre and fwhm, got {entry!r}")
@@ -151,7 +152,7 @@ def parse_line(entry: object):
             return units.frequency(entry[key])
         if rest is None:
             raise ValueError(f"{key} {entry[key]!r} is a velocity: give rest_frequency too")
-        return rest * v * 1e3 / 299792458.0 if width else radio_frequency(v, rest)
+        return rest * v / C_KMS if width else radio_frequency(v, rest)
 
     return Line(peak=units.flux(entry["peak"]), centre=hz("centre", False),
                 fwhm=hz("fwhm", True), rest_frequency=rest)
