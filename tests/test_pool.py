@@ -45,8 +45,7 @@ from poolkit import (
 from htclean.imaging.fits import read_fits
 from htclean.workflows.plan import plan
 
-# one xdist worker runs both pool modules, one after the other (the faults restart the pool)
-pytestmark = [pytest.mark.pool, pytest.mark.xdist_group("pool")]
+pytestmark = pytest.mark.pool
 
 FAILING = "residual-c01-p001"
 SWITCH = "PEGASUS_HTCLEAN_INJECT_FAILURE"
