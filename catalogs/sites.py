@@ -10,11 +10,17 @@
                 server, auxillary.local so transfers run on the access point, DESIGN.md)
 
 Site profiles carry what holds for every job there: the universe, +ProjectName and
-execution.attributes, and a periodic_remove that removes a job held for a failed file
-transfer at once (HTCondor holds it, Pegasus's default waits 30 minutes), so DAGMan retries it.
+execution.attributes, PEGASUS_HOME where Pegasus is installed (the submit host's own, found
+on PATH at plan time; execution.pegasus_home on the pool), so that pegasus-plan ships no
+worker package to those jobs, and a periodic_remove that removes a job held for a failed
+file transfer at once (HTCondor holds it, Pegasus's default waits 30 minutes), so DAGMan
+retries it.
 """
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 from Pegasus.api import Directory, FileServer, Namespace, Operation, Site, SiteCatalog
 
@@ -34,6 +40,16 @@ PERIODIC_REMOVE = ("JobStatus == 5 && ((HoldReasonCode =?= 12 || HoldReasonCode 
                    "|| time() - EnteredCurrentStatus > 1800)")
 
 
+def submit_host_pegasus() -> str | None:
+    """PEGASUS_HOME of the Pegasus on this host's PATH (the one that will plan the run), or
+    None: the directory above the ``bin`` that holds pegasus-plan and pegasus-kickstart."""
+    found = shutil.which("pegasus-plan")
+    if found is None:
+        return None
+    home = Path(found).resolve().parent.parent
+    return str(home) if (home / "bin" / "pegasus-kickstart").exists() else None
+
+
 def _directory(kind, path) -> Directory:
     return Directory(kind, path).add_file_servers(FileServer(file_url(path), Operation.ALL))
 
@@ -46,6 +62,11 @@ def local_site(ctx: RunContext) -> Site:
         _directory(Directory.LOCAL_STORAGE, ctx.outputs_dir))
     if ctx.inject:
         site.add_env(**{INJECT_ENV: ",".join(ctx.inject)})
+    home = submit_host_pegasus()
+    if home is not None and ctx.site != LOCAL:
+        # PegasusLite then runs the submit host's jobs (next, deconvolve) with this Pegasus,
+        # and pegasus-plan ships them no worker package to unpack (3-4 s a job)
+        site.add_env(PEGASUS_HOME=home)
     return site
 
 
@@ -73,6 +94,8 @@ def pool_site(ctx: RunContext) -> Site:
                             periodic_remove=PERIODIC_REMOVE)
     for key, value in attributes(ctx).items():
         site.add_profiles(Namespace.CONDOR, key=key, value=value)
+    if ctx.settings["execution"]["pegasus_home"]:
+        site.add_env(PEGASUS_HOME=ctx.settings["execution"]["pegasus_home"])
     return site
 
 

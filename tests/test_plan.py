@@ -306,6 +306,34 @@ def test_the_minor_cycle_runs_on_the_submit_host_unless_it_wants_a_gpu(
     assert all(u.get("bypass") for u in job["uses"] if u["lfn"] in external), job["uses"]
 
 
+def test_jobs_use_an_installed_pegasus_instead_of_the_worker_package(tmp_path, tiny_ms,
+                                                                   monkeypatch):
+    """PEGASUS_HOME (which makes pegasus-plan ship no worker package to a site's jobs): on the
+    submit host, its own Pegasus found on PATH at plan time; on the pool, only where
+    execution.pegasus_home says Pegasus is installed there."""
+    home = tmp_path / "pegasus"
+    (home / "bin").mkdir(parents=True)
+    for tool in ("pegasus-plan", "pegasus-kickstart"):
+        (home / "bin" / tool).write_text("#!/bin/sh\n")
+        (home / "bin" / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{home / 'bin'}:{os.environ['PATH']}")
+
+    def env(docs: dict) -> dict[str, dict]:
+        return {s["name"]: s.get("profiles", {}).get("env", {})
+                for s in docs["sites.yml"]["sites"]}
+    _, _, docs = make_plan(tmp_path, tiny_ms, "condor", 2)
+    assert env(docs)["local"]["PEGASUS_HOME"] == str(home)
+    assert "PEGASUS_HOME" not in env(docs)["condorpool"]
+    (tmp_path / "b").mkdir()
+    _, _, docs = make_plan(tmp_path / "b", tiny_ms, "condor", 2,
+                           execution={"pegasus_home": "/opt/pegasus"})
+    assert env(docs)["condorpool"]["PEGASUS_HOME"] == "/opt/pegasus"
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no Pegasus on PATH: nothing assumed
+    (tmp_path / "c").mkdir()
+    _, _, docs = make_plan(tmp_path / "c", tiny_ms, "condor", 2)
+    assert "PEGASUS_HOME" not in env(docs)["local"]
+
+
 def test_request_disk_grows_with_the_inputs(tmp_path):
     def disk(size: str) -> dict[str, int]:
         sub = tmp_path / size

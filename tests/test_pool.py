@@ -45,7 +45,8 @@ from poolkit import (
 from htclean.imaging.fits import read_fits
 from htclean.workflows.plan import plan
 
-pytestmark = pytest.mark.pool
+# one xdist worker runs both pool modules, one after the other (the faults restart the pool)
+pytestmark = [pytest.mark.pool, pytest.mark.xdist_group("pool")]
 
 FAILING = "residual-c01-p001"
 SWITCH = "PEGASUS_HTCLEAN_INJECT_FAILURE"

@@ -44,7 +44,8 @@ from poolkit import NAME, RUN_TIMEOUT_S, TESTPOOL, Run, give_to_user, why_not, w
 
 from htclean.imaging.fits import read_fits
 
-pytestmark = pytest.mark.pool
+# one xdist worker runs both pool modules, one after the other (the faults restart the pool)
+pytestmark = [pytest.mark.pool, pytest.mark.xdist_group("pool")]
 
 RUN_ID = "fx"
 # Which workflow takes which fault: the faults a run survives by itself share one.

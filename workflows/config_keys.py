@@ -175,6 +175,11 @@ PARAMETERS: tuple[Param, ...] = (
           "gridder.device gpu it gets a GPU), or auto (pool with gridder.device gpu, else "
           "submit)",
           choice("auto", "submit", "pool")),
+    Param("execution.pegasus_home", None,
+          "Pegasus installed at this path on the execute nodes (or in the container): pool "
+          "jobs use it, and Pegasus ships them no worker package (19 MB, unpacked by every "
+          "job); the submit host's own jobs always use the submit host's Pegasus",
+          text(nullable=True)),
     Param("execution.retries", 3, "retries of a failed compute job (dagman.retry)",
           integer(0, 100)),
     Param("execution.request_cpus", 2, "CPU cores per compute job", integer(1, 256)),

@@ -2,7 +2,8 @@
 
 Visibilities follow the MS convention of DESIGN.md (sky.py computes them),
 ``V = sum S (f/f_ref)^alpha P exp(+2 pi i (u l + v m + w (n - 1)))`` with (u, v, w) = UVW f / c,
-times each Gaussian's visibility-plane taper. ``P`` is 1 unless ``SimulationSpec.primary_beam``
+times each Gaussian's visibility-plane taper; S includes a source's spectral line (sky.Line,
+a Gaussian in frequency) when it has one. ``P`` is 1 unless ``SimulationSpec.primary_beam``
 is on: then it is the VLA primary beam (primary_beam.py) at the source in each channel, the
 source fluxes are intrinsic and the truth records the apparent ones too.
 DATA = model + complex Gaussian noise of ``noise`` Jy rms in each of the real and imaginary parts
@@ -35,6 +36,7 @@ from htclean.imaging.ms import msinfo, mswrite
 from htclean.imaging.simulation import vla
 from htclean.imaging.simulation.sky import (  # noqa: F401  (re-exported: callers import them from here)
     C_LIGHT,
+    Line,
     format_position,
     model_visibilities,
     parse_position,
@@ -50,7 +52,8 @@ class Source:
     """One sky component. Give exactly one position: ``offset`` (l, m) direction cosines,
     ``radec`` (J2000, rad), or ``pixel_offset`` (dx, dy) pixels from the phase-centre pixel of
     the truth geometry. flux: Jy at the reference frequency; major/minor: Gaussian FWHM (rad);
-    pa: position angle of the major axis, east of north (rad)."""
+    pa: position angle of the major axis, east of north (rad); line: a Gaussian spectral line
+    (sky.Line) added to the continuum spectrum (flux 0: a line source alone)."""
 
     flux: float
     offset: tuple[float, float] | None = None
@@ -62,6 +65,7 @@ class Source:
     minor: float = 0.0
     pa: float = 0.0
     name: str = ""
+    line: Line | None = None
 
     def __post_init__(self):
         given = [p for p in (self.offset, self.radec, self.pixel_offset) if p is not None]
@@ -76,6 +80,8 @@ class Source:
             raise InputError(f"{label}: shape must be point or gaussian, got {self.shape!r}")
         if self.shape == "gaussian" and not self.major >= self.minor > 0:
             raise InputError(f"{label}: a Gaussian needs major >= minor > 0")
+        if self.line is not None and not isinstance(self.line, Line):
+            raise InputError(f"{label}: line must be a Line (peak, centre, fwhm)")
 
 
 # The demo sky: point sources at pixel centres, inside the half-power radius of the primary

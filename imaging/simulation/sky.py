@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,9 +20,48 @@ import numpy as np
 from htclean.imaging.beams import primary_beam
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import lm_to_radec, radec_to_lm
+from htclean.imaging.spectral.moments import C_KMS, radio_velocity
 
 C_LIGHT = 299792458.0  # m/s
 _GAUSS = math.pi**2 / (4.0 * math.log(2.0))  # FWHM^2 -> visibility taper exponent factor
+
+
+@dataclass(frozen=True)
+class Line:
+    """A Gaussian spectral line: ``peak`` Jy at ``centre`` Hz, ``fwhm`` Hz; ``rest_frequency``
+    (Hz, optional) only labels the truth with radio velocities (spectral.moments)."""
+
+    peak: float
+    centre: float
+    fwhm: float
+    rest_frequency: float | None = None
+
+    def __post_init__(self):
+        if not all(math.isfinite(float(v)) for v in (self.peak, self.centre, self.fwhm)):
+            raise InputError("a line needs finite peak, centre and fwhm")
+        if not (self.centre > 0 and self.fwhm > 0):
+            raise InputError(f"a line needs centre > 0 Hz and fwhm > 0 Hz, got centre "
+                             f"{self.centre!r}, fwhm {self.fwhm!r}")
+        if self.rest_frequency is not None and not (math.isfinite(self.rest_frequency)
+                                                    and self.rest_frequency > 0):
+            raise InputError(f"a line's rest frequency must be > 0 Hz, got "
+                             f"{self.rest_frequency!r}")
+
+    def profile(self, freq: Any) -> np.ndarray:
+        """The line's flux (nchan,) Jy at frequencies ``freq`` Hz."""
+        f = np.asarray(freq, dtype=np.float64)
+        return self.peak * np.exp(-4.0 * math.log(2.0) * ((f - self.centre) / self.fwhm) ** 2)
+
+    def truth(self, freq: Any) -> dict:
+        """The truth JSON's ``line``: peak, centre, fwhm, the flux per channel ``freq``, and,
+        with a rest frequency, the centre's radio velocity and the FWHM in km/s."""
+        out = {"peak": float(self.peak), "centre_frequency": float(self.centre),
+               "fwhm": float(self.fwhm), "channel_flux": self.profile(freq).tolist()}
+        if self.rest_frequency is not None:
+            out.update(rest_frequency=float(self.rest_frequency),
+                       velocity=float(radio_velocity(self.centre, self.rest_frequency)),
+                       fwhm_kms=self.fwhm / self.rest_frequency * C_KMS)
+        return out
 
 
 def beam_attenuation(l: float, m: float, freq: Any) -> np.ndarray:
@@ -87,6 +127,14 @@ def resolve_sources(spec: Any, size: int, cell: float) -> list[dict]:
         pb = float(beam_attenuation(l, m, ref)[0]) if beam else 1.0
         truth[-1].update(primary_beam=pb, intrinsic_flux=float(s.flux),
                          apparent_flux=float(s.flux) * pb)
+        if getattr(s, "line", None) is not None:
+            freq = spec.frequencies()
+            line = s.line.truth(freq)
+            line["frequencies"] = freq.tolist()
+            if beam:
+                line["apparent_channel_flux"] = (s.line.profile(freq)
+                                                 * beam_attenuation(l, m, freq)).tolist()
+            truth[-1]["line"] = line
     return truth
 
 
@@ -118,6 +166,10 @@ def model_visibilities(uvw: np.ndarray, freq: np.ndarray, truth: Sequence[dict],
         n = math.sqrt(1.0 - l * l - m * m)
         term = _phasor(u * l + v * m + w * (n - 1.0), freq)
         spectrum = s["flux"] * (freq / ref_freq) ** s["spectral_index"]
+        if s.get("line"):
+            line = s["line"]
+            spectrum = spectrum + Line(line["peak"], line["centre_frequency"],
+                                       line["fwhm"]).profile(freq)
         if primary_beam:
             spectrum = spectrum * beam_attenuation(l, m, freq)
         term *= spectrum

@@ -10,12 +10,16 @@ A sources file (JSON or YAML) is a list, or a mapping with a `sources` list, of 
   {"flux": 0.5, "position": "10h01m00s +40d05m00s", "spectral_index": -0.7}
   {"flux": "20mJy", "pixel_offset": [12, -30], "shape": "gaussian",
    "major": "30asec", "minor": "15asec", "pa": "45deg"}       # pixels: x to the west
+  {"flux": 0, "offset": ["1amin", "0amin"],                     # a spectral line (Gaussian)
+   "line": {"peak": "50mJy", "centre": "1500km/s", "fwhm": "40km/s",
+            "rest_frequency": "1420.405752MHz"}}     # centre/fwhm in Hz or radio km/s
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from htclean.imaging import units
@@ -24,7 +28,9 @@ from htclean.imaging.errors import InputError
 HELP = "simulate a VLA observation: a Measurement Set with known sources and their truth"
 
 _SOURCE_KEYS = ("name", "flux", "offset", "position", "pixel_offset", "spectral_index", "shape",
-                "major", "minor", "pa")
+                "major", "minor", "pa", "line")
+_LINE_KEYS = ("peak", "centre", "fwhm", "rest_frequency")
+_VELOCITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(km/s|m/s)\s*$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,11 +115,47 @@ def _source(entry, ref: str):
               "pa": value("pa", lambda v: units.angle(v, "deg"), 0.0),
               "offset": value("offset", pair(units.angle)),
               "pixel_offset": value("pixel_offset", pair(float)),
-              "radec": value("position", parse_position)}
+              "radec": value("position", parse_position),
+              "line": value("line", parse_line)}
     try:
         return Source(**kwargs)
     except InputError as exc:
         raise InputError(f"{ref}: {exc}") from None
+
+
+def _velocity(value: object) -> float | None:
+    """km/s of '1500km/s' or '20000m/s'; None when ``value`` is not a velocity."""
+    m = _VELOCITY.match(value) if isinstance(value, str) else None
+    if m is None:
+        return None
+    return float(m.group(1)) * (1.0 if m.group(2) == "km/s" else 1e-3)
+
+
+def parse_line(entry: object):
+    """A sky.Line from a sources file's ``line`` mapping: peak (flux), centre (a frequency, or
+    a radio velocity with rest_frequency), fwhm (Hz, or km/s with rest_frequency)."""
+    from htclean.imaging.simulation.sky import Line
+    from htclean.imaging.spectral.moments import C_KMS, radio_frequency
+
+    if not isinstance(entry, dict):
+        raise ValueError(f"expected a mapping with peak, centre and fwhm, got {entry!r}")
+    unknown = sorted(set(entry) - set(_LINE_KEYS))
+    missing = [k for k in ("peak", "centre", "fwhm") if k not in entry]
+    if unknown or missing:
+        raise ValueError(f"expected keys {', '.join(_LINE_KEYS)} (the first three required); "
+                         f"unknown {unknown or 'none'}, missing {missing or 'none'}")
+    rest = units.frequency(entry["rest_frequency"]) if "rest_frequency" in entry else None
+
+    def hz(key: str, width: bool) -> float:
+        v = _velocity(entry[key])
+        if v is None:
+            return units.frequency(entry[key])
+        if rest is None:
+            raise ValueError(f"{key} {entry[key]!r} is a velocity: give rest_frequency too")
+        return rest * v / C_KMS if width else radio_frequency(v, rest)
+
+    return Line(peak=units.flux(entry["peak"]), centre=hz("centre", False),
+                fwhm=hz("fwhm", True), rest_frequency=rest)
 
 
 def load_sources(path: str) -> list:
