@@ -3,7 +3,11 @@ recorded 1-cycle run, HTClean's published HUDF figures within 30 %."""
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections import Counter
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +80,54 @@ def test_a_pool_file_with_an_unknown_key_is_refused(tmp_path):
     with pytest.raises(InputError, match="slots"):
         pool.load(bad)
     assert {"testpool", "ospool", "htclean2023"} <= set(pool.shipped())
+
+
+# Runs of benchmarks/pool_scale.py on the test pool (--fixture): the configuration, the pool
+# file and negotiation interval, whether jobs got the worker package, and every level's
+# jobstate.log trimmed to the events read here. The model builds today's graph, so a run
+# recorded before the graph changed (e.g. deconvolve moved to the submit host) is re-recorded.
+REHEARSALS = sorted((Path(__file__).parent / "data").glob("pool_scale_*.json.gz"))
+
+
+def recorded_wall(jobstate: dict[str, list[str]]) -> tuple[float, list[float]]:
+    """(the top DAGMan's start to its end, next-to-next of every cycle) from the records."""
+    top = [line.split() for line in jobstate["top"]]
+    start = min(int(t) for t, job, state in top if state == "DAGMAN_STARTED")
+    end = max(int(t) for t, job, state in top if state == "DAGMAN_FINISHED")
+    nexts = sorted(int(t) for lines in jobstate.values() for t, job, state in
+                   (line.split() for line in lines)
+                   if job.startswith("htclean-next_") and state == "POST_SCRIPT_SUCCESS")
+    return end - start, [b - a for a, b in zip(nexts, nexts[1:], strict=False)]
+
+
+@pytest.mark.parametrize("path", REHEARSALS, ids=lambda p: p.name.split(".")[0])
+def test_the_model_predicts_a_recorded_rehearsal_within_20_percent(path):
+    rec = json.loads(gzip.decompress(path.read_bytes()))
+    p = pool.load(rec["pool"])
+    if not rec["worker_package"]:
+        p = replace(p, worker_package_bytes=0.0)
+    if rec["negotiation_interval_s"]:
+        p = replace(p, negotiation_interval_s=rec["negotiation_interval_s"])
+    c = campaign.from_config(rec["config"], ".", data_bytes=rec["data_bytes"],
+                             visibilities=rec["visibilities"], parts=rec["parts"],
+                             cycles=rec["cycles"], site="condor")
+    nodes = htclean_graph.build(c, p)
+    s = metrics.summarise(nodes, simulate.simulate(nodes, p, seed=1))
+    wall, cycles = recorded_wall(rec["jobstate"])
+    assert s.wall_s == pytest.approx(wall, rel=0.2)
+    modelled = [cy.loop_s for cy in s.cycles if 1 <= cy.cycle <= rec["cycles"]]
+    assert sum(modelled) / len(modelled) == pytest.approx(sum(cycles) / len(cycles), rel=0.2)
+
+
+def test_slots_sharing_fewer_cores_slow_their_jobs_in_proportion():
+    from htclean.workflows.campaign.dag import Node
+
+    nodes = [Node(f"j{i}", "residual", "top", wall_s=1.0, package_bytes=1e6) for i in range(4)]
+    p = pool.Pool(cpu_cores=64, host_cores=2, negotiation_interval_s=0, job_start_s=0,
+                  job_bandwidth=0, ap_bandwidth=0, submit_rate=0, post_s=0)
+    times = simulate.simulate(nodes, p)
+    assert [times[n.id].compute_end for n in nodes] == pytest.approx([2.0] * 4)
+    s = metrics.summarise(nodes, times)
+    assert s.ap_bytes == pytest.approx(4e6)
+    alone = simulate.simulate(nodes, replace(p, host_cores=0))
+    assert [alone[n.id].compute_end for n in nodes] == pytest.approx([1.0] * 4)

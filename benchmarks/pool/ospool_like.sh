@@ -100,12 +100,17 @@ running_jobs() { condor_q -allusers -constraint 'JobStatus == 2' -af ClusterId 2
 restart_startd() {  # reconfigure, restart the startd, wait for a slot of $1 CPUs
     condor_reconfig >/dev/null
     condor_restart -daemon startd >/dev/null
-    for _ in $(seq 60); do
-        [ "$(condor_status -af TotalCpus 2>/dev/null | sort -u)" = "$1" ] && break
+    local ok=0
+    for _ in $(seq 60); do  # TotalCpus is a real (64.0): compare it as an integer
+        if [ "$(condor_status -af 'int(TotalCpus)' 2>/dev/null | sort -u)" = "$1" ]; then
+            ok=1; break
+        fi
         sleep 1
     done
-    echo "ospool_like: slot $(condor_status -af Name TotalCpus TotalMemory TotalDisk | head -1)"\
-         "(name, CPUs, MB, KiB); NEGOTIATOR_INTERVAL = $(condor_config_val NEGOTIATOR_INTERVAL)"
+    echo "ospool_like: slot $(condor_status -af Name 'int(TotalCpus)' TotalMemory TotalDisk |
+         head -1) (name, CPUs, MB, KiB); the negotiator's NEGOTIATOR_INTERVAL =" \
+         "$(condor_config_val -subsystem negotiator NEGOTIATOR_INTERVAL)"
+    [ "$ok" = 1 ] || { echo "ospool_like: no slot of $1 CPUs after 60 s" >&2; return 1; }
 }
 
 guard() {

@@ -18,10 +18,13 @@ epsilon 1e-5) and says where it comes from:
   docs/job-contract.md, the issue-10 note); a partial image is float32 per pixel.
 
 Each htclean job also starts a Python interpreter and imports its modules on the pool (no
-fork server there): ``STARTUP_S``, measured on the test pool's recorded 1-cycle run (``fx``:
-EXECUTE to JOB_TERMINATED in jobstate.log less the job's own record wall: partition 4 - 0.4,
-grid 9-11 - 0.1 with two sharing 2 cores, residual 5-6 - 0.2, deconvolve 3 - 0.7, next 7-8 -
-1.2, restore 13 - 4.2 s).
+fork server there): ``STARTUP_S``, the kickstart record's duration of the executable less the
+job's own record wall, measured in ``benchmarks/pool_scale.py`` runs of 8 parts on the test
+pool (grid and residual 0.16-0.31 s, next 0.15-0.31, deconvolve 0.16-0.20, partition
+0.22-0.27, restore 0.32-0.38). What wraps the executable on a pool (PegasusLite, the worker
+package it unpacks) is the pool's (``Pool.wrapper_s``, ``Pool.worker_package_s``): on the test
+pool it was 4.3 of the 4.5 s a grid job ran, which an earlier version of this table took
+for interpreter start-up.
 
 The summing in ``next`` and gather jobs is an assumption (memory bandwidth, 1 ns per pixel of
 each partial read): it was never measured apart from next's 1.3 s at 4096^2.
@@ -44,8 +47,8 @@ RESTORE_PER_PIXEL = 6.0 / PIXELS_50M           # 50m restore
 PARTITION_PER_VIS = 13.0 / VIS_50M             # 50m partition (one thread reads the MS)
 SUM_PER_PIXEL = 1e-9                           # assumption: summing one partial, per pixel
 PART_BYTES_PER_VIS = 8.1
-STARTUP_S = {"partition": 3.6, "weights": 5.0, "grid": 5.0, "residual": 5.0, "gather": 3.0,
-             "deconvolve": 2.3, "next": 6.3, "restore": 8.8}
+STARTUP_S = {"partition": 0.25, "weights": 0.2, "grid": 0.2, "residual": 0.2, "gather": 0.2,
+             "deconvolve": 0.2, "next": 0.2, "restore": 0.35}
 NTERMS_FACTOR = {"grid": (1.0, 2.73, 4.42), "residual": (1.0, 2.15, 2.92),
                  "deconvolve": (1.0, 1.73, 2.56)}
 

@@ -23,7 +23,8 @@ WORK_KINDS = ("partition", "weights", "grid", "psf", "dirty", "residual", "gathe
 class Node:
     """One node. ``cpu_s``: CPU seconds of work (divided by the cores or GPU it gets);
     ``wall_s``: seconds that no core count shortens (a transfer tool's start, planning).
-    Bytes in and out go through ``in_route`` / ``out_route`` (OSDF or the access point)."""
+    Bytes in and out go through ``in_route`` / ``out_route`` (OSDF or the access point);
+    ``package_bytes`` come from the access point first (Pegasus's worker package)."""
 
     id: str
     kind: str
@@ -38,6 +39,8 @@ class Node:
     in_route: str = OSDF
     out_bytes: float = 0.0
     out_route: str = OSDF
+    package_bytes: float = 0.0     # from the access point besides its inputs (worker package)
+    latency_s: float = 0.0         # waiting in its wrapper: takes no core, shared with nothing
     cycle: int = -1
     priority: int = 10
     scanned: bool = True       # DAGMan notices its parents' end at a log scan

@@ -12,7 +12,7 @@ script), its DAGMan starting and, at the end, finishing.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from Pegasus.api import SubWorkflow, Workflow
 
@@ -75,6 +75,7 @@ class GraphBuilder:
                                     INTERNAL, cycle=cycle, post=False)
                 continue
             cat = _category(jid)
+            package = self.pool.worker_package_s if self.pool.worker_package_bytes > 0 else 0.0
             condor = job.profiles.get("condor", {})
             local = job.profiles.get("selector", {}).get("execution.site") == "local"
             kept = [u.file.lfn for u in job.uses if u._type == "output" and u.stage_out]
@@ -82,16 +83,25 @@ class GraphBuilder:
                 f"{name}/{jid}", cat, name, parents, LOCAL if local else POOL,
                 gpu=bool(int(condor.get("request_gpus", 0) or 0)),
                 cpus=int(condor.get("request_cpus", 1)),
-                cpu_s=self.cpu_seconds(cat, inputs[jid]), wall_s=STARTUP_S.get(cat, 0.0),
+                cpu_s=self.cpu_seconds(cat, inputs[jid]),
+                wall_s=STARTUP_S.get(cat, 0.0) + package, latency_s=self.pool.wrapper_s,
                 in_bytes=sum(self.size(f) for f in inputs[jid]),
                 in_route=AP if local else self.route,
                 out_bytes=sum(self.size(f) for f in outputs[jid]),
                 out_route=AP if local else self.route, cycle=cycle,
+                package_bytes=0.0 if local else self.pool.worker_package_bytes,
                 priority=int(condor.get("priority", 10)))
             compute[jid].kept = kept  # type: ignore[attr-defined]
         for n in compute.values():
             n.parents = [f"{name}/{q}" for q in n.parents]
         return self.pegasus_jobs(name, cycle, start, compute, inputs, maker)
+
+    def clusters(self, jobs: int, items: int) -> int:
+        """Transfer jobs at a depth of ``jobs`` jobs moving ``items`` (files or makers):
+        the pool's ``stage_clusters``, or where that is 0 Pegasus's own rule (its
+        BalancedCluster refiner: one transfer job per 10 jobs of the depth)."""
+        n = self.pool.stage_clusters or -(-jobs // 10)
+        return max(1, min(n, items))
 
     def pegasus_jobs(self, name: str, cycle: int, start: str | None,
                      compute: dict[str, Node], inputs: dict[str, list[str]],
@@ -112,15 +122,17 @@ class GraphBuilder:
         by_depth: dict[int, list[str]] = defaultdict(list)
         for f, d in first.items():
             by_depth[d].append(f)
+        at_depth = Counter(depth.values())
         for d, files in sorted(by_depth.items()):
-            # files of earlier levels are on the staging site already: no bytes move
-            moved = sum(self.size(f) for f in files if f not in self.produced)
-            for c in range(p.stage_clusters):
+            n = self.clusters(at_depth[d], len(files))
+            for c in range(n):
+                # files of earlier levels are on the staging site already: no bytes move
+                mine = set(sorted(files)[c::n])
                 sid = f"{name}/stage-in-{d}-{c}"
-                added.append(Node(sid, "stage-in", name, [mkdir.id], in_bytes=moved /
-                                  p.stage_clusters, in_route=AP, **aux))
+                added.append(Node(sid, "stage-in", name, [mkdir.id], in_bytes=sum(
+                    self.size(f) for f in mine if f not in self.produced), in_route=AP, **aux))
                 for jid, files_in in inputs.items():
-                    if (set(files_in) - self.bypassed.get(jid, set())) & set(files):
+                    if (set(files_in) - self.bypassed.get(jid, set())) & mine:
                         compute[jid].parents.append(sid)
         for n in compute.values():
             if not n.parents:
@@ -130,12 +142,13 @@ class GraphBuilder:
             if getattr(n, "kept", None):
                 outs[depth[n.id]].append(n)
         for d, makers in sorted(outs.items()):
-            moved = sum(self.size(f) for n in makers for f in n.kept)  # type: ignore[attr-defined]
-            route_bytes = moved if self.route == OSDF else 0.0
-            for c in range(p.stage_clusters):
+            n = self.clusters(at_depth[d], len(makers))
+            for c in range(n):
+                mine = makers[c::n]
+                moved = sum(self.size(f) for m in mine for f in m.kept)  # type: ignore[attr-defined]
                 sid = f"{name}/stage-out-{d}-{c}"
-                added.append(Node(sid, "stage-out", name, [n.id for n in makers],
-                                  out_bytes=route_bytes / p.stage_clusters, out_route=AP,
+                added.append(Node(sid, "stage-out", name, [m.id for m in mine],
+                                  out_bytes=moved if self.route == OSDF else 0.0, out_route=AP,
                                   **aux))
                 if p.registration:
                     added.append(Node(f"{name}/register-{d}-{c}", "register", name, [sid],

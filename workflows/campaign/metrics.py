@@ -114,8 +114,8 @@ def summarise(nodes: list[Node], times: dict[str, Times]) -> Summary:
                  for n in members)
         t1 = max(times[n.id].done for n in members if n.kind != "sub-workflow")
         njobs = sum(1 for n in members if n.where != INTERNAL or n.kind == "sub-workflow")
-        nbytes = sum(n.in_bytes + n.out_bytes for n in members)
-        ap = sum((n.in_bytes if n.in_route == AP else 0) +
+        nbytes = sum(n.in_bytes + n.out_bytes + n.package_bytes for n in members)
+        ap = sum(n.package_bytes + (n.in_bytes if n.in_route == AP else 0) +
                  (n.out_bytes if n.out_route == AP else 0) for n in members)
         cycles.append(CycleFigures(k, t1 - t0, njobs, nbytes, ap))
     loops = {k: max((times[n.id].done for n in per[k] if n.kind in LOOP), default=math.nan)

@@ -54,6 +54,9 @@ class Pool:
     HTCondor: ``negotiation_interval_s`` (a cycle matches idle jobs to free slots),
     ``queue_wait`` (extra wait of a pool job before it can be matched; ``gpu_queue_wait``
     for GPU jobs when given), ``job_start_s`` (claim activation, starter, container start),
+    ``start_rate`` (pool jobs the schedd starts per second at most, one claim activation
+    after another; 0: no limit), ``claim_leftovers`` (a negotiation matches every idle CPU
+    job, started as cores free on the claimed partitionable slot: see simulate.py),
     ``local_start_s`` (the schedd starting a local-universe job: next, Pegasus's transfer jobs).
     Data: ``job_bandwidth`` (bytes/s into or out of one job), ``osdf_bandwidth`` (all jobs
     together from the staging site; 0: unlimited), ``ap_bandwidth`` (all transfers through the
@@ -61,10 +64,18 @@ class Pool:
     ``scan_s`` (its log scan interval), ``post_s`` (each node's POST script), ``dagman_start_s``.
     Pegasus: ``plan_s`` + ``plan_per_job_s`` x jobs (a level's pegasus-plan), ``aux_s`` (the
     run time of a create-dir, stage-in/out, registration or cleanup job besides its bytes),
-    ``stage_clusters`` (transfer jobs per workflow depth), ``registration`` (a registration
+    ``stage_clusters`` (transfer jobs per workflow depth; 0: Pegasus's
+    default, one per 10 jobs of the depth), ``registration`` (a registration
     job after each stage-out), ``cleanup`` (``leaf``: one job at the end; ``inplace``: per
     level and depth). Speed: ``gpu_equivalent_cores`` (the CPU cores of htclean's measured
-    ducc0 costs that one GPU replaces), ``local_cores`` (cores of the submit host for next).
+    ducc0 costs that one GPU replaces), ``local_cores`` (cores of the submit host for next),
+    ``wrapper_s`` (the job wrapper around each htclean job: PegasusLite's set-up, integrity
+    check and kickstart; time it waits, using no core), ``worker_package_s`` (unpacking the
+    worker package, per htclean job, where one is shipped), ``worker_package_bytes`` (what
+    every pool job receives from the access point besides its inputs: the worker package
+    PegasusLite sites get; 0: none),
+    ``host_cores`` (real cores the CPU slots share, their jobs slowed in proportion when more
+    run; 0: every slot has its cores to itself, as on a real pool).
     """
 
     name: str = "pool"
@@ -75,6 +86,8 @@ class Pool:
     gpu_queue_wait: QueueWait | None = None
     job_start_s: float = 5.0
     local_start_s: float = 4.0
+    start_rate: float = 0.0
+    claim_leftovers: bool = False
     job_bandwidth: float = 100e6
     osdf_bandwidth: float = 0.0
     ap_bandwidth: float = 1e9
@@ -91,6 +104,10 @@ class Pool:
     cleanup: str = "leaf"
     gpu_equivalent_cores: float = 16.0
     local_cores: int = 4
+    host_cores: float = 0.0
+    worker_package_bytes: float = 0.0
+    wrapper_s: float = 0.0
+    worker_package_s: float = 0.0
     notes: dict = field(default_factory=dict, compare=False)
 
     def wait(self, gpu: bool) -> QueueWait:
@@ -119,7 +136,7 @@ def from_dict(raw: dict, name: str = "pool") -> Pool:
             values[key] = str(value)
         elif key == "notes":
             values[key] = dict(value or {})
-        elif key == "registration":
+        elif key in ("registration", "claim_leftovers"):
             values[key] = bool(value)
         elif key in ("cpu_cores", "gpus", "stage_clusters", "local_cores"):
             values[key] = int(value)

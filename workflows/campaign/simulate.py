@@ -9,17 +9,22 @@ job without a new match. A matched job starts (``job_start_s``), transfers its i
 computes, transfers its outputs and frees its slot. Transfers take the longer of the job's
 own bandwidth and its share of the route's (the access point, or the OSDF staging site),
 served first come, first served. Local-universe jobs start after ``local_start_s``.
+With ``claim_leftovers`` (HTCondor's CLAIM_PARTITIONABLE_LEFTOVERS on one partitionable
+slot) a negotiation hands the schedd every CPU job idle at that moment: they start one after
+another as cores free, with no further negotiation; jobs submitted later wait for the next.
+Where the pool's slots share fewer real cores (``host_cores``: the test pool's 64 slots on 2
+cores), the running pool jobs' compute phases share those cores equally (processor sharing).
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from random import Random
 
-from htclean.workflows.campaign.dag import AP, INTERNAL, LOCAL, Node, check
+from htclean.workflows.campaign.dag import AP, INTERNAL, LOCAL, POOL, Node, check
 from htclean.workflows.campaign.pool import Pool
 
 
@@ -78,6 +83,11 @@ class Simulation:
         self.phase = self.rng.uniform(0, pool.negotiation_interval_s)
         self.dagman_next: dict[str, float] = defaultdict(float)
         self.pipes = {AP: Pipe(pool.ap_bandwidth), "osdf": Pipe(pool.osdf_bandwidth)}
+        self.sharing: dict[str, float] = {}    # job -> exclusive seconds of compute left
+        self.shared_at = 0.0
+        self.shared_version = 0
+        self.next_start = 0.0
+        self.carving: deque[str] = deque()      # matched, waiting for cores (leftovers)
 
     # --- the event queue ------------------------------------------------------------------
 
@@ -155,23 +165,43 @@ class Simulation:
         while self.idle:
             entry = heapq.heappop(self.idle)
             n = self.nodes[entry[3]]
+            leftovers = self.pool.claim_leftovers and not n.gpu
             if n.gpu and self.free_gpu >= 1:
                 self.free_gpu -= 1
-            elif not n.gpu and self.free_cpu >= n.cpus:
+            elif not n.gpu and not leftovers and self.free_cpu >= n.cpus:
                 self.free_cpu -= n.cpus
-            else:
+            elif not leftovers:
                 skipped.append(entry)
                 continue
             self.times[n.id].match = t
-            self.at(t + self.pool.job_start_s, self.begin, n.id)
+            start = t + self.pool.job_start_s
+            if self.pool.start_rate > 0:        # the schedd activates claims one by one
+                start = max(start, self.next_start)
+                self.next_start = start + 1.0 / self.pool.start_rate
+            self.at(start, self.carve if leftovers else self.begin, n.id)
         for entry in skipped:
             heapq.heappush(self.idle, entry)
+
+    def carve(self, t: float, i: str) -> None:
+        """A job matched with the claimed partitionable slot's leftovers starts once cores
+        are free there (first come, first served), with no further negotiation."""
+        n = self.nodes[i]
+        if not self.carving and self.free_cpu >= n.cpus:
+            self.free_cpu -= n.cpus
+            self.begin(t, i)
+        else:
+            self.carving.append(i)
 
     def free(self, n: Node) -> None:
         if n.gpu:
             self.free_gpu += 1
         else:
             self.free_cpu += n.cpus
+            t = self.times[n.id].end
+            while self.carving and self.free_cpu >= self.nodes[self.carving[0]].cpus:
+                head = self.carving.popleft()
+                self.free_cpu -= self.nodes[head].cpus
+                self.at(t, self.begin, head)
         if self.idle:
             self.negotiate_after(self.times[n.id].end + 1e-9)
 
@@ -180,6 +210,7 @@ class Simulation:
     def begin(self, t: float, i: str) -> None:
         n, tm = self.nodes[i], self.times[i]
         tm.start = t
+        t = self.pipes[AP].transfer(t, n.package_bytes, self.pool.job_bandwidth)
         done_in = self.pipes[n.in_route].transfer(t, n.in_bytes, self.pool.job_bandwidth)
         self.at(done_in, self.compute, i)
 
@@ -192,8 +223,42 @@ class Simulation:
             cores = min(n.cpus, self.pool.local_cores)
         else:
             cores = n.cpus
-        tm.compute_end = t + n.cpu_s / max(cores, 1e-9) + n.wall_s
+        alone = n.cpu_s / max(cores, 1e-9) + n.wall_s
+        if self.pool.host_cores > 0 and n.where == POOL and not n.gpu:
+            self.share(t, i, alone)
+            return
+        tm.compute_end = t + alone + n.latency_s
         self.at(tm.compute_end, self.upload, i)
+
+    # --- slots sharing fewer real cores (processor sharing) ---------------------------------
+
+    def rate(self) -> float:
+        return min(1.0, self.pool.host_cores / max(len(self.sharing), 1))
+
+    def share(self, t: float, i: str | None, alone: float = 0.0) -> None:
+        """Advance the shared jobs to ``t``, add job ``i`` (``alone`` seconds by itself), and
+        schedule the next one to finish."""
+        r = self.rate()
+        for j in self.sharing:
+            self.sharing[j] -= (t - self.shared_at) * r
+        self.shared_at = t
+        if i is not None:
+            self.sharing[i] = alone
+        self.shared_version += 1
+        if self.sharing:
+            j, left = min(self.sharing.items(), key=lambda kv: kv[1])
+            self.at(t + max(left, 0.0) / self.rate(), self.shared_done, j,
+                    self.shared_version)
+
+    def shared_done(self, t: float, i: str, version: int) -> None:
+        if version != self.shared_version:
+            return                                  # superseded: the set changed since
+        self.share(t, None)                         # advance the others to t first
+        del self.sharing[i]
+        t_end = t + self.nodes[i].latency_s
+        self.times[i].compute_end = t_end
+        self.share(t, None)
+        self.at(t_end, self.upload, i)
 
     def upload(self, t: float, i: str) -> None:
         n = self.nodes[i]
