@@ -2,14 +2,22 @@
 
     python benchmarks/vs_wsclean.py [--sizes demo 3m 50m] [--dir DIR] [--threads N]
                                     [--no-wsclean] [--parts P] [--precision single|double]
-                                    [--epsilon 1e-5] [--tag TAG] [--wideband [--nterms 2]]
+                                    [--pairing equal|default] [--epsilon E] [--tag TAG]
+                                    [--wideband [--nterms 2]]
 
 For each size, simulates the observation once with `htclean simulate` (kept in DIR), then runs
 WSClean (when ``wsclean`` is on PATH) and `htclean run` one after the other on the same MS:
 Briggs 0, Hogbom, gain 0.1, mgain 0.8, auto-threshold 3, niter 100000, the same size and cell,
-w-gridding (``-use-wgridder``) at the same accuracy (``-wgridder-accuracy EPSILON`` /
-gridder.epsilon EPSILON; default 1e-5, htclean's default, where WSClean's own is 1e-4),
-``-j THREADS`` / request_cpus THREADS. Sizes:
+``-j THREADS`` / request_cpus THREADS, and the gridding by ``--pairing``:
+
+  equal    (default) both w-gridding at the same accuracy: WSClean ``-use-wgridder
+           -wgridder-accuracy EPSILON``, htclean gridder.epsilon EPSILON (default 1e-5,
+           htclean's default; WSClean's wgridder default is 1e-4)
+  default  WSClean at its own default gridder (w-stacking, no ``-use-wgridder``: about 1e-3 of
+           the peak from the exact image) against htclean at gridder.epsilon EPSILON (default
+           1e-3): what a user who keeps WSClean's defaults compares with
+
+Sizes:
 
   demo  htclean demo's observation (VLA D, 3 h, 4 x 16 MHz), its suggested image
   3m    VLA C, 4 h at 27 s, 16 x 8 MHz: 3.0M visibilities, 1024 x 1024
@@ -20,10 +28,11 @@ steadier figure on a shared machine), major cycles, peak memory of the largest p
 (os.wait4's ru_maxrss of the imager and everything it ran) and, for htclean, the largest job
 record's peak and which job it was, the bytes the residual jobs read per major cycle and the
 MS tar they would have read per part before part files. Then the ratio htclean / WSClean.
-The machine's load average is printed before and after each run: on a shared machine the
-ratio is what it is worth only when both ran under the same load. ``--wideband``: WSClean's
-joined channels against htclean's MT-MFS on a two-MS 1-2 GHz observation with the primary
-beam instead (vs_wsclean_wideband.py).
+The machine's load average is printed before and after each run (and in the table, 1 min,
+before and after the pair): on a shared machine the ratio is what it is worth only when both
+ran under the same load (``--htclean-first`` runs htclean first, to alternate the order).
+``--wideband``: WSClean's joined channels against htclean's MT-MFS on a two-MS 1-2 GHz
+observation with the primary beam instead (vs_wsclean_wideband.py).
 """
 
 from __future__ import annotations
@@ -79,14 +88,19 @@ def timed(cmd: list[str], log: Path) -> tuple[float, float, float]:
     return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
-def run_wsclean(ms: Path, truth: dict, work: Path, threads: int, epsilon: float) -> dict:
+PAIRINGS = {"equal": 1e-5, "default": 1e-3}  # --pairing: htclean's epsilon unless --epsilon
+
+
+def run_wsclean(ms: Path, truth: dict, work: Path, threads: int,
+                epsilon: float | None) -> dict:
+    """WSClean on ``ms``: w-gridding at ``epsilon``, or (None) its default gridder."""
     work.mkdir(parents=True, exist_ok=True)
     n = str(int(truth["image"]["size"]))
+    gridder = [] if epsilon is None else ["-use-wgridder", "-wgridder-accuracy", f"{epsilon:g}"]
     cmd = ["wsclean", "-name", str(work / "wsclean"), "-size", n, n,
            "-scale", f"{truth['image']['cell_asec']:.6g}asec", "-data-column", "DATA",
            "-weight", "briggs", "0", "-niter", str(NITER), "-gain", "0.1", "-mgain", "0.8",
-           "-auto-threshold", "3", "-use-wgridder", "-wgridder-accuracy", f"{epsilon:g}",
-           "-no-update-model-required",
+           "-auto-threshold", "3", *gridder, "-no-update-model-required",
            "-j", str(threads), str(ms)]
     wall, peak, cpu = timed(cmd, work / "wsclean.log")
     text = (work / "wsclean.log").read_text()
@@ -165,9 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parts", type=int, help="partition.parts (default: the configuration's)")
     p.add_argument("--precision", choices=("single", "double"),
                    help="gridder.precision (default: the configuration's)")
-    p.add_argument("--epsilon", type=float, default=1e-5,
-                   help="gridding accuracy of both (WSClean -wgridder-accuracy, gridder.epsilon)")
+    p.add_argument("--pairing", choices=tuple(PAIRINGS), default="equal",
+                   help="equal: both w-gridding at --epsilon; default: WSClean's default "
+                        "gridder (w-stacking) against htclean at --epsilon")
+    p.add_argument("--epsilon", type=float,
+                   help="htclean's gridder.epsilon, and WSClean's -wgridder-accuracy with "
+                        "--pairing equal (default: 1e-5 equal, 1e-3 default)")
     p.add_argument("--no-wsclean", action="store_true")
+    p.add_argument("--htclean-first", action="store_true",
+                   help="run htclean before WSClean (alternate the order on a shared machine)")
     p.add_argument("--tag", default="",
                    help="run htclean in SIZE/htclean-TAG (compare two htclean builds on the "
                         "same MS: run this script with each one's python)")
@@ -175,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the two-MS 1-2 GHz pairing instead (vs_wsclean_wideband.py)")
     p.add_argument("--nterms", type=int, default=2, help="with --wideband: htclean's nterms")
     args = p.parse_args(argv)
+    if args.epsilon is None:
+        args.epsilon = PAIRINGS["equal" if args.wideband else args.pairing]
     have_ws = not args.no_wsclean and shutil.which("wsclean") is not None
     if args.wideband:
         import vs_wsclean_wideband
@@ -187,23 +209,33 @@ def main(argv: list[str] | None = None) -> int:
         ms, truth = simulate(work, size)
         obs = truth["observation"]
         nvis = obs["rows"] * obs["nchan"]  # Stokes I samples (each of 2 or 4 correlations)
-        ws = None
-        if have_ws:
-            print(f"[{size}] wsclean ... (load {load()})", flush=True)
-            ws = run_wsclean(ms, truth, work / size / "wsclean", args.threads, args.epsilon)
-        print(f"[{size}] htclean run ... (load {load()})", flush=True)
-        where = work / size / ("htclean-" + args.tag if args.tag else "htclean")
-        ht = run_htclean(ms, truth, where, args.threads, args.parts,
-                         args.precision, args.epsilon)
+        default = args.pairing == "default"
+        ws_dir = work / size / ("wsclean-default" if default else "wsclean")
+        where = work / size / ("htclean-" + args.tag if args.tag else
+                               f"htclean-e{args.epsilon:g}")
+        ws, loads = None, [os.getloadavg()[0]]
+        order = ["htclean", "wsclean"] if args.htclean_first else ["wsclean", "htclean"]
+        for imager in order:
+            if imager == "wsclean" and have_ws:
+                print(f"[{size}] wsclean ... (load {load()})", flush=True)
+                ws = run_wsclean(ms, truth, ws_dir, args.threads,
+                                 None if default else args.epsilon)
+            elif imager == "htclean":
+                print(f"[{size}] htclean run ... (load {load()})", flush=True)
+                ht = run_htclean(ms, truth, where, args.threads, args.parts,
+                                 args.precision, args.epsilon)
+        loads.append(os.getloadavg()[0])
         print(f"[{size}] done (load {load()})", flush=True)
-        rows.append((size, nvis, int(truth["image"]["size"]), ws, ht))
-    print(f"\n{os.cpu_count()} CPUs, {args.threads} threads, gridding accuracy "
-          f"{args.epsilon:g}; load after: {load()}")
+        rows.append((size, nvis, int(truth["image"]["size"]), ws, ht, loads))
+    wsgrid = ("its default gridder (w-stacking)" if args.pairing == "default" else
+              f"-use-wgridder -wgridder-accuracy {args.epsilon:g}")
+    print(f"\n{os.cpu_count()} CPUs, {args.threads} threads; WSClean at {wsgrid}, htclean "
+          f"at gridder.epsilon {args.epsilon:g}; load after: {load()}")
     print("| size | visibilities | image | WSClean | htclean run | ratio (CPU s ratio) | peak "
           "memory WSClean / htclean (largest job) | bytes read per cycle (MS tar per part "
-          "before) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for size, nvis, n, ws, ht in rows:
+          "before) | load |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for size, nvis, n, ws, ht, loads in rows:
         wst = f"{ws['wall']:.1f} s, {ws['cpu']:.0f} CPU s ({ws['cycles']} cycles)" if ws else "-"
         ratio = f"{ht['wall'] / ws['wall']:.2f}x ({ht['cpu'] / ws['cpu']:.2f}x)" if ws else "-"
         wsm = f"{ws['peak'] / 1024:.2f}" if ws else "-"
@@ -211,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{ht['cpu']:.0f} CPU s ({ht['jobs']} jobs, {ht['cycles']} cycles) | {ratio} | "
               f"{wsm} / "
               f"{ht['peak'] / 1024:.2f} ({ht['job_peak_name']}: {ht['job_peak'] / 1024:.2f}) GiB | "
-              f"{ht['bytes_cycle'] / 1e6:.1f} MB ({ht['tar_part'] / 1e6:.1f} MB) |")
+              f"{ht['bytes_cycle'] / 1e6:.1f} MB ({ht['tar_part'] / 1e6:.1f} MB) | "
+              f"{loads[0]:.1f}-{loads[1]:.1f} |")
     return 0
 
 

@@ -4,8 +4,13 @@ stack's start-up cost.
 The embedded engine would otherwise pay, for every job, a new Python interpreter and the
 imports of numpy, ducc0, python-casacore, astropy and matplotlib (about half a second, more
 than many bookkeeping jobs take to run). The server is one process started once per engine
-run (``python -m htclean.engine.forkserver``) with those modules and every ``htclean-*``
-console script's module imported. For each job it forks a child that is, from then on, a
+run (``python -m htclean.engine.forkserver``) with those modules, every ``htclean-*``
+console script's module and the htclean modules the jobs import as they run (the
+configuration's, the workflow writer's for ``next``) imported. It is ready once it has what
+the first job, the partition, needs (``FIRST``, a tenth of the whole) and imports the rest
+one module at a time while no request waits, so the first job does not wait for modules
+only later jobs use (a job that needs one not loaded yet imports it itself). For each job it
+forks a child that is, from then on, a
 job process like any other: its own session and process group (so the engine's interrupt
 signals it as before), its own working directory, environment, stdin/stdout/stderr (the
 engine's open files, passed over the socket), its own exit status, and its own job record
@@ -36,13 +41,21 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
 
+# before "ready": what the partition, the first job of a run, imports (with the executables)
+FIRST = ("numpy", "yaml", "casacore.tables", "htclean.workflows.config",
+         "htclean.imaging.ms.parts")
 PRELOAD = ("numpy", "scipy.ndimage", "scipy.optimize", "ducc0", "casacore.tables",
            "astropy.io.fits", "astropy.time", "astropy.wcs", "yaml", "mpl_toolkits.axes_grid1")
 IMAGING = "htclean.imaging"  # its modules are preloaded too (those of imaging.gpu are not)
+# what jobs import as they run besides: the device choice (CuPy only when asked for) and the
+# workflow writer of ``next``
+LATER = ("htclean.imaging.gpu.device", "htclean.workflows.names",
+         "htclean.workflows.serialize", "htclean.workflows.graph")
 MAX_REQUEST = 1 << 20
 
 
@@ -261,22 +274,47 @@ def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
     return json.loads(data), fds
 
 
-def serve(address: str) -> None:
-    """Preload, listen on ``address``, fork a child per request until stdin closes."""
-    scripts = _scripts()
+def _import(name: str) -> None:
+    """Import ``name`` if it can be (a module missing here is the job's to report)."""
+    with contextlib.suppress(Exception):
+        importlib.import_module(name)
+
+
+def _later() -> Iterator[None]:
+    """Import the rest of the preload, one module per step."""
     for name in PRELOAD:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
-    with contextlib.suppress(ImportError):
+        yield _import(name)
+    try:
         import matplotlib
 
         matplotlib.use("Agg")
-        importlib.import_module("matplotlib.pyplot")
+    except Exception:  # noqa: BLE001 (no previews here: the restore job reports it)
+        pass
+    else:
+        yield _import("matplotlib.pyplot")
+    walk = pkgutil.walk_packages(importlib.import_module(IMAGING).__path__, f"{IMAGING}.")
+    while True:
+        try:
+            module = next(walk)
+        except StopIteration:
+            break
+        except Exception:  # noqa: BLE001 (a package that fails to import: the job reports it)
+            continue
+        if not module.name.startswith(f"{IMAGING}.gpu"):
+            yield _import(module.name)
+    for name in LATER:
+        yield _import(name)
+
+
+def serve(address: str) -> None:
+    """Preload FIRST, listen on ``address``, fork a child per request until stdin closes;
+    the rest of the preload is imported while no request waits."""
+    scripts = _scripts()
+    for name in FIRST:
+        _import(name)
     for value in scripts.values():
         importlib.import_module(value.partition(":")[0])
-    for module in pkgutil.walk_packages(importlib.import_module(IMAGING).__path__, f"{IMAGING}."):
-        if not module.name.startswith(f"{IMAGING}.gpu"):
-            importlib.import_module(module.name)
+    steps: Iterator[None] | None = _later()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(address)
     listener.listen(64)
@@ -286,7 +324,12 @@ def serve(address: str) -> None:
     children: dict[int, tuple[socket.socket, int]] = {}  # pidfd -> (connection, pid)
     print("ready", flush=True)
     while True:
-        for key, _ in sel.select():
+        events = sel.select(timeout=0 if steps is not None else None)
+        if not events and steps is not None:
+            if next(steps, StopIteration) is StopIteration:
+                steps = None
+            continue
+        for key, _ in events:
             if key.data == "stdin":
                 if not os.read(sys.stdin.fileno(), 4096):
                     listener.close()
@@ -337,3 +380,7 @@ def _start_child(conn: socket.socket, scripts: dict[str, str], sel, children: di
 
 if __name__ == "__main__":
     serve(sys.argv[1])
+    # no interpreter teardown of the preloaded modules (0.1-0.3 s), which the engine's close
+    # waits for at the end of every run
+    sys.stdout.flush()
+    os._exit(0)

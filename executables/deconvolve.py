@@ -36,7 +36,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from htclean.executables.record import Job, job_parser, run_job, write_bytes_atomic
+from htclean.executables.atomic import write_bytes_atomic
+from htclean.executables.record import Job, job_parser, run_job
 from htclean.imaging.errors import InputError
 
 if TYPE_CHECKING:

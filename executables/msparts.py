@@ -88,7 +88,7 @@ def pack(ms: str | os.PathLike, tar_path: str | os.PathLike) -> Path:
 
     The tar holds one top-level directory named after ``tar_path`` without ``.tar``.
     """
-    from htclean.executables.record import atomic_output
+    from htclean.executables.atomic import atomic_output
 
     out = Path(tar_path)
     arcname = out.name.removesuffix(".tar") if out.name.endswith(".tar") else out.name + ".ms"

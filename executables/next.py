@@ -31,7 +31,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from htclean.executables.record import Job, job_parser, run_job, write_bytes_atomic
+from htclean.executables.atomic import write_bytes_atomic
+from htclean.executables.record import Job, job_parser, run_job
 from htclean.imaging.errors import InputError
 
 PROG = "htclean-next"

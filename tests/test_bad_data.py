@@ -480,3 +480,38 @@ def test_job_resources(tmp_path, finished, kind):
         line = one_line(err)
         assert code == STATUS[RESOURCES] and "resources: " in line, line
         assert tree(fs) == before
+
+
+@pytest.mark.parametrize("field, ddid", [(0, None), (1, None), (0, 1)])
+def test_whole_table_checks_find_the_rows_taql_finds(tmp_path, field, ddid):
+    """The UVW and negative-weight scans (numpy, a block at a time) name the first row
+    TaQL's query names, with the same selection; flagged rows with negative weights are
+    skipped as TaQL skips them."""
+    from htclean.imaging.ms import mscheck
+
+    ms = tmp_path / "t.ms"
+    tinyms.write_ms(str(ms), tinyms.TinyObs(nant=5, ntime=6, nchan=4, nspw=2, nfield=2))
+    where = f"FIELD_ID=={field} AND ANTENNA1!=ANTENNA2" + (
+        f" AND DATA_DESC_ID=={ddid}" if ddid is not None else "")
+    with ct.table(str(ms), readonly=False, ack=False) as t:
+        assert mscheck._first_bad_uvw(t, (field, ddid)) is None
+        assert mscheck._first_negative_weight(t, (field, ddid)) is None
+        uvw, weight, flag = t.getcol("UVW"), t.getcol("WEIGHT"), t.getcol("FLAG")
+        row_flag = t.getcol("FLAG_ROW")
+        keep = (t.getcol("FIELD_ID") == field) & (t.getcol("ANTENNA1") != t.getcol("ANTENNA2"))
+        if ddid is not None:
+            keep &= t.getcol("DATA_DESC_ID") == ddid
+        sel, other = np.flatnonzero(keep), np.flatnonzero(~keep)
+        uvw[[other[0], sel[5], sel[9]], 1] = [np.nan, np.inf, np.nan]  # other[0]: not selected
+        weight[[other[0], sel[2], sel[3], sel[4], sel[8]], 0] = -1.0
+        flag[sel[2]] = True  # negative but flagged, every sample or the row: not a bad row
+        row_flag[sel[3]] = True
+        t.putcol("FLAG_ROW", row_flag)
+        t.putcol("UVW", uvw)
+        t.putcol("WEIGHT", weight)
+        t.putcol("FLAG", flag)
+        for scan, query in ((mscheck._first_bad_uvw, f"{where} AND NOT ALL(ISFINITE(UVW))"),
+                            (mscheck._first_negative_weight,
+                             f"{where} AND ANY(WEIGHT < 0) AND NOT FLAG_ROW AND NOT ALL(FLAG)")):
+            found = scan(t, (field, ddid))
+            assert found == mscheck._first_row(t, query) and found in (sel[5], sel[4])

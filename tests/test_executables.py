@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -424,11 +425,10 @@ def test_deconvolve_cycles_state_and_restore(tiny, tmp_path, monkeypatch, capsys
                         "R-model-c02.json", "--output", "r.npz"], tmp_path, monkeypatch) == 0
     assert run("gather", ["--inputs", "r.npz", "--image-fits", "R-residual-c02.fits"],
                tmp_path, monkeypatch) == 0
-    previews = {}
     write_preview = preview.write_preview
 
-    def recorded(path, image, geom, **kwargs):
-        previews[Path(path).name] = kwargs
+    def recorded(path, image, geom, **kwargs):  # drawn in forked children: kept in files
+        (tmp_path / f"{Path(path).name}.kwargs").write_bytes(pickle.dumps(kwargs))
         write_preview(path, image, geom, **kwargs)
 
     monkeypatch.setattr(preview, "write_preview", recorded)
@@ -440,6 +440,8 @@ def test_deconvolve_cycles_state_and_restore(tiny, tmp_path, monkeypatch, capsys
     for kind in ("image", "model", "residual", "psf", "dirty"):
         _, _, header = fits.read_fits(tmp_path / f"tiny-{kind}.fits")
         assert header["BMAJ"] > header["BMIN"] > 0 and "BPA" in header
+    previews = {p.name.removesuffix(".kwargs"): pickle.loads(p.read_bytes())
+                for p in tmp_path.glob("*.png.kwargs")}
     for kind in ("image", "residual", "psf"):
         assert (tmp_path / f"tiny-{kind}.png").read_bytes()[:4] == b"\x89PNG"
         drawn = previews[f"tiny-{kind}.png"]  # with the restoring beam, in the right unit

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from htclean.catalogs import replicas, sites, transformations
-from htclean.executables.record import write_bytes_atomic
+from htclean.executables.atomic import write_bytes_atomic
 from htclean.imaging.cpus import planned_threads
 from htclean.imaging.errors import InputError
 from htclean.workflows import config, exitcode, graph, names, properties, serialize

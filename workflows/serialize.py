@@ -18,7 +18,7 @@ import yaml
 from Pegasus.api import ReplicaCatalog, SiteCatalog, TransformationCatalog, Workflow
 from Pegasus.api.writable import _CustomEncoder
 
-from htclean.executables.record import write_bytes_atomic
+from htclean.executables.atomic import write_bytes_atomic
 
 Catalog = Workflow | SiteCatalog | TransformationCatalog | ReplicaCatalog
 

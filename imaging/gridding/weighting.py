@@ -36,16 +36,34 @@ from htclean.imaging.ms.msread import VisChunk
 KINDS = ("natural", "uniform", "briggs")
 
 
+def _cell_axis(coord: np.ndarray, scale: np.ndarray, n: int, cell: float,
+               sign: float) -> np.ndarray:
+    """``floor(sign * coord * scale * (n cell) + n / 2)`` (nrow, nchan) float64, evaluated
+    in that order in one array (the same values as the expression, fewer temporaries)."""
+    a = np.multiply.outer(coord, scale)
+    if sign != 1.0:
+        np.multiply(sign, a, out=a)
+    a *= n * cell
+    a += n / 2
+    return np.floor(a, out=a)
+
+
 def _cells(uvw: np.ndarray, freq: np.ndarray, geom: ImageGeometry,
            sign: float) -> tuple[np.ndarray, np.ndarray]:
-    """Flat density-grid index (nrow, nchan) int64 of sign * (u, v), and whether it is inside."""
+    """Flat density-grid index (nrow, nchan) int64 of sign * (u, v), and whether it is inside.
+
+    The cell indices are compared and combined as the whole numbers in float64 they are
+    (exact below 2^53), outside cells set to 0 before the one conversion to int64."""
     scale = freq / C
-    iu = np.floor(sign * np.multiply.outer(uvw[:, 0], scale) * (geom.nx * geom.cell)
-                  + geom.nx / 2).astype(np.int64)
-    iv = np.floor(sign * np.multiply.outer(uvw[:, 1], scale) * (geom.ny * geom.cell)
-                  + geom.ny / 2).astype(np.int64)
-    inside = (iu >= 0) & (iu < geom.nx) & (iv >= 0) & (iv < geom.ny)
-    return np.where(inside, iv * geom.nx + iu, 0), inside
+    fu = _cell_axis(uvw[:, 0], scale, geom.nx, geom.cell, sign)
+    fv = _cell_axis(uvw[:, 1], scale, geom.ny, geom.cell, sign)
+    inside = (fu >= 0) & (fu < geom.nx) & (fv >= 0) & (fv < geom.ny)
+    outside = ~inside
+    np.copyto(fu, 0.0, where=outside)
+    np.copyto(fv, 0.0, where=outside)
+    fv *= geom.nx
+    fv += fu
+    return fv.astype(np.int64), inside
 
 
 def add_density(grid: np.ndarray, chunk: VisChunk, geom: ImageGeometry) -> np.ndarray:
@@ -101,10 +119,17 @@ def apply(chunk: VisChunk, kind: str, robust: float | None, density: np.ndarray 
     if density.shape != geom.shape:
         raise InputError(f"weight density has shape {density.shape}, expected {geom.shape}")
     idx, inside = _cells(chunk.uvw, chunk.freq, geom, 1.0)
-    g = density.reshape(-1)[idx]
-    usable = inside & (chunk.weight > 0) & (g > 0)
-    if kind == "uniform":
-        denom = g
-    else:
-        denom = 1.0 + (briggs_f2(density, float(robust)) if f2 is None else f2) * g
-    return np.where(usable, chunk.weight / np.where(usable, denom, 1.0), 0.0)
+    # in one float64 array: g, then the denominator, then the weight (the same values as
+    # where(usable, w / where(usable, denom, 1), 0))
+    out = np.take(density.reshape(-1), idx)
+    usable = inside
+    usable &= chunk.weight > 0
+    usable &= out > 0
+    if kind == "briggs":
+        out *= briggs_f2(density, float(robust)) if f2 is None else f2
+        out += 1.0
+    unusable = ~usable
+    np.copyto(out, 1.0, where=unusable)
+    np.divide(chunk.weight, out, out=out)
+    np.copyto(out, 0.0, where=unusable)
+    return out

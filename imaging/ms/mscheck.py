@@ -162,7 +162,7 @@ def _check_content(main, subs: dict, shown: str, data: dict, axis: str) -> None:
     finally:
         sel.close()
     _check_windows(main, subs, shown, column, ddids, where, axis)
-    _check_values(main, shown, column, where)
+    _check_values(main, shown, column, where, (field, None if spw is None else int(spw)))
 
 
 def _check_windows(main, subs: dict, shown: str, column: str, ddids: list[int], where: str,
@@ -213,17 +213,60 @@ def _first_row(main, where: str) -> int | None:
         hit.close()
 
 
-def _check_values(main, shown: str, column: str, where: str) -> None:
-    bad = _first_row(main, f"{where} AND NOT ALL(ISFINITE(UVW))")
+SCAN_ROWS = 1 << 20  # rows a whole-table check reads at a time
+
+
+def _scan(main, selection: tuple[int, int | None], column: str):
+    """(first row, selected rows (bool), the column's cells) a block at a time: what the
+    checks that read every row (nothing found in a good MS) read with getcol, several times
+    faster than TaQL's expressions (3M samples: 0.11 + 0.16 s)."""
+    field, ddid = selection
+    for start in range(0, main.nrows(), SCAN_ROWS):
+        n = min(SCAN_ROWS, main.nrows() - start)
+        keep = (main.getcol("FIELD_ID", start, n) == field) & (
+            main.getcol("ANTENNA1", start, n) != main.getcol("ANTENNA2", start, n))
+        if ddid is not None:
+            keep &= main.getcol("DATA_DESC_ID", start, n) == ddid
+        yield start, keep, main.getcol(column, start, n)
+
+
+def _first_bad_uvw(main, selection: tuple[int, int | None]) -> int | None:
+    """TaQL's first row of ``where AND NOT ALL(ISFINITE(UVW))``."""
+    for start, keep, uvw in _scan(main, selection, "UVW"):
+        bad = keep & ~np.isfinite(uvw).all(axis=1)
+        if bad.any():
+            return start + int(np.argmax(bad))
+    return None
+
+
+def _first_negative_weight(main, selection: tuple[int, int | None]) -> int | None:
+    """TaQL's first row of ``where AND ANY(WEIGHT < 0) AND NOT FLAG_ROW AND NOT ALL(FLAG)``
+    (FLAG read only for the rows with a negative weight); RuntimeError where WEIGHT's cells
+    differ in shape (spectral windows of other correlations: getcol cannot stack them)."""
+    for start, keep, weight in _scan(main, selection, "WEIGHT"):
+        n = len(keep)
+        keep &= (weight.reshape(n, -1) < 0).any(axis=1)
+        keep &= ~main.getcol("FLAG_ROW", start, n)
+        for r in np.flatnonzero(keep):
+            if not np.all(main.getcell("FLAG", start + int(r))):
+                return start + int(r)
+    return None
+
+
+def _check_values(main, shown: str, column: str, where: str,
+                  selection: tuple[int, int | None]) -> None:
+    """``where`` as TaQL and ``selection`` (field, DATA_DESC_ID or None) as the same rows."""
+    bad = _first_bad_uvw(main, selection)
     if bad is not None:
         raise _error(shown, f"UVW is not finite (NaN or Inf) in row {bad}")
     unflagged = f"{where} AND NOT FLAG_ROW AND NOT ALL(FLAG)"
     if _first_row(main, unflagged) is None:
         raise _error(shown, "nothing left to image: every selected sample is flagged")
-    # weights first: TaQL stops evaluating a row at the first false term, so FLAG is read
-    # only for the rows that have a negative weight
-    negative = _first_row(main, f"{where} AND ANY(WEIGHT < 0) AND NOT FLAG_ROW "
-                          "AND NOT ALL(FLAG)")
+    try:
+        negative = _first_negative_weight(main, selection)
+    except RuntimeError:  # weights first: TaQL reads FLAG only where a weight is negative
+        negative = _first_row(main, f"{where} AND ANY(WEIGHT < 0) AND NOT FLAG_ROW "
+                              "AND NOT ALL(FLAG)")
     if negative is not None:
         raise _error(shown, f"negative WEIGHT in row {negative} (weights must be >= 0)")
     spectrum = "WEIGHT_SPECTRUM" in main.colnames() and main.iscelldefined("WEIGHT_SPECTRUM", 0)
