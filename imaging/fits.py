@@ -118,6 +118,11 @@ def _write(path: str | os.PathLike, terms: Sequence[np.ndarray], geom: ImageGeom
         hdus.append(fits.BinTableHDU.from_columns(
             [fits.Column("FREQ", "D", "Hz", array=table[:, 0]),
              fits.Column("WEIGHT", "D", array=table[:, 1])], name=CHANNELS))
+    write_hdus_atomic(hdus, path)
+
+
+def write_hdus_atomic(hdus: list, path: str | os.PathLike) -> None:
+    """Write ``hdus`` to ``path`` through a temporary name and a rename (never half a file)."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:

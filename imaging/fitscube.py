@@ -21,14 +21,13 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from htclean.imaging.beams.beam import Beam
 from htclean.imaging.errors import InputError
-from htclean.imaging.fits import _native, header_for
+from htclean.imaging.fits import _native, header_for, write_hdus_atomic
 from htclean.imaging.geometry import ImageGeometry
 
 BEAMS = "BEAMS"
@@ -159,13 +158,7 @@ def write_cube(path: str | os.PathLike, cube: np.ndarray, geom: ImageGeometry,
         table.header["NCHAN"] = nchan
         table.header["NPOL"] = 1
         hdus.append(table)
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        fits.HDUList(hdus).writeto(tmp, overwrite=True, output_verify="exception")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_hdus_atomic(hdus, path)
 
 
 def read_beams(hdul: Any, nchan: int, path: str) -> list[Beam | None] | None:
