@@ -123,6 +123,8 @@ def _write(path: str | os.PathLike, terms: Sequence[np.ndarray], geom: ImageGeom
 
 def write_hdus_atomic(hdus: list, path: str | os.PathLike) -> None:
     """Write ``hdus`` to ``path`` through a temporary name and a rename (never half a file)."""
+    from astropy.io import fits
+
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
