@@ -75,7 +75,7 @@ def ms_input(ms: str, inputs_dir: Path) -> MSInput:
 def output_location(ctx: RunContext, lfn: str) -> tuple[str, str]:
     """(site, URL) of the output site's copy of ``lfn``; the configuration is the plan's
     config.yml, always read through the submit host."""
-    if lfn == names.config(ctx.run_id):
+    if lfn == names.config(ctx.stem):
         return LOCAL, file_url(ctx.config_path)
     path = ctx.outputs_dir / lfn
     if ctx.staging_site == STAGING and str(path).startswith(OSDF_EXPORTED):
@@ -120,6 +120,14 @@ def replica_catalog(ctx: RunContext, ms: list[MSInput]) -> ReplicaCatalog:
     rc.add_replica(site, config, url)
     for m in ms:
         rc.add_replica(m.site, m.lfn, m.url)
+    if ctx.cube:  # every channel's configuration, and its products for the cube job
+        from htclean.workflows import cube_graph
+        from htclean.workflows.cube import group_contexts
+
+        for c in group_contexts(ctx):
+            rc.add_replica(LOCAL, names.config(c.stem), file_url(c.config_path))
+        for lfn in cube_graph.cube_inputs(ctx):
+            rc.add_replica(LOCAL, lfn, file_url(ctx.outputs_dir / lfn))
     return rc
 
 

@@ -103,10 +103,22 @@ def _compute_job(job: JobSpec, wf: WorkflowSpec, catalogs: Catalogs, where: str,
     return PlannedJob(job, pfn, tname, env, retries, category_of(job.id, profiles), unless)
 
 
+def later_file(pfns: list[str]) -> Path | None:
+    """The first local file among ``pfns`` where none exists yet: the input of a job with
+    parents, made by one of them in a level of its own (a cube's channels' products, which
+    the cube job reads once their sub-workflows have finished); the job checks it."""
+    for pfn in pfns:
+        path = url_to_path(pfn)
+        if path is not None:
+            return path
+    return None
+
+
 def plan_workflow(wf: WorkflowSpec, key: str, catalogs: Catalogs,
                   site: str = "local") -> PlannedWorkflow:
     """Resolve every job and external input of ``wf`` (run under ``key``) for ``site``.
 
+    An input in no local file yet is accepted for a job with parents (``later_file``).
     Compute jobs retry ``dagman.retry`` times (job, transformation or site profile, else the
     property, else 0), except after the exit status of its ``UNLESS-EXIT``; sub-workflow jobs
     only when their own job profile says so, as the planner does. A ``condorWorkflow`` (a raw
@@ -133,6 +145,8 @@ def plan_workflow(wf: WorkflowSpec, key: str, catalogs: Catalogs,
             if use.lfn in produced or use.lfn in external:
                 continue
             path, seen = local_replica(use.lfn, (wf.replicas, catalogs.replicas))
+            if path is None and wf.parents[job.id]:
+                path = later_file(seen)
             if path is None:
                 why = ("is in no replica catalog" if not seen else
                        "has no local file among its PFNs " + ", ".join(seen))

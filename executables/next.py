@@ -134,11 +134,12 @@ def work(args: argparse.Namespace, job: Job) -> None:
     decision = decide(state, LoopLimits.from_settings(job.settings))
     ctx = RunContext.from_config(config.read_yaml(args.config), job.settings)
     sizes = part_sizes(job, args.partitions)
-    sizes[names.residual_fits(ctx.run_id, args.cycle)] = Path(args.residual).stat().st_size
+    sizes[names.residual_fits(ctx.stem, args.cycle)] = Path(args.residual).stat().st_size
     workflow, needed = next_level(replace(ctx, sizes=sizes), args.cycle, decision.go_on)
     job.output(write_bytes_atomic(args.workflow, serialize.to_yaml(workflow).encode()))
     record = {**decision.to_dict(), "peak": state.peak, "iterations": state.iterations,
-              "next": names.cycle_job(args.cycle + 1) if decision.go_on else "final",
+              "next": ctx.job_prefix + (names.cycle_job(args.cycle + 1) if decision.go_on
+                                        else "final"),
               "workflow": Path(args.workflow).name, "inputs": needed}
     job.write_json(args.decision, record)
 

@@ -2,6 +2,7 @@
 
     htclean-partition --config R-config.yml --record R-partition.record.json
                       --ms OBS.ms.tar [OBS2.ms.tar ...] --axis time|baseline|channel
+                      [--channels C0:C1 [C0:C1 ...]]
                       --outputs R-part-000.vis.npz R-part-001.vis.npz ...
                       --manifest R-partitions.json
 
@@ -20,6 +21,13 @@ samples it holds (rows x channels, at least one part each) and is split along th
 above; every part is phased to one centre, ``image.phase_centre`` or the first MS's, so the
 weighting, the normalisation and the image are global. The MSs may differ in spectral
 windows, channel counts and flags.
+
+``--channels``: only these MS channel ranges (``[C0, C1)`` of the window; ``image.start`` /
+``image.nchan``), each its own set of parts: the outputs are split into as many equal runs
+as ranges, in order (a cube's output channels, workflows/cube.py), and each run into parts
+as above within its range. ``data.continuum`` subtracts each spectrum's continuum, fitted to
+its line-free channels over the whole window, before the channels are cut out
+(imaging/ms/parts.py).
 """
 
 from __future__ import annotations
@@ -45,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--outputs", required=True, nargs="+", metavar="PART.vis.npz",
                         help="one part file per part, in order; their number is the number of "
                         "parts")
+    parser.add_argument("--channels", nargs="+", metavar="C0:C1",
+                        help="only these channel ranges, each its own run of the outputs")
     parser.add_argument("--manifest", required=True, metavar="R-partitions.json",
                         help="where to write the list of parts (JSON)")
     return parser
@@ -85,8 +95,10 @@ def share_parts(samples: list[int], nparts: int) -> list[int]:
 
 
 def _split(ms: Path, job: Job, axis: str, nparts: int, block: int, outputs: list[Path],
-           centre: tuple[float, float] | None) -> tuple[int, int, list[dict]]:
-    """Write the ``nparts`` parts of one MS; (rows, channels, manifest entries)."""
+           centre: tuple[float, float] | None,
+           channels: tuple[int, int] | None = None) -> tuple[int, int, list[dict]]:
+    """Write the ``nparts`` parts of one MS (of the channels ``[c0, c1)`` only, where
+    given); (rows, channels, manifest entries)."""
     from htclean.imaging.ms import parts as imaging_parts
 
     nrow, nchan = _table_shape(ms)
@@ -96,9 +108,12 @@ def _split(ms: Path, job: Job, axis: str, nparts: int, block: int, outputs: list
     wanted = msparts.imaged_rows(ms, data["field"], data["spw"], block)
     if wanted is not None:
         nrow = len(wanted)
+    if channels is not None:
+        nchan = channels[1] - channels[0]
     if axis == "channel":
-        nchan = msparts.channel_count(ms)
-        selections = msparts.split_channel(nchan, nparts)
+        c0, c1 = channels or (0, msparts.channel_count(ms))
+        nchan = c1 - c0
+        selections = [(c0 + a, c0 + b) for a, b in msparts.split_channel(nchan, nparts)]
     else:
         selections = msparts.key_ranges(ms, axis, nparts, block, wanted)
     entries = []
@@ -107,7 +122,7 @@ def _split(ms: Path, job: Job, axis: str, nparts: int, block: int, outputs: list
             picked, chans = wanted, sel
         else:
             picked = msparts.rows_in_range(ms, axis, sel[0], sel[1], block, wanted)
-            chans = None
+            chans = channels
         imaging_parts.write_part(ms, job.settings, out, rows=picked, channels=chans,
                                  centre=centre)
         job.output(out)
@@ -139,30 +154,54 @@ def work(args: argparse.Namespace, job: Job) -> None:
     sources = [job.read(m, "--ms", allow_dir=True) for m in args.ms]
     if len({s.name for s in sources}) != len(sources):
         raise InputError("--ms: the same Measurement Set is named twice")
+    ranges = channel_ranges(args.channels, len(outputs))
+    per = len(outputs) // len(ranges)
     scratch = outputs[0].parent
     with contextlib.ExitStack() as stack:
         opened = [stack.enter_context(msparts.unpacked(s, scratch=scratch)) for s in sources]
         several = len(opened) > 1
         shares = share_parts(
             [imaged_samples(ms, job.settings["data"], block) for ms in opened],
-            len(outputs)) if several else [len(outputs)]
+            per) if several else [per]
         centre = _first_centre(opened[0], job.settings["data"]) if several else None
         done, results = 0, []
-        for src, ms, n in zip(sources, opened, shares, strict=True):
-            results.append((src, *_split(ms, job, axis, n, block, outputs[done:done + n],
-                                         centre)))
-            done += n
+        for chans in ranges:
+            for src, ms, n in zip(sources, opened, shares, strict=True):
+                results.append((src, *_split(ms, job, axis, n, block, outputs[done:done + n],
+                                             centre, chans)))
+                done += n
     job.visibilities = sum(nrow * nchan for _, nrow, nchan, _ in results)
     if not several:
-        src, nrow, nchan, entries = results[0]
-        manifest = {"ms": src.name, "axis": axis, "rows": nrow, "channels": nchan,
-                    "parts": entries}
+        src, nrow, _, _ = results[0]
+        manifest = {"ms": src.name, "axis": axis, "rows": nrow,
+                    "channels": sum(r[2] for r in results),
+                    "parts": [e for *_, entries in results for e in entries]}
     else:
         manifest = {"ms": [src.name for src, *_ in results], "axis": axis,
                     "rows": sum(r[1] for r in results),
                     "parts": [{**e, "ms": src.name} for src, _, _, entries in results
                               for e in entries]}
     job.write_json(args.manifest, manifest)
+
+
+def channel_ranges(text: list[str] | None, outputs: int) -> list[tuple[int, int] | None]:
+    """``--channels`` as ``[(c0, c1), ...]`` ([None]: every channel); InputError unless the
+    outputs split evenly among them."""
+    if not text:
+        return [None]
+    ranges = []
+    for item in text:
+        try:
+            c0, c1 = (int(v) for v in item.split(":"))
+        except ValueError:
+            raise InputError(f"--channels: {item!r} is not C0:C1") from None
+        if not 0 <= c0 < c1:
+            raise InputError(f"--channels: {item!r} is not a channel range (0 <= C0 < C1)")
+        ranges.append((c0, c1))
+    if outputs % len(ranges):
+        raise InputError(f"--outputs: {outputs} parts do not split evenly among "
+                         f"{len(ranges)} channel ranges")
+    return ranges
 
 
 def imaged_samples(ms: Path, data: dict, block: int) -> int:

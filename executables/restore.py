@@ -16,7 +16,8 @@ about its centre, as WSClean and CASA write it), NAME-dirty.fits (tt0); where nt
 NAME-alpha.fits (tt1 / tt0 where tt0 is above ``ALPHA_CUT`` x its residual noise, NaN
 elsewhere) and NAME-alpha-error.fits, with the Taylor reference frequency as every file's
 FREQ (CRVAL3, as CASA's tt images). Previews NAME-image.png, NAME-residual.png, NAME-psf.png
-(tt0: NAME-image-tt0.png ..., and NAME-alpha.png); and NAME-summary.json (beam, peak, rms,
+(tt0: NAME-image-tt0.png ..., and NAME-alpha.png; none with ``output.previews`` false, as
+in a cube's channels); and NAME-summary.json (beam, peak, rms,
 components, cycles, iterations, stop reason; nterms, reference frequency and alpha where
 nterms > 1). Without --model there was no deconvolution: the image is the residual (the dirty
 image). --state (the last cycle's; required with --model) gives the summary the cycles and
@@ -186,7 +187,8 @@ def work(args: argparse.Namespace, job: Job) -> None:
     images += [("psf", psf, psf_geom, "Jy/beam"), ("dirty", dirty[0], dirty_geom, "Jy/beam")]
     write_images(job, name, model, restored, residual, images, geom, beam, history)
     stats = {"image": _stats(restored[0]), "residual": _stats(residual[0])}  # sigma once
-    write_previews(job, name, restored[0], residual[0], psf, spectral, geom, beam, stats)
+    if settings["output"]["previews"]:
+        write_previews(job, name, restored[0], residual[0], psf, spectral, geom, beam, stats)
     if settings["image"]["primary_beam"]:
         pb = {"image": restored[0]} if nterms == 1 else \
             {"image-tt0": restored[0], "alpha": spectral["alpha"]}
@@ -280,7 +282,8 @@ def summary(job: Job, name: str, model: Any, nterms: int, ref: float | None, bea
         "geometry": {"nx": geom.nx, "ny": geom.ny, "cell_asec": geom.cell / ASEC,
                      "ra_deg": math.degrees(geom.ra), "dec_deg": math.degrees(geom.dec),
                      "freq_hz": geom.freq, "bandwidth_hz": geom.bandwidth},
-        "products": [p for p in products(name, nterms, pb) if p != f"{name}-summary.json"]})
+        "products": [p for p in products(name, nterms, pb, job.settings["output"]["previews"])
+                     if p != f"{name}-summary.json"]})
     return out
 
 

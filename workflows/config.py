@@ -186,6 +186,7 @@ def _consistency(flat: dict, parsed: dict, base: Path, check_files: bool) -> Ite
     if fov >= math.pi / 2:
         yield ConfigError("image.scale", f"the field of view ({units.format_angle(fov)}) "
                           "must be well below 90 degrees")
+    yield from _spectral(flat, parsed)
     for key, message in ms_list_problems(parsed, base, check_files):
         yield ConfigError(key, message)
     staging = parsed["execution.staging"]
@@ -196,6 +197,31 @@ def _consistency(flat: dict, parsed: dict, base: Path, check_files: bool) -> Ite
             and not parsed["execution.staging"]:
         yield ConfigError("execution.staging", f"is required on site {site} with nonsharedfs "
                           "(an osdf:// directory under your /ospool/<ap>/data/<user>)")
+
+
+def _spectral(flat: dict, parsed: dict) -> Iterable[ConfigError]:
+    """The channel selection, cube and continuum keys against the rest (the MS's own
+    channels are checked at plan time: workflows/cube.py)."""
+    cube = parsed["image.mode"] == "cube"
+    if not cube:
+        for key in ("image.width", "image.rest_frequency", "restore.common_beam"):
+            if flat.get(key) not in (None, BY_PATH[key].default):
+                yield ConfigError(key, "only applies to image.mode cube")
+    if cube and parsed["deconvolution.nterms"] > 1:
+        yield ConfigError("deconvolution.nterms", f"{parsed['deconvolution.nterms']} Taylor "
+                          "terms are a multi-frequency synthesis (image.mode mfs); a cube "
+                          "cleans every channel on its own: use nterms 1")
+    if cube and parsed["image.primary_beam"]:
+        yield ConfigError("image.primary_beam", "is not supported with image.mode cube yet")
+    if cube and parsed["partition.axis"] == "channel":
+        yield ConfigError("partition.axis", "a cube splits along channels itself (one "
+                          "workflow per output channel); split its parts by time or baseline")
+    nchan, width = parsed["image.nchan"], parsed["image.width"]
+    if cube and nchan is not None and nchan % width:
+        yield ConfigError("image.width", f"{width} channels per output channel does not "
+                          f"divide image.nchan {nchan}")
+    if parsed["data.continuum.fitorder"] and parsed["data.continuum.linefree"] is None:
+        yield ConfigError("data.continuum.fitorder", "needs data.continuum.linefree")
 
 
 def _check_url(path: str, url: str) -> Iterable[ConfigError]:

@@ -58,7 +58,7 @@ class ConfigError(InputError):
 # --- the parameters ------------------------------------------------------------------------
 
 CATEGORIES = ("partition", "weights", "grid", "gather", "deconvolve", "residual", "next",
-              "restore")
+              "restore", "cube")
 
 SINGLE_EPSILON = 1e-5  # the finest gridder.epsilon single precision is used at
 
@@ -82,9 +82,31 @@ PARAMETERS: tuple[Param, ...] = (
     Param("data.size", None, "size of a remote (osdf://) MS, used to plan parts and disk requests",
           quantity(units.size_bytes, positive=True, nullable=True)),
     Param("data.rows", None, "rows of a remote (osdf://) MS", integer(1, nullable=True)),
+    Param("data.continuum.linefree", None,
+          "uv-plane continuum subtraction (CASA uvcontsub) before imaging: the line-free "
+          "channels in CASA syntax, e.g. '0~5;55~62'; null = no subtraction",
+          text(nullable=True)),
+    Param("data.continuum.fitorder", 0,
+          "order of the polynomial fitted to each spectrum's line-free channels",
+          integer(0, 5)),
     # image
     Param("image.name", "htclean", "prefix of the products: NAME-image.fits, NAME-psf.fits, ...",
           text(pattern=r"[A-Za-z0-9_.-]+")),
+    Param("image.mode", "mfs",
+          "mfs (one image of every selected channel) or cube (one image per output channel, "
+          "each cleaned on its own; tclean specmode cube, WSClean -channels-out)",
+          choice("mfs", "cube")),
+    Param("image.start", 0, "first channel imaged (CASA start, in channels of the window)",
+          integer(0)),
+    Param("image.nchan", None,
+          "channels imaged from image.start (WSClean -channel-range); null = to the end of "
+          "the window", integer(1, nullable=True)),
+    Param("image.width", 1,
+          "cube: MS channels per output channel (CASA width); must divide the channels "
+          "imaged", integer(1)),
+    Param("image.rest_frequency", None,
+          "cube: rest frequency written as RESTFRQ, so viewers show velocity (CASA restfreq)",
+          quantity(units.frequency, positive=True, nullable=True), "1420.405752MHz"),
     Param("image.size", 512, "pixels: N or [width, height], even", image_size),
     Param("image.scale", REQUIRED, "pixel size (cell), e.g. 1asec; `htclean inspect` suggests one",
           quantity(units.angle, positive=True), "1asec"),
@@ -146,6 +168,11 @@ PARAMETERS: tuple[Param, ...] = (
     Param("deconvolution.divergence", 1.5,
           "stop when the peak residual grows by this factor between major cycles",
           number(1.0, lo_open=True)),
+    # restore
+    Param("restore.common_beam", False,
+          "cube: restore every channel with one common beam (the smallest of the channels' "
+          "shape that holds every channel's beam) instead of its own (a BEAMS table)",
+          boolean),
     # partition
     Param("partition.parts", None, "number of parts; null = from max_size, or 1",
           integer(1, 100000, nullable=True)),
@@ -210,6 +237,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param("output.dir", "htclean-out", "where the products and the run's records go", text()),
     Param("output.run_id", None, "names this run's files (set by htclean plan); null = generate",
           text(nullable=True, pattern=r"[A-Za-z0-9_.-]+")),
+    Param("output.group", None,
+          "set by htclean plan in a cube's per-channel configurations: the output channel "
+          "they image; leave null", integer(0, nullable=True)),
+    Param("output.previews", True, "write the PNG previews of the products", boolean),
 )
 
 BY_PATH: dict[str, Param] = {p.path: p for p in PARAMETERS}
@@ -220,6 +251,7 @@ SECTION_INFO = {
     "weighting": "visibility weighting (CASA's definitions)",
     "gridder": "gridding and degridding (ducc0 wgridder on the CPU, CuPy on the GPU)",
     "deconvolution": "the minor cycle and the major-cycle loop",
+    "restore": "the restoring beam",
     "partition": "how the data are split into parts, one job each",
     "execution": "where and how jobs run (HTCondor requests, retries, throttles)",
     "output": "where the results go",

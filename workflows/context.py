@@ -65,6 +65,29 @@ class RunContext:
         return self.settings["output"]["run_id"]
 
     @property
+    def group(self) -> int | None:
+        """The output channel a cube's per-channel configuration images (None: the run)."""
+        group = self.settings["output"]["group"]
+        return None if group is None else int(group)
+
+    @property
+    def cube(self) -> bool:
+        """Whether this is a cube's top level (``image.mode`` cube)."""
+        return self.settings["image"]["mode"] == "cube"
+
+    @property
+    def stem(self) -> str:
+        """What this level's file names start with: the run id, and a cube channel's tag."""
+        return self.run_id if self.group is None else \
+            f"{self.run_id}-{names.channel_tag(self.group)}"
+
+    @property
+    def job_prefix(self) -> str:
+        """What this level's job ids (and sub-workflow files) start with: ``chNNNN-`` for a
+        cube channel's jobs, nothing otherwise."""
+        return "" if self.group is None else f"{names.channel_tag(self.group)}-"
+
+    @property
     def parts(self) -> int:
         return int(self.settings["partition"]["parts"])
 
@@ -103,15 +126,18 @@ class RunContext:
     def submit_host_jobs(self) -> frozenset[str]:
         """The job categories that run on the submit host (site local, HTCondor's local
         universe) on a pool: next always; deconvolve with ``execution.deconvolve_on`` submit,
-        or auto without ``gridder.device: gpu``. A cycle's serial path then holds one
-        negotiated step, its residual jobs (the minor cycle runs where CASA's parallel
-        tclean and WSClean's distributed mode run it: beside the loop's control)."""
+        or auto without ``gridder.device: gpu``; a cube's assembly (``cube``), which reads
+        the channels' products where they arrive, in the outputs directory. A cycle's
+        serial path then holds one negotiated step, its residual jobs (the minor cycle runs
+        where CASA's parallel tclean and WSClean's distributed mode run it: beside the
+        loop's control)."""
         where = self.settings["execution"]["deconvolve_on"]
         if self.site == LOCAL:  # everything runs there: only next is pinned, as always
             where = "pool"
         elif where == "auto":
             where = "pool" if self.settings["gridder"]["device"] == "gpu" else "submit"
-        return frozenset({"next", "deconvolve"} if where == "submit" else {"next"})
+        return frozenset({"next", "cube", "deconvolve"} if where == "submit" else
+                         {"next", "cube"})
 
     @property
     def staging_site(self) -> str:
@@ -130,7 +156,10 @@ class RunContext:
 
     @property
     def config_path(self) -> Path:
-        return self.out_dir / "config.yml"
+        """config.yml, or a cube channel's ``config-chNNNN.yml`` (workflows/cube.py)."""
+        if self.group is None:
+            return self.out_dir / "config.yml"
+        return self.out_dir / f"config-{names.channel_tag(self.group)}.yml"
 
     @property
     def image_shape(self) -> tuple[int, int]:
@@ -161,7 +190,7 @@ class RunContext:
 
     def part_bytes(self, i: int) -> int:
         """A part's size: measured once it exists, else the MS size / P."""
-        return self.size(names.part(self.run_id, i, self.parts),
+        return self.size(names.part(self.stem, i, self.parts),
                          math.ceil(self.ms_bytes() / self.parts))
 
     def partial_bytes(self, images: int) -> int:

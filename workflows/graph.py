@@ -27,6 +27,7 @@ from htclean.catalogs import replicas
 from htclean.workflows import gather_tree, names, profiles
 from htclean.workflows.config import psf_shape
 from htclean.workflows.context import LOCAL, SMALL_FILE, RunContext
+from htclean.workflows.cube import groups as cube_groups
 
 # Cleanup (pegasus.file.cleanup.scope = deferred: each level takes its own option). Every
 # level's staging directory lies inside the top level's (pegasus-plan nests them), so the top
@@ -73,21 +74,23 @@ def carried(ctx: RunContext, k: int) -> list[str]:
     their staging copies to its planner (the input cache, which outranks any catalog) and
     keeps them until it has finished. That is the whole hand-off: nothing waits for a
     stage-out."""
-    r, p = ctx.run_id, ctx.parts
+    r, p = ctx.stem, ctx.parts
     if k > 0:
         return [names.model(r, k), names.state(r, k), names.residual_fits(r, k)]
     weights = [names.weights_root(r, p)] if ctx.weighted else []
-    return [*(names.part(r, i, p) for i in range(p)), names.partitions(r), *weights,
+    return [*(names.part(r, i, p) for i in range(p)), names.partitions(ctx.run_id), *weights,
             names.psf_fits(r), names.dirty_fits(r)]
 
 
 class Builder:
-    """Adds htclean jobs to one Pegasus workflow, with their files and profiles."""
+    """Adds htclean jobs to one Pegasus workflow, with their files and profiles. ``wf``: add
+    to this workflow (a cube's channels share the top level) instead of a new one. File
+    names start with ``ctx.stem``, job ids with ``ctx.job_prefix`` (a cube channel's)."""
 
-    def __init__(self, ctx: RunContext, level: str):
+    def __init__(self, ctx: RunContext, level: str, wf: Workflow | None = None):
         self.ctx = ctx
-        self.r = ctx.run_id
-        self.wf = Workflow(names.workflow_name(self.r, level))
+        self.r = ctx.stem
+        self.wf = wf if wf is not None else Workflow(names.workflow_name(self.r, level))
         self.estimates: dict[str, int] = {}   # bytes of every file produced here
         self.config = File(names.config(self.r))
         self.submit_host_transformations = {f"htclean-{c}" for c in ctx.submit_host_jobs}
@@ -123,7 +126,8 @@ class Builder:
         inline catalogs and Pegasus's input cache, so registration jobs would be pure cost."""
         transformation = "htclean-grid" if category in ("weights", "residual") else \
             f"htclean-{category}"
-        record = names.record(self.r, job_id)
+        job_id = self.ctx.job_prefix + job_id
+        record = names.record(self.ctx.run_id, job_id)
         inputs = list(dict.fromkeys(inputs))
         job = Job(transformation, _id=job_id, node_label=job_id)
         job.add_args("--config", self.config.lfn, "--record", record, *map(str, args))
@@ -143,13 +147,20 @@ class Builder:
 
     # --- the steps ----------------------------------------------------------------------
 
-    def partition(self) -> list[str]:
-        ctx, r, p = self.ctx, self.r, self.ctx.parts
-        parts = [names.part(r, i, p) for i in range(p)]
-        outputs = [(lfn, ctx.part_bytes(i)) for i, lfn in enumerate(parts)]
-        manifest = names.partitions(r)
+    def partition(self, channels: list[RunContext] | None = None) -> list[str]:
+        """The partition job: the parts of this run, or of every context in ``channels``
+        (a cube's output channels, each its own channel range), in that order."""
+        ctx, p = self.ctx, self.ctx.parts
+        each = channels or [ctx]
+        parts = [names.part(c.stem, i, p) for c in each for i in range(p)]
+        outputs = [(names.part(c.stem, i, p), c.part_bytes(i)) for c in each for i in range(p)]
+        selected = ctx.settings["image"]["nchan"] is not None
+        ranges = [f"{c0}:{c1}" for c in each for c0, c1 in cube_groups(c.settings)] \
+            if selected else []
+        manifest = names.partitions(ctx.run_id)
         self.add("partition", names.PARTITION,
                  ["--ms", *ctx.ms_lfns, "--axis", ctx.settings["partition"]["axis"],
+                  *(["--channels", *ranges] if ranges else []),
                   "--outputs", *parts, "--manifest", manifest],
                  ctx.ms_lfns, [*outputs, (manifest, SMALL_FILE)])
         return parts
@@ -239,26 +250,30 @@ class Builder:
         level's disk requests)."""
         r, ctx = self.r, self.ctx
         state = [names.state(r, k)] if k > 0 else []
-        residual, manifest = names.residual_fits(r, k), names.partitions(r)
+        residual, manifest = names.residual_fits(r, k), names.partitions(ctx.run_id)
         psf = [names.psf_fits(r)] if k == 0 else []
         self.add("next", names.next_job(k),
                  ["--cycle", k, "--gather", *gathered, *(["--psf-fits", psf[0]] if psf else []),
                   "--residual", residual, *(["--state", state[0]] if state else []),
                   "--partitions", manifest,
-                  "--workflow", names.cycle_file(k + 1), "--decision", names.decision(r, k)],
+                  "--workflow", ctx.job_prefix + names.cycle_file(k + 1),
+                  "--decision", names.decision(r, k)],
                  [*gathered, *state, manifest],
                  [(residual, ctx.fits_bytes() * ctx.nterms),
                   *((lfn, psf_fits_bytes(ctx)) for lfn in psf),
-                  (names.cycle_file(k + 1), SMALL_FILE), (names.decision(r, k), SMALL_FILE)])
+                  (self.ctx.job_prefix + names.cycle_file(k + 1), SMALL_FILE),
+                  (names.decision(r, k), SMALL_FILE)])
 
-    def subworkflow(self, k: int) -> None:
+    def subworkflow(self, k: int) -> SubWorkflow:
         """The SubWorkflow job of cycle ``k``: its YAML is written by next-c(k-1) at run time."""
-        job_id = names.cycle_job(k)
-        sub = SubWorkflow(names.cycle_file(k), is_planned=False, _id=job_id, node_label=job_id)
+        job_id = self.ctx.job_prefix + names.cycle_job(k)
+        sub = SubWorkflow(self.ctx.job_prefix + names.cycle_file(k), is_planned=False,
+                          _id=job_id, node_label=job_id)
         sub.add_inputs(*map(File, carried(self.ctx, k - 1)))
         sub.add_planner_args(basename=job_id, **planner_args(self.ctx))
         profiles.apply_subworkflow(sub)
         self.wf.add_jobs(sub)
+        return sub
 
     def restore(self, k: int) -> None:
         r = self.r
@@ -271,7 +286,8 @@ class Builder:
                   "--name", name],
                  [psf, dirty, residual, *last],
                  [(lfn, self.ctx.fits_bytes()) for lfn in names.products(
-                     name, self.ctx.nterms, self.ctx.settings["image"]["primary_beam"])])
+                     name, self.ctx.nterms, self.ctx.settings["image"]["primary_beam"],
+                     self.ctx.settings["output"]["previews"])])
 
     # --- files from earlier levels -----------------------------------------------------
 
@@ -308,16 +324,28 @@ class Builder:
         return lfns
 
 
-def top_workflow(ctx: RunContext) -> Workflow:
-    """The level ``htclean plan`` writes: partition, PSF and dirty image, next-c00, cycle-01."""
-    b = Builder(ctx, "top")
-    parts = b.partition()
-    weights = b.weights(parts) if ctx.weighted else None
+def first_level(b: Builder, parts: list[str]) -> SubWorkflow:
+    """A loop's top-level jobs after the partition: weights, PSF and dirty image, next-c00,
+    and the SubWorkflow job of cycle 01 (returned)."""
+    weights = b.weights(parts) if b.ctx.weighted else None
     partials = [b.grid(i, part, weights) for i, part in enumerate(parts)]
     gathered = b.gather(names.cycle(0), partials, lambda lv, j: names.image_node(b.r, lv, j),
-                        [], [], image_partial_bytes(ctx), root_job=False)
+                        [], [], image_partial_bytes(b.ctx), root_job=False)
     b.next(0, gathered)
-    b.subworkflow(1)
+    return b.subworkflow(1)
+
+
+def top_workflow(ctx: RunContext, axis=None) -> Workflow:
+    """The level ``htclean plan`` writes: partition, PSF and dirty image, next-c00, cycle-01
+    (a cube's: cube_graph.top_workflow, with its frequency ``axis``, a cube.Axis)."""
+    if ctx.cube:
+        from htclean.workflows.cube_graph import top_workflow as cube_top
+
+        if axis is None:
+            raise ValueError("a cube's top level needs its frequency axis")
+        return cube_top(ctx, axis)
+    b = Builder(ctx, "top")
+    first_level(b, b.partition())
     b.bypass_staging({**dict(zip(ctx.ms_lfns, ctx.settings["data"]["ms"], strict=True)),
                       names.config(b.r): replicas.output_location(ctx, names.config(b.r))[1]})
     return b.wf

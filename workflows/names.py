@@ -14,7 +14,7 @@ from pathlib import PurePosixPath
 from urllib.parse import urlparse
 
 TRANSFORMATIONS = ("htclean-partition", "htclean-grid", "htclean-gather", "htclean-deconvolve",
-                   "htclean-next", "htclean-restore")
+                   "htclean-next", "htclean-restore", "htclean-cube")
 PRODUCTS = ("image.fits", "model.fits", "residual.fits", "psf.fits", "dirty.fits",
             "image.png", "residual.png", "psf.png", "summary.json")
 
@@ -33,6 +33,11 @@ def part_index(i: int, parts: int) -> str:
 def cycle(k: int) -> str:
     """``cKK``: two digits or more."""
     return f"c{k:02d}"
+
+
+def channel_tag(g: int) -> str:
+    """``chNNNN``: a cube's output channel ``g`` (its files, job ids and configuration)."""
+    return f"ch{g:04d}"
 
 
 def node(level: int, j: int) -> str:
@@ -127,11 +132,13 @@ def record(r: str, job: str) -> str:
     return f"{r}-{job}.record.json"
 
 
-def products(image_name: str, nterms: int = 1, primary_beam: bool = False) -> list[str]:
+def products(image_name: str, nterms: int = 1, primary_beam: bool = False,
+             previews: bool = True) -> list[str]:
     """What restore writes: ``NAME-image.fits`` ... ``NAME-summary.json``; multi-term and
-    primary-beam products as executables/restore.py names them."""
+    primary-beam products as executables/restore.py names them; no PNG without ``previews``."""
     single = [f"{image_name}-{p}" for p in PRODUCTS] if nterms == 1 else []
-    return single + taylor_products(image_name, nterms, primary_beam)
+    out = single + taylor_products(image_name, nterms, primary_beam)
+    return out if previews else [p for p in out if not p.endswith(".png")]
 
 
 def taylor_products(name: str, nterms: int, primary_beam: bool) -> list[str]:
@@ -155,6 +162,7 @@ def taylor_products(name: str, nterms: int, primary_beam: bool) -> list[str]:
 
 PARTITION = "partition"
 RESTORE = "restore"
+CUBE = "cube"
 
 
 def weights_job(i: int, parts: int) -> str:

@@ -142,18 +142,25 @@ def pegasus_plan_command(ctx: RunContext) -> str:
     return f"{env} " + shlex.join(["pegasus-plan", *args, str(ctx.out_dir / "workflow.yml")])
 
 
-def write_plan(ctx: RunContext, ms: list[replicas.MSInput], where: Path) -> dict[str, Path]:
-    """Write every plan file of ``ctx`` into the directory ``where``; returns them by name."""
+def write_plan(ctx: RunContext, ms: list[replicas.MSInput], where: Path,
+               axis=None) -> dict[str, Path]:
+    """Write every plan file of ``ctx`` into the directory ``where``; returns them by name
+    (a cube's: with its frequency ``axis`` and every output channel's configuration)."""
     files = {name: where / name for name in PLAN_FILES}
     for sub in ("outputs", "scratch"):
         (where / sub).mkdir()
     config.dump(ctx.resolved, files["config.yml"])
+    if ctx.cube:
+        from htclean.workflows.cube import group_contexts
+
+        for c in group_contexts(ctx):
+            config.dump(c.resolved, where / c.config_path.name)
     serialize.write(sites.site_catalog(ctx), files["sites.yml"])
     serialize.write(transformations.transformation_catalog(ctx), files["transformations.yml"])
     serialize.write(replicas.replica_catalog(ctx, ms), files["replicas.yml"])
     write_bytes_atomic(files["pegasus.properties"],
                        properties.to_text(properties.properties(ctx)).encode())
-    serialize.write(graph.top_workflow(ctx), files["workflow.yml"])
+    serialize.write(graph.top_workflow(ctx, axis), files["workflow.yml"])
     exitcode.write(where)
     return files
 
@@ -198,6 +205,9 @@ def plan(config_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
 
         check_pointing([m.source or m.path for m in ms], settings["data"],
                        settings["image"]["phase_centre"])
+    from htclean.workflows import cube
+
+    axis = cube.prepare(resolved, settings, [m.source or m.path for m in ms])
     settings = config.parse(resolved)
 
     sizes = {m.lfn: b for m, (b, _) in zip(ms, measured, strict=True)}
@@ -218,7 +228,7 @@ def plan(config_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
                 (tmp / "inputs").mkdir(exist_ok=True)
                 packed[m.lfn] = pack(m.source, tmp / "inputs" / m.lfn).stat().st_size
         ctx = replace(ctx, sizes=packed)
-        files = write_plan(ctx, ms, tmp)
+        files = write_plan(ctx, ms, tmp, axis)
         _install(tmp, out)
     finally:
         if tmp.exists():

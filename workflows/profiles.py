@@ -27,7 +27,7 @@ from htclean.workflows.exitcode import NO_RETRY_STATUS
 
 SERIAL_PRIORITY = 100     # partition, gather, deconvolve, next, restore, sub-workflows
 PARALLEL_PRIORITY = 10    # weights, grid, residual: one per part
-SERIAL = ("partition", "gather", "deconvolve", "next", "restore")
+SERIAL = ("partition", "gather", "deconvolve", "next", "restore", "cube")
 GPU_CATEGORIES = ("grid", "residual", "deconvolve")
 NEXT_MEMORY_MB = 1024     # at least, for next (on the submit host, local universe)
 MIB = 2**20
@@ -69,13 +69,13 @@ def job_shape(job: Job, ctx: RunContext, category: str) -> requests.Job:
     """What the requests of ``job`` depend on, from its id and input files: the gather tree
     it sums and its inputs, its part's bytes (measured where known), the MSs' bytes."""
     lfns = [u.file.lfn for u in job.uses if u._type == "input"]
-    job_id = job._id or ""
+    job_id = (job._id or "").removeprefix(ctx.job_prefix)
     tree = "weights" if job_id.startswith("gather-weights") else \
         "image" if job_id.endswith(names.cycle(0)) or f"-{names.cycle(0)}-" in job_id else \
         "residual"
     partials = [lfn for lfn in lfns if lfn.endswith(".npz") and "-part-" not in lfn]
     part = [ctx.size(lfn, ctx.part_bytes(0)) for lfn in lfns
-            if lfn.startswith(f"{ctx.run_id}-part-")]
+            if lfn.startswith(f"{ctx.stem}-part-")]
     return requests.Job(category, tree, max(1, len(partials)), max(part, default=0),
                         ctx.ms_bytes())
 

@@ -38,7 +38,9 @@ from htclean.workflows.context import LOCAL, RunContext
 
 # Concurrent jobs per category unless execution.throttles says otherwise.
 DEFAULT_THROTTLES = {"partition": 1, "weights": 500, "grid": 500, "gather": 100,
-                     "deconvolve": 1, "residual": 500, "next": 1, "restore": 1}
+                     "deconvolve": 1, "residual": 500, "next": 1, "restore": 1, "cube": 1}
+# a cube's channels each run their own loop: their serial jobs must not wait for each other
+CUBE_THROTTLES = {"deconvolve": 100, "next": 100, "restore": 100}
 
 
 def properties(ctx: RunContext) -> dict[str, str]:
@@ -67,7 +69,8 @@ def properties(ctx: RunContext) -> dict[str, str]:
         props["pegasus.transfer.links"] = "true"
     if ctx.site != LOCAL:
         props["pegasus.transfer.worker.package"] = "true"
-    throttles = {**DEFAULT_THROTTLES, **(execution["throttles"] or {})}
+    cube = CUBE_THROTTLES if ctx.cube else {}
+    throttles = {**DEFAULT_THROTTLES, **cube, **(execution["throttles"] or {})}
     for category in CATEGORIES:
         props[f"dagman.{category}.maxjobs"] = str(throttles[category])
     return props

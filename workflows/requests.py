@@ -39,7 +39,7 @@ MARGIN = 1.25            # on every estimate
 ROUND_MB = 64            # requests are multiples of this
 BASE_MB = {              # interpreter + modules, measured ~30-180 MB in a fresh process
     "partition": 192, "weights": 160, "grid": 192, "gather": 160, "deconvolve": 192,
-    "residual": 192, "next": 192, "restore": 320,
+    "residual": 192, "next": 192, "restore": 320, "cube": 320,
 }
 OVERSAMPLED = 4.0        # ducc0's grid: up to 2x the image in each axis, complex
 PART_BYTES_PER_CPU = 256 * MIB   # a grid job gets a further CPU per this much of its part
@@ -192,6 +192,10 @@ def estimate(settings: dict, job: Job) -> tuple[int, int]:
         payload = deconvolve_bytes(s)
     elif category == "restore":
         payload = restore_bytes(s)
+    elif category == "cube":  # a cube of every output channel, and the plane it restores
+        image = settings["image"]
+        planes = max(1, int(image["nchan"] or 1) // int(image["width"]))
+        payload = 2 * 4 * s.image_px * planes + restore_bytes(s)
     else:
         raise ValueError(f"unknown job category {category!r}")
     if category in SIZED:

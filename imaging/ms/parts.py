@@ -71,7 +71,8 @@ def write_part(ms: str | os.PathLike, settings: dict[str, Any], out: str | os.Pa
                centre: tuple[float, float] | None = None) -> dict[str, Any]:
     """Write the rows ``rows`` (None = all) and channels ``channels`` of ``ms`` as a part
     file (partfile.py) at ``out``: Stokes I by ``data.polarization_rule``, phased to the
-    image centre, ``gridder.chunk_rows`` rows at a time. Returns the part's header.
+    image centre, ``gridder.chunk_rows`` rows at a time, less the continuum where
+    ``data.continuum`` says (spectral/uvcontsub.py). Returns the part's header.
 
     centre: the run's phase centre (ra, dec) when it is not this MS's own (one of several
     MSs, no ``image.phase_centre``): the part is phased to it and records it as its MS's
@@ -79,7 +80,16 @@ def write_part(ms: str | os.PathLike, settings: dict[str, Any], out: str | os.Pa
     data = settings["data"]
     if centre is not None and settings["image"].get("phase_centre") is None:
         settings = {**settings, "image": {**settings["image"], "phase_centre": list(centre)}}
-    geom, chunks = _source(ms, settings, rows, channels)
+    continuum = data.get("continuum") or {}
+    if continuum.get("linefree") is None:
+        geom, chunks = _source(ms, settings, rows, channels)
+    else:  # the fit needs every channel of the window: cut the channels after it
+        from htclean.imaging.spectral import uvcontsub
+
+        geom, chunks = _source(ms, settings, rows, None)
+        chunks = uvcontsub.subtracted(chunks, uvcontsub.window_frequencies(ms),
+                                      continuum["linefree"], int(continuum["fitorder"]),
+                                      channels, data["spw"])
     info = msread.describe(ms, field=data["field"], spw=data["spw"], channels=channels)
     if centre is not None:
         info = replace(info, phase_centre=(float(geom.ra), float(geom.dec)))
