@@ -1,0 +1,135 @@
+"""Cubes run by the embedded engine on a simulated line observation (tests/test_simulate_lines.py):
+the line appears in the right channels after uv-plane continuum subtraction, and every output
+channel is the mfs image of its own MS channels, product for product, to 1e-6 of the peak."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from test_simulate_lines import LINE, REST, spec
+
+from htclean.imaging.fits import read_fits
+from htclean.imaging.fitscube import read_cube
+from htclean.imaging.noise import robust_sigma
+from htclean.imaging.simulation.simulate import simulate
+from htclean.imaging.spectral.stack import common_beam, restore_plane
+from htclean.workflows import cli
+
+KINDS = ("image", "model", "residual", "psf", "dirty")
+SCALE = 15.0  # arcsec: the line source (150", 90") falls on a pixel
+CONTINUUM = {"linefree": "0~7;24~31", "fitorder": 1}
+
+
+@pytest.fixture(scope="module")
+def obs(tmp_path_factory) -> tuple[Path, dict]:
+    ms = tmp_path_factory.mktemp("cube") / "line.ms"
+    return ms, simulate(str(ms), spec(noise=0.05))
+
+
+def run(where: Path, ms: Path, name: str, image: dict, **sections) -> Path:
+    cfg = {"data": {"ms": str(ms)},
+           "image": {"name": name, "size": 64, "scale": f"{SCALE}asec", **image},
+           "gridder": {"threads": 1, "device": "cpu"},
+           "deconvolution": {"niter": 300, "auto_threshold": 3.0, "max_cycles": 6},
+           "execution": {"request_memory": "1GB"}}
+    for section, values in sections.items():
+        cfg.setdefault(section, {}).update(values)
+    where.mkdir(parents=True, exist_ok=True)
+    (where / f"{name}.yml").write_text(yaml.safe_dump(cfg))
+    assert cli.main(["run", str(where / f"{name}.yml"), "-o", str(where / name)]) == 0
+    return where / name / "outputs"
+
+
+def assert_same(cube: Path, g: int, mfs: Path, name: str, cube_name: str) -> None:
+    """Output channel ``g`` of a cube equals the mfs run's products to 1e-6 of the peak, both
+    as the channel's own files and as the cube's plane."""
+    for kind in KINDS:
+        want, geom, _ = read_fits(mfs / f"{name}-{kind}.fits")
+        own, own_geom, _ = read_fits(cube / f"{cube_name}-{g:04d}-{kind}.fits")
+        plane = read_cube(cube / f"{cube_name}-{kind}.fits").data[g]
+        scale = float(np.max(np.abs(want))) or 1.0
+        assert own_geom.freq == geom.freq
+        for got in (own, plane):
+            assert float(np.max(np.abs(got - want))) <= 1e-6 * scale, kind
+
+
+@pytest.fixture(scope="module")
+def line_cube(obs, tmp_path_factory) -> Path:
+    ms, _ = obs
+    return run(tmp_path_factory.mktemp("runs"), ms, "line",
+               {"mode": "cube", "start": 12, "nchan": 8, "rest_frequency": "1420.405752MHz"},
+               data={"continuum": CONTINUUM}, partition={"parts": 2})
+
+
+def test_the_line_appears_in_its_channels(obs, line_cube):
+    ms, truth = obs
+    cube = read_cube(line_cube / "line-image.fits")
+    residual = read_cube(line_cube / "line-residual.fits")
+    assert cube.data.shape == (8, 64, 64)
+    assert cube.specsys == "TOPOCENT" and cube.rest_freq == pytest.approx(REST)
+    freq = np.asarray(truth["sources"][1]["line"]["frequencies"])[12:20]
+    np.testing.assert_allclose(cube.freq, freq, rtol=1e-12)
+    assert cube.beams is not None and all(b is not None for b in cube.beams)
+    gal = truth["sources"][1]
+    x = round(32 - gal["l"] / math.radians(SCALE / 3600))
+    y = round(32 + gal["m"] / math.radians(SCALE / 3600))
+    want = np.asarray(gal["line"]["channel_flux"])[12:20]
+    got = cube.data[:, y - 1:y + 2, x - 1:x + 2].max(axis=(1, 2))
+    sigma = np.array([robust_sigma(p) for p in residual.data])
+    assert np.all(np.abs(got - want) < 5 * sigma + 0.05 * want), (got, want, sigma)
+    assert int(np.argmax(got)) == int(np.argmax(want))
+    strong = want > 10 * sigma
+    assert strong.sum() >= 3 and np.all(got[strong] > 10 * sigma[strong])
+    # the 0.5 Jy continuum source at the centre is gone: only noise is left there
+    assert np.all(np.abs(cube.data[:, 32, 32]) < 5 * sigma)
+    assert LINE.centre == pytest.approx(freq[int(np.argmax(want))], abs=LINE.fwhm / 4)
+    summary = json.loads((line_cube / "line-summary.json").read_text())
+    assert len(summary["channels"]) == 8
+    assert all(c["cycles"] >= 1 for c in summary["channels"] if c["channel"] in (3, 4))
+
+
+def test_a_channel_is_the_mfs_image_of_that_channel(obs, line_cube, tmp_path):
+    """A one-channel group (width 1) equals the mfs run of that MS channel: dirty, PSF, model,
+    residual and image, with the same continuum subtraction (fitted over the whole window)."""
+    ms, _ = obs
+    mfs = run(tmp_path, ms, "one", {"start": 15, "nchan": 1}, data={"continuum": CONTINUUM},
+              partition={"parts": 2})
+    assert_same(line_cube, 3, mfs, "one", "line")
+
+
+def test_a_channel_group_is_the_mfs_image_of_its_channels(obs, tmp_path):
+    """A 4-channel group, Briggs weighting (its own weight density), restored with one common
+    beam: equals the mfs run of its channels; the common beam holds every channel's beam."""
+    ms, _ = obs
+    cube = run(tmp_path, ms, "wide", {"mode": "cube", "start": 12, "nchan": 8, "width": 4},
+               weighting={"type": "briggs", "robust": 0.0}, restore={"common_beam": True})
+    mfs = run(tmp_path, ms, "four", {"start": 16, "nchan": 4},
+              weighting={"type": "briggs", "robust": 0.0})
+    for kind in KINDS[1:]:  # the cube's image plane is restored with the common beam
+        want = read_fits(mfs / f"four-{kind}.fits")[0]
+        got = read_cube(cube / f"wide-{kind}.fits").data[1]
+        assert float(np.max(np.abs(got - want))) <= 1e-6 * float(np.max(np.abs(want)))
+    for kind in KINDS:
+        want = read_fits(mfs / f"four-{kind}.fits")[0]
+        own = read_fits(cube / f"wide-0001-{kind}.fits")[0]
+        assert float(np.max(np.abs(own - want))) <= 1e-6 * float(np.max(np.abs(want)))
+    image = read_cube(cube / "wide-image.fits")
+    assert image.beams is None and image.beam is not None
+    from htclean.imaging.beams.beam import Beam
+
+    beams = []
+    for g in range(2):
+        h = read_fits(cube / f"wide-{g:04d}-image.fits")[2]
+        beams.append(Beam(math.radians(h["BMAJ"]), math.radians(h["BMIN"]), h["BPA"]))
+    common = common_beam(beams)
+    assert image.beam.bmaj == pytest.approx(common.bmaj, rel=1e-6)
+    assert common.bmaj * common.bmin >= max(b.bmaj * b.bmin for b in beams)
+    model = read_cube(cube / "wide-model.fits").data[1]
+    residual = read_cube(cube / "wide-residual.fits").data[1]
+    again = restore_plane(model, residual, common, image.geom.cell)
+    assert float(np.max(np.abs(image.data[1] - again))) <= 1e-5 * float(np.max(again))
