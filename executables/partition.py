@@ -94,44 +94,53 @@ def share_parts(samples: list[int], nparts: int) -> list[int]:
     return share
 
 
-def _split(ms: Path, job: Job, axis: str, nparts: int, block: int, outputs: list[Path],
-           centre: tuple[float, float] | None,
-           channels: tuple[int, int] | None = None) -> tuple[int, int, list[dict]]:
-    """Write the ``nparts`` parts of one MS (of the channels ``[c0, c1)`` only, where
-    given); (rows, channels, manifest entries)."""
+def _split(ms: Path, job: Job, axis: str, nparts: int, block: int,
+           outputs: list[list[Path]], centre: tuple[float, float] | None,
+           ranges: list[tuple[int, int] | None]) -> tuple[int, int, list[dict]]:
+    """Write the ``nparts`` parts of one MS for each channel range (``outputs[r]``: range
+    r's parts; a None range: every channel); (rows, channels, manifest entries). Along time
+    or baseline every row selection is read once for all the ranges (parts.write_parts)."""
     from htclean.imaging.ms import parts as imaging_parts
 
     nrow, nchan = _table_shape(ms)
     if nrow == 0:
         raise InputError(f"--ms: {ms.name} has no rows")
-    data = job.settings["data"]
+    settings, data = job.settings, job.settings["data"]
     wanted = msparts.imaged_rows(ms, data["field"], data["spw"], block)
     if wanted is not None:
         nrow = len(wanted)
-    if channels is not None:
-        nchan = channels[1] - channels[0]
     if axis == "channel":
-        c0, c1 = channels or (0, msparts.channel_count(ms))
-        nchan = c1 - c0
-        selections = [(c0 + a, c0 + b) for a, b in msparts.split_channel(nchan, nparts)]
-    else:
-        selections = msparts.key_ranges(ms, axis, nparts, block, wanted)
-    entries = []
-    for out, sel in zip(outputs, selections, strict=True):
-        if axis == "channel":
-            picked, chans = wanted, sel
-        else:
-            picked = msparts.rows_in_range(ms, axis, sel[0], sel[1], block, wanted)
-            chans = channels
-        imaging_parts.write_part(ms, job.settings, out, rows=picked, channels=chans,
-                                 centre=centre)
+        nchan = msparts.channel_count(ms)
+    spans = [r or (0, nchan) for r in ranges]
+    entries: list[list[dict]] = [[] for _ in ranges]
+
+    def entry(out: Path, picked, chans: tuple[int, int], times: list) -> dict:
         job.output(out)
-        c0, c1 = chans or (0, nchan)
-        entries.append({"file": out.name, "rows": nrow if picked is None else len(picked),
-                        "channels": c1 - c0, "channel_range": [int(c0), int(c1)],
-                        "time_range": list(msparts.time_range(ms, block, picked)),
-                        "bytes": out.stat().st_size})
-    return nrow, nchan, entries
+        return {"file": out.name, "rows": nrow if picked is None else len(picked),
+                "channels": chans[1] - chans[0], "channel_range": [int(c) for c in chans],
+                "time_range": times, "bytes": out.stat().st_size}
+
+    if axis == "channel":
+        times = list(msparts.time_range(ms, block, wanted))
+        for r, (c0, c1) in enumerate(spans):
+            for out, (a, b) in zip(outputs[r], msparts.split_channel(c1 - c0, nparts),
+                                   strict=True):
+                imaging_parts.write_part(ms, settings, out, rows=wanted,
+                                         channels=(c0 + a, c0 + b), centre=centre)
+                entries[r].append(entry(out, wanted, (c0 + a, c0 + b), times))
+    else:
+        for j, sel in enumerate(msparts.key_ranges(ms, axis, nparts, block, wanted)):
+            picked = msparts.rows_in_range(ms, axis, sel[0], sel[1], block, wanted)
+            outs = [o[j] for o in outputs]
+            if ranges == [None]:
+                imaging_parts.write_part(ms, settings, outs[0], rows=picked, centre=centre)
+            else:
+                imaging_parts.write_parts(ms, settings, outs, rows=picked, ranges=spans,
+                                          centre=centre)
+            times = list(msparts.time_range(ms, block, picked))
+            for r, out in enumerate(outs):
+                entries[r].append(entry(out, picked, spans[r], times))
+    return nrow, sum(c1 - c0 for c0, c1 in spans), [e for es in entries for e in es]
 
 
 def _first_centre(ms: Path, data: dict) -> tuple[float, float]:
@@ -165,17 +174,15 @@ def work(args: argparse.Namespace, job: Job) -> None:
             per) if several else [per]
         centre = _first_centre(opened[0], job.settings["data"]) if several else None
         done, results = 0, []
-        for chans in ranges:
-            for src, ms, n in zip(sources, opened, shares, strict=True):
-                results.append((src, *_split(ms, job, axis, n, block, outputs[done:done + n],
-                                             centre, chans)))
-                done += n
+        for src, ms, n in zip(sources, opened, shares, strict=True):
+            mine = [outputs[r * per + done:r * per + done + n] for r in range(len(ranges))]
+            results.append((src, *_split(ms, job, axis, n, block, mine, centre, ranges)))
+            done += n
     job.visibilities = sum(nrow * nchan for _, nrow, nchan, _ in results)
     if not several:
-        src, nrow, _, _ = results[0]
-        manifest = {"ms": src.name, "axis": axis, "rows": nrow,
-                    "channels": sum(r[2] for r in results),
-                    "parts": [e for *_, entries in results for e in entries]}
+        src, nrow, nchan, entries = results[0]
+        manifest = {"ms": src.name, "axis": axis, "rows": nrow, "channels": nchan,
+                    "parts": entries}
     else:
         manifest = {"ms": [src.name for src, *_ in results], "axis": axis,
                     "rows": sum(r[1] for r in results),

@@ -29,7 +29,7 @@ import contextlib
 import json
 import os
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,38 +62,57 @@ def write(path: str | os.PathLike, chunks: Iterable[VisChunk], info: MsInfo,
     info: the band, date, telescope and frame of the part (msread.describe); data: the
     ``data`` settings used to read it; centre: (ra, dec) radians the visibilities are phased to.
     """
-    header: dict[str, Any] = {
+    return write_many([path], ([c] for c in chunks), [info], data, centre)[0]
+
+
+def write_many(paths: Sequence[str | os.PathLike], chunks: Iterable[Sequence[VisChunk]],
+               infos: Sequence[MsInfo], data: dict[str, Any],
+               centre: tuple[float, float]) -> list[dict[str, Any]]:
+    """Write several part files from one stream: each item of ``chunks`` holds one chunk
+    for each of ``paths`` (e.g. the channel ranges of one read), in order; ``infos`` their
+    bands. Atomic per file; returns their headers."""
+    headers = [_header(info, data, centre) for info in infos]
+    targets = [Path(p) for p in paths]
+    tmps = [t.with_name(f".{t.name}.{os.getpid()}.tmp") for t in targets]
+    try:
+        with contextlib.ExitStack() as stack:
+            zfs = [stack.enter_context(zipfile.ZipFile(t, "w", zipfile.ZIP_STORED,
+                                                       allowZip64=True)) for t in tmps]
+            for group in chunks:
+                for zf, header, chunk in zip(zfs, headers, group, strict=True):
+                    _add_chunk(zf, header, chunk)
+                del group
+            for zf, header in zip(zfs, headers, strict=True):
+                _member(zf, "header", np.frombuffer(json.dumps(header).encode(), np.uint8))
+        for tmp, target in zip(tmps, targets, strict=True):
+            os.replace(tmp, target)
+    finally:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+    return headers
+
+
+def _header(info: MsInfo, data: dict[str, Any], centre: tuple[float, float]) -> dict[str, Any]:
+    return {
         "format": FORMAT, "version": VERSION,
         "data": {k: data[k] for k in DATA_KEYS}, "centre": [float(c) for c in centre],
         "info": {"phase_centre": list(info.phase_centre), "frame": info.frame,
                  "freq_min": info.freq_min, "freq_max": info.freq_max,
                  "date_obs": info.date_obs, "telescope": info.telescope},
         "chunks": [], "nbad": 0, "rows": 0}
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        _write_members(tmp, chunks, header)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return header
 
 
-def _write_members(tmp: Path, chunks: Iterable[VisChunk], header: dict[str, Any]) -> None:
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for i, chunk in enumerate(chunks):
-            name = f"c{i:05d}"
-            _member(zf, f"{name}-uvw", np.asarray(chunk.uvw, np.float64))
-            _member(zf, f"{name}-freq", np.asarray(chunk.freq, np.float64))
-            _member(zf, f"{name}-vis", np.asarray(chunk.vis, np.complex64))
-            _write_weight(zf, name, np.asarray(chunk.weight, np.float32))
-            header["chunks"].append({"name": name, "ddid": int(chunk.ddid),
-                                     "rows": int(chunk.uvw.shape[0]),
-                                     "channels": int(chunk.freq.shape[0])})
-            header["nbad"] += int(chunk.nbad)
-            header["rows"] += int(chunk.uvw.shape[0])
-            del chunk
-        _member(zf, "header", np.frombuffer(json.dumps(header).encode(), np.uint8))
+def _add_chunk(zf: zipfile.ZipFile, header: dict[str, Any], chunk: VisChunk) -> None:
+    name = f"c{len(header['chunks']):05d}"
+    _member(zf, f"{name}-uvw", np.asarray(chunk.uvw, np.float64))
+    _member(zf, f"{name}-freq", np.asarray(chunk.freq, np.float64))
+    _member(zf, f"{name}-vis", np.asarray(chunk.vis, np.complex64))
+    _write_weight(zf, name, np.asarray(chunk.weight, np.float32))
+    header["chunks"].append({"name": name, "ddid": int(chunk.ddid),
+                             "rows": int(chunk.uvw.shape[0]),
+                             "channels": int(chunk.freq.shape[0])})
+    header["nbad"] += int(chunk.nbad)
+    header["rows"] += int(chunk.uvw.shape[0])
 
 
 def _write_weight(zf: zipfile.ZipFile, name: str, weight: np.ndarray) -> None:

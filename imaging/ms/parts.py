@@ -77,23 +77,44 @@ def write_part(ms: str | os.PathLike, settings: dict[str, Any], out: str | os.Pa
     centre: the run's phase centre (ra, dec) when it is not this MS's own (one of several
     MSs, no ``image.phase_centre``): the part is phased to it and records it as its MS's
     phase centre, so every part of the run has one image centre."""
+    return write_parts(ms, settings, [out], rows=rows, ranges=None if channels is None else
+                       [channels], centre=centre, whole=False)[0]
+
+
+def write_parts(ms: str | os.PathLike, settings: dict[str, Any], outs: Sequence[str | os.PathLike],
+                *, rows: Sequence[int] | np.ndarray | None = None,
+                ranges: Sequence[tuple[int, int]] | None = None,
+                centre: tuple[float, float] | None = None,
+                whole: bool = True) -> list[dict[str, Any]]:
+    """``write_part`` of the rows ``rows`` for each channel range of ``ranges`` (the window's
+    channels ``[c0, c1)``, stored order; None: all channels, one output) into ``outs``, from
+    ONE read of the MS: every chunk is read with all its window's channels (``whole``;
+    else only the one range's), the continuum subtracted where ``data.continuum`` says
+    (spectral/uvcontsub.py), and each range cut from it. A range's part is the same
+    whether it is written alone or with others (the same read, the same arithmetic)."""
+    from htclean.imaging.spectral import uvcontsub
+
     data = settings["data"]
     if centre is not None and settings["image"].get("phase_centre") is None:
         settings = {**settings, "image": {**settings["image"], "phase_centre": list(centre)}}
     continuum = data.get("continuum") or {}
-    if continuum.get("linefree") is None:
-        geom, chunks = _source(ms, settings, rows, channels)
-    else:  # the fit needs every channel of the window: cut the channels after it
-        from htclean.imaging.spectral import uvcontsub
-
-        geom, chunks = _source(ms, settings, rows, None)
-        chunks = uvcontsub.subtracted(chunks, uvcontsub.window_frequencies(ms),
-                                      continuum["linefree"], int(continuum["fitorder"]),
-                                      channels, data["spw"])
-    info = msread.describe(ms, field=data["field"], spw=data["spw"], channels=channels)
+    cuts = list(ranges) if ranges is not None else [None]
+    if len(outs) != len(cuts):
+        raise InputError(f"{len(outs)} part files for {len(cuts)} channel ranges")
+    linefree = continuum.get("linefree")
+    read = None if (whole or linefree is not None) else cuts[0]
+    geom, chunks = _source(ms, settings, rows, read)
+    if linefree is not None:
+        chunks = uvcontsub.subtracted(chunks, uvcontsub.window_frequencies(ms), linefree,
+                                      int(continuum["fitorder"]), None, data["spw"])
+    windows = uvcontsub.window_frequencies(ms) if read is None and ranges is not None else {}
+    infos = [msread.describe(ms, field=data["field"], spw=data["spw"], channels=c)
+             for c in cuts]
     if centre is not None:
-        info = replace(info, phase_centre=(float(geom.ra), float(geom.dec)))
-    return partfile.write(out, chunks, info, data, (geom.ra, geom.dec))
+        infos = [replace(i, phase_centre=(float(geom.ra), float(geom.dec))) for i in infos]
+    groups = ([uvcontsub.cut(chunk, windows, c) if read is None else chunk for c in cuts]
+              for chunk in chunks)
+    return partfile.write_many(outs, groups, infos, data, (geom.ra, geom.dec))
 
 
 def _weights(settings: dict[str, Any]) -> tuple[str, float | None]:

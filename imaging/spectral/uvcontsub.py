@@ -42,9 +42,16 @@ def subtracted(chunks: Iterable[VisChunk], windows: dict[int, np.ndarray], linef
         if chunk.ddid not in selected:
             selected[chunk.ddid] = parse_channels(linefree, spw_freq.size, spw=spw)
         out, _ = subtract_chunk(chunk, spw_freq, selected[chunk.ddid], fitorder=fitorder)
-        if channels is not None:
-            keep = np.isin(out.freq, spw_freq[channels[0]:channels[1]])
-            out = replace(out, freq=out.freq[keep], vis=np.ascontiguousarray(out.vis[:, keep]),
-                          weight=np.ascontiguousarray(out.weight[:, keep]))
-        yield out
+        yield cut(out, windows, channels)
         del chunk, out
+
+
+def cut(chunk: VisChunk, windows: dict[int, np.ndarray],
+        channels: tuple[int, int] | None) -> VisChunk:
+    """The window channels ``[c0, c1)`` (stored order; None: all) of a chunk read with all
+    its window's channels (matched by frequency: the chunk's are ascending)."""
+    if channels is None:
+        return chunk
+    keep = np.isin(chunk.freq, windows[chunk.ddid][channels[0]:channels[1]])
+    return replace(chunk, freq=chunk.freq[keep], vis=np.ascontiguousarray(chunk.vis[:, keep]),
+                   weight=np.ascontiguousarray(chunk.weight[:, keep]))

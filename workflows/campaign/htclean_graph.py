@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 
 from Pegasus.api import SubWorkflow, Workflow
 
+from htclean.imaging.errors import InputError
 from htclean.workflows import graph
 from htclean.workflows.campaign.campaign import Campaign
 from htclean.workflows.campaign.costs import STARTUP_S, Costs
@@ -186,6 +187,9 @@ def build(campaign: Campaign, pool: Pool) -> list[Node]:
     """Every node of the run: top level, ``campaign.cycles`` cycles, the final level."""
     b = GraphBuilder(campaign, pool)
     ctx, k_last = b.ctx, campaign.cycles
+    if ctx.cube:
+        raise InputError("image.mode: the campaign model does not model cubes yet (one chain "
+                         "of levels per output channel); model one channel as an mfs run")
     top = b.level(graph.top_workflow(ctx), "top", 0, None)
     levels: list[tuple[str, list[str]]] = [("top", top)]
     for k in range(1, k_last + 2):
