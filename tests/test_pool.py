@@ -217,5 +217,37 @@ def test_wideband_plans_carry_both_measurement_sets(tmp_path, site):
     assert "--ms band0.ms.tar band1.ms.tar --axis" in job
 
 
+@pytest.mark.parametrize("site", ["condor", "ospool", "path"])
+def test_cube_plans_plan(tmp_path, site):
+    """Plan only: the real planner accepts a cube's top level (3 channel chains and the cube
+    job after them); the cube job is not a pool job and no stage-in job fetches the channels'
+    products, which exist only once their chains have finished."""
+    why = planner_only()
+    if why:
+        pytest.skip(why)
+    import yaml
+
+    ms = tmp_path / "obs.ms"
+    tinyms.write_ms(str(ms), tinyms.TinyObs(nant=6, ntime=4, nchan=6))
+    extra = {"staging": "osdf:///ospool/ap40/data/u/staging"} if site != "condor" else {}
+    cfg = write_config(tmp_path, ms, site=site, **extra)
+    raw = yaml.safe_load(cfg.read_text())
+    raw["image"].update(mode="cube", width=2)
+    cfg.write_text(yaml.safe_dump(raw))
+    result = plan(cfg, tmp_path / "plan")
+    line = result.command.replace(" --submit", "")
+    proc = subprocess.run(["bash", "-c", f". {TESTPOOL}/env.sh && {line}"], text=True,
+                          capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    submit = result.out_dir / "submit" / result.run_id
+    staged = {t["lfn"] for p in submit.rglob("stage_in*.in") for t in json.loads(p.read_text())}
+    assert not any(lfn.startswith(f"{NAME}-000") for lfn in staged), staged
+    dag = next(submit.glob("*.dag")).read_text()
+    for g in range(3):
+        assert re.search(rf"PARENT +\S*_ch{g:04d}-cycle-01 CHILD \S*_cube\n", dag), g
+    sub = next(submit.rglob("htclean-cube_*.sub")).read_text()
+    assert "universe = local" in sub
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-v", "-rs"]))
