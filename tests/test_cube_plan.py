@@ -152,3 +152,18 @@ def test_cube_keys_need_a_cube(tmp_path, line_ms, capsys):
     cfg = write_config(tmp_path, str(line_ms), "local", 1, image={"width": 2})
     assert cli.main(["validate", str(cfg)]) == 2
     assert "image.width: only applies to image.mode cube" in capsys.readouterr().err
+
+
+def test_a_channel_selection_sets_nchan_and_the_reference_frequency(tmp_path, line_ms):
+    """mfs with image.start: the plan writes image.nchan (to the end of the window) and, with
+    nterms 2, the Taylor reference frequency of the selected channels only."""
+    cfg = write_config(tmp_path, str(line_ms), "local", 1, image={"start": 4},
+                       deconvolution={"nterms": 2})
+    result = plan(cfg, tmp_path / "plan")
+    image = config.read_yaml(result.files["config.yml"])["image"]
+    assert (image["start"], image["nchan"]) == (4, NCHAN - 4)
+    assert image["reference_frequency"] == pytest.approx(1.4e9 + 1e6 * 5.5, rel=1e-12)
+    part = next(j for j in load_yaml(result.files["workflow.yml"])["jobs"]
+                if j["id"] == names.PARTITION)
+    args = [str(a) for a in part["arguments"]]
+    assert args[args.index("--channels") + 1] == f"4:{NCHAN}"

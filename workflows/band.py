@@ -29,15 +29,19 @@ def _window_frequencies(ms: Path) -> list[np.ndarray]:
         return [np.asarray(spw.getcell("CHAN_FREQ", int(s)), np.float64) for s in spw_of]
 
 
-def sums(ms: str | Path, data: dict, block: int = 1000000) -> tuple[float, float]:
+def sums(ms: str | Path, data: dict, block: int = 1000000,
+         channels: tuple[int, int] | None = None) -> tuple[float, float]:
     """(sum of channel frequencies over the imaged samples, number of samples) of one MS (a
-    directory or a tar of one)."""
+    directory or a tar of one); ``channels``: only the window channels ``[c0, c1)``
+    (``image.start``/``image.nchan``)."""
     from casacore.tables import table
 
     from htclean.executables import msparts
 
     with msparts.unpacked(ms) as path:
         freqs = _window_frequencies(path)
+        if channels is not None:
+            freqs = [f[channels[0]:channels[1]] for f in freqs]
         rows = msparts.imaged_rows(path, data["field"], data["spw"], block)
         with table(str(path), ack=False) as t:
             ddid = t.getcol("DATA_DESC_ID")
@@ -48,11 +52,13 @@ def sums(ms: str | Path, data: dict, block: int = 1000000) -> tuple[float, float
     return total, n
 
 
-def mean_frequency(paths: list[str | Path], data: dict) -> float:
-    """The mean frequency (Hz) of the imaged samples of every MS in ``paths``."""
+def mean_frequency(paths: list[str | Path], data: dict,
+                   channels: tuple[int, int] | None = None) -> float:
+    """The mean frequency (Hz) of the imaged samples (of the window channels ``channels``,
+    where given) of every MS in ``paths``."""
     total, n = 0.0, 0.0
     for p in paths:
-        t, c = sums(p, data)
+        t, c = sums(p, data, channels=channels)
         total, n = total + t, n + c
     if not n > 0:
         raise InputError("image.reference_frequency: no samples to take a mean frequency of")

@@ -186,6 +186,10 @@ def plan(config_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     from htclean.workflows.partition_check import check_partition
 
     check_partition([m.source or m.path for m in ms], settings, parts)
+    from htclean.workflows import cube
+
+    axis = cube.prepare(resolved, settings, [m.source or m.path for m in ms])
+    settings = config.parse(resolved)
     run_id = settings["output"]["run_id"] or names.run_id(settings["image"]["name"])
     resolved["output"].update(run_id=run_id, dir=str(out))
     resolved["partition"].update(parts=parts, max_size=None)
@@ -199,15 +203,16 @@ def plan(config_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
                              "data.ms is a URL (htclean cannot read a remote MS's band)")
         from htclean.workflows.band import mean_frequency
 
-        resolved["image"]["reference_frequency"] = mean_frequency(local, settings["data"])
+        image = settings["image"]
+        chans = None if image["nchan"] is None else \
+            (image["start"], image["start"] + image["nchan"])
+        resolved["image"]["reference_frequency"] = mean_frequency(local, settings["data"],
+                                                                  chans)
     if settings["image"]["primary_beam"] and all(m.source or m.path for m in ms):
         from htclean.workflows.band import check_pointing
 
         check_pointing([m.source or m.path for m in ms], settings["data"],
                        settings["image"]["phase_centre"])
-    from htclean.workflows import cube
-
-    axis = cube.prepare(resolved, settings, [m.source or m.path for m in ms])
     settings = config.parse(resolved)
 
     sizes = {m.lfn: b for m, (b, _) in zip(ms, measured, strict=True)}
