@@ -30,7 +30,6 @@ from htclean.executables.record import Job, job_parser, run_job
 from htclean.imaging.errors import InputError
 
 PROG = "htclean-cube"
-KINDS = ("image", "model", "residual", "psf", "dirty")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,29 +46,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def products_module() -> Any:
-    """imaging/spectral/products.py where this htclean has it, else None."""
-    try:
-        from htclean.imaging.spectral import products
-    except ImportError:
+    """imaging/spectral/products.py (names.PRODUCTS_MODULE) where this htclean has it, else
+    None: the cube job then writes the cubes and its own summary only."""
+    from importlib.util import find_spec
+
+    from htclean.workflows.names import PRODUCTS_MODULE
+
+    if find_spec(PRODUCTS_MODULE) is None:
         return None
-    return products
+    from importlib import import_module
 
-
-def extra_products(name: str, rest_frequency: float | None, has_products: bool) -> list[str]:
-    """What the cube job writes beyond the cubes and the summary (the plan declares it)."""
-    if not has_products:
-        return []
-    moments = [f"{name}-mom0.fits", f"{name}-mom1.fits"] if rest_frequency else []
-    return [*moments, f"{name}-channels.png"]
+    return import_module(PRODUCTS_MODULE)
 
 
 def read_channel(job: Job, prefix: str) -> tuple[dict[str, Any], Any, dict[str, Any]]:
     """({kind: (ny, nx) float32}, geometry, summary) of one output channel."""
     from htclean.imaging.beams.beam import Beam
     from htclean.imaging.fits import read_fits
+    from htclean.workflows.names import CUBE_KINDS
 
     planes, geom, beam = {}, None, None
-    for kind in KINDS:
+    for kind in CUBE_KINDS:
         data, g, header = read_fits(job.read(f"{prefix}-{kind}.fits", "--channels"),
                                     np.float32)
         planes[kind] = data
@@ -86,6 +83,7 @@ def work(args: argparse.Namespace, job: Job) -> None:
     from htclean.imaging.cpus import planned_threads
     from htclean.imaging.fitscube import write_cube
     from htclean.imaging.spectral.stack import common_beam, restore_plane
+    from htclean.workflows.names import CUBE_KINDS
 
     settings = job.settings
     if len(args.channels) != len(args.frequencies):
@@ -98,7 +96,7 @@ def work(args: argparse.Namespace, job: Job) -> None:
             raise InputError(f"--channels: {prefix}'s pixel grid differs from "
                              f"{args.channels[0]}'s")
     beams = [s.pop("beam_object") for _, _, s in channels]
-    cubes = {kind: np.stack([c[0][kind] for c in channels]) for kind in KINDS}
+    cubes = {kind: np.stack([c[0][kind] for c in channels]) for kind in CUBE_KINDS}
     beam: Any = beams
     if settings["restore"]["common_beam"]:
         beam = common_beam(beams)
@@ -106,7 +104,7 @@ def work(args: argparse.Namespace, job: Job) -> None:
         cubes["image"] = np.stack([restore_plane(c["model"], c["residual"], beam, geom.cell,
                                                  threads=threads) for c, _, _ in channels])
     rest = settings["image"]["rest_frequency"]
-    for kind in KINDS:
+    for kind in CUBE_KINDS:
         path = Path(f"{args.name}-{kind}.fits")
         write_cube(path, cubes[kind], geom, np.asarray(args.frequencies), specsys=args.specsys,
                    rest_freq=rest, beams=beam, width=args.width,

@@ -132,10 +132,12 @@ def workspace(kind: str = "htclean-pool-tests") -> Path:
 
 
 def write_config(where: Path, ms: Path | list[Path], name: str = "config.yml",
-                 wideband: bool = False, run_id: str | None = None, **execution) -> Path:
+                 wideband: bool = False, run_id: str | None = None, cube: bool = False,
+                 **execution) -> Path:
     """The tiny run's configuration: 64 x 64, 2 parts, 1 major cycle, the gridder's defaults
     (single precision on the planned 2 threads, whatever cores a pool slot gives a job: the
-    pool's images equal the engine's bit for bit)."""
+    pool's images equal the engine's bit for bit); ``cube``: a cube of 2 output channels
+    (of the 4 MS channels, 2 each), each cleaned on its own."""
     cfg = {"data": {"ms": [str(m) for m in ms] if isinstance(ms, list) else str(ms)},
            "image": {"name": NAME, "size": 64, "scale": "2asec"},
            "gridder": {"device": "cpu", "chunk_rows": 500},
@@ -146,6 +148,8 @@ def write_config(where: Path, ms: Path | list[Path], name: str = "config.yml",
                          "container": None, **execution}}
     if run_id:
         cfg["output"] = {"run_id": run_id}
+    if cube:
+        cfg["image"].update(mode="cube", width=2, rest_frequency="1.4GHz")
     if wideband:
         cfg["deconvolution"].update(nterms=2, max_cycles=2)
         cfg["image"].update(primary_beam=True)

@@ -8,11 +8,12 @@ the image equal to the embedded engine's; ``pegasus-statistics``, ``pegasus-anal
 ``pegasus-analyzer -r``, and ``pegasus-run`` finishing from the rescue DAGs without rerunning a
 succeeded job; the local plan run by Pegasus's Shell code generator; the OSPool and PATH plans
 with their images used where they live; a wideband run (two MSs, nterms 2, the primary
-beam) on the pool equal to the engine's, and its OSPool/PATH plans staging both MSs.
+beam) on the pool equal to the engine's, and its OSPool/PATH plans staging both MSs; a cube
+(two output channels, each its own chain of levels) equal to the engine's.
 
 Marked ``pool``; skipped with the reason where the bundle is not installed, the pool is not
 running, or the tests do not run as root (``run-as-user.sh`` needs it). Small on purpose: a
-720-row MS, 64 x 64 pixels, 2 parts, 1 major cycle; the three runs go to the pool together.
+720-row MS, 64 x 64 pixels, 2 parts, 1 major cycle; the runs go to the pool together.
 """
 
 from __future__ import annotations
@@ -78,13 +79,16 @@ def runs(pool, user_venv, workspace, tmp_path_factory):
     write_config(workspace, workspace / "obs.ms")
     bands = write_wideband(workspace)
     write_config(workspace, bands, name="config-wb.yml", wideband=True)
-    poolkit.give_to_user(workspace / "config.yml", workspace / "config-wb.yml", *bands)
+    write_config(workspace, workspace / "obs.ms", name="config-cube.yml", cube=True)
+    poolkit.give_to_user(workspace / "config.yml", workspace / "config-wb.yml",
+                         workspace / "config-cube.yml", *bands)
     started = {
         "good": Run(workspace, user_venv, "good"),
         "faulty": Run(workspace, user_venv, "faulty", plan_args=f"--inject-failure {FAILING}",
                       env={SWITCH: "1"}),
         "shell": Run(workspace, user_venv, "shell", site="local", generator="Shell"),
-        "wideband": Run(workspace, user_venv, "wideband", config="config-wb.yml")}
+        "wideband": Run(workspace, user_venv, "wideband", config="config-wb.yml"),
+        "cube": Run(workspace, user_venv, "cube", config="config-cube.yml")}
     engine = tmp_path_factory.mktemp("engine")
     cfg = write_config(engine, workspace / "obs.ms")
     subprocess.run([str(user_venv / "htclean"), "run", str(cfg), "-o", str(engine / "run")],
@@ -94,6 +98,10 @@ def runs(pool, user_venv, workspace, tmp_path_factory):
     subprocess.run([str(user_venv / "htclean"), "run", str(cfg), "-o", str(engine / "wb")],
                    check=True, capture_output=True, timeout=RUN_TIMEOUT_S)
     started["engine-wb"] = engine / "wb" / "outputs"
+    cfg = write_config(engine, workspace / "obs.ms", name="config-cube.yml", cube=True)
+    subprocess.run([str(user_venv / "htclean"), "run", str(cfg), "-o", str(engine / "cube")],
+                   check=True, capture_output=True, timeout=RUN_TIMEOUT_S)
+    started["engine-cube"] = engine / "cube" / "outputs"
     return started
 
 
@@ -104,6 +112,24 @@ def test_a_condor_run_succeeds_across_its_cycles_and_equals_the_engine(runs):
     assert {re.sub(r"\.\d+$", "", lv) for lv in levels} == {good.run_id, "cycle-01", "cycle-02"}
     assert close_to(good.image(), runs["engine"]) <= 1e-6
     print(f"condor run: {good.wall:.0f} s")
+
+
+def test_a_cube_condor_run_equals_the_engine(runs):
+    """Two output channels, each its own chain of levels, then the cube job at the top:
+    every cube equals the engine's."""
+    from htclean.imaging.fitscube import read_cube
+
+    cube = runs["cube"]
+    assert cube.wait() == 0
+    levels = {re.sub(r"\.\d+$", "", p.parent.name) for p in cube.submit.rglob("jobstate.log")}
+    assert levels == {cube.run_id, *(f"ch{g:04d}-cycle-{k:02d}" for g in (0, 1)
+                                     for k in (1, 2))}
+    for kind in ("image", "model", "residual", "psf", "dirty"):
+        pool = read_cube(cube.out / "outputs" / f"{NAME}-{kind}.fits")
+        engine = read_cube(runs["engine-cube"] / f"{NAME}-{kind}.fits")
+        assert pool.data.shape == (2, 64, 64)
+        assert close_to(pool.data, engine.data) <= 1e-6, kind
+    print(f"cube run: {cube.wall:.0f} s")
 
 
 WIDEBAND_PRODUCTS = ("image-tt0", "image-tt1", "residual-tt0", "model-tt1", "alpha", "pb",

@@ -30,13 +30,13 @@ def cube_inputs(ctx: RunContext) -> list[str]:
 
 
 def cube_outputs(ctx: RunContext) -> list[str]:
-    """What the cube job writes."""
-    from htclean.executables.cube import KINDS, extra_products, products_module
+    """What the cube job writes (names.cube_products; whether this htclean has the
+    products module is asked without importing it)."""
+    from importlib.util import find_spec
 
-    name = ctx.settings["image"]["name"]
-    rest = ctx.settings["image"]["rest_frequency"]
-    return [*(f"{name}-{kind}.fits" for kind in KINDS), f"{name}-summary.json",
-            *extra_products(name, rest, products_module() is not None)]
+    image = ctx.settings["image"]
+    return names.cube_products(image["name"], image["rest_frequency"],
+                               find_spec(names.PRODUCTS_MODULE) is not None)
 
 
 def top_workflow(ctx: RunContext, axis: cube.Axis) -> Workflow:

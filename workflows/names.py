@@ -141,6 +141,20 @@ def products(image_name: str, nterms: int = 1, primary_beam: bool = False,
     return out if previews else [p for p in out if not p.endswith(".png")]
 
 
+CUBE_KINDS = ("image", "model", "residual", "psf", "dirty")
+PRODUCTS_MODULE = "htclean.imaging.spectral.products"  # moments and the channel preview
+
+
+def cube_products(name: str, rest_frequency: float | None, has_products: bool) -> list[str]:
+    """What the cube job writes: NAME-{image,...}.fits cubes and NAME-summary.json; with
+    ``PRODUCTS_MODULE`` also NAME-channels.png and, with a rest frequency, the moments."""
+    out = [*(f"{name}-{kind}.fits" for kind in CUBE_KINDS), f"{name}-summary.json"]
+    if has_products:
+        out += [f"{name}-mom0.fits", f"{name}-mom1.fits"] if rest_frequency else []
+        out.append(f"{name}-channels.png")
+    return out
+
+
 def taylor_products(name: str, nterms: int, primary_beam: bool) -> list[str]:
     """The products of a multi-term (nterms > 1) restore, and the primary beam's (any
     nterms): executables/restore.py."""
