@@ -133,3 +133,54 @@ def test_a_channel_group_is_the_mfs_image_of_its_channels(obs, tmp_path):
     residual = read_cube(cube / "wide-residual.fits").data[1]
     again = restore_plane(model, residual, common, image.geom.cell)
     assert float(np.max(np.abs(image.data[1] - again))) <= 1e-5 * float(np.max(again))
+
+
+def test_the_cube_job_calls_the_products_module_where_there_is_one(line_cube, tmp_path,
+                                                                   monkeypatch):
+    """With imaging/spectral/products.py (a stand-in here) the cube job writes the moments,
+    the channel preview and the summary through it, the files names.cube_products declares."""
+    import importlib.machinery
+    import types
+
+    from htclean.executables import cube as cube_job
+    from htclean.workflows import names
+
+    calls: dict = {}
+
+    def write_moments(image_cube, out_dir, name, clip_sigma=5.0):
+        calls["moments"] = read_cube(image_cube).data.shape
+        out = [Path(out_dir) / f"{name}-mom{k}.fits" for k in (0, 1)]
+        for p in out:
+            p.write_bytes(b"x")
+        return out
+
+    def channel_preview(image_cube, png):
+        Path(png).write_bytes(b"png")
+        return Path(png)
+
+    def cube_summary(per_channel, path):
+        calls["summary"] = per_channel
+        Path(path).write_text(json.dumps({"channels": len(per_channel)}))
+
+    fake = types.ModuleType(names.PRODUCTS_MODULE)
+    fake.__spec__ = importlib.machinery.ModuleSpec(names.PRODUCTS_MODULE, None)
+    fake.write_moments, fake.channel_preview, fake.cube_summary = \
+        write_moments, channel_preview, cube_summary
+    monkeypatch.setitem(__import__("sys").modules, names.PRODUCTS_MODULE, fake)
+    run_dir = line_cube.parent
+    monkeypatch.chdir(tmp_path)
+    prefixes = [f"line-{g:04d}" for g in range(8)]
+    for p in prefixes:
+        for f in line_cube.glob(f"{p}-*"):
+            (tmp_path / f.name).symlink_to(f)
+    cube = read_cube(line_cube / "line-image.fits")
+    status = cube_job.main(["--config", str(run_dir / "config.yml"), "--record", "r.json",
+                            "--name", "out", "--channels", *prefixes, "--frequencies",
+                            *map(repr, cube.freq.tolist()), "--width", "48828.125",
+                            "--specsys", "TOPOCENT"])
+    assert status == 0
+    made = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out-"))
+    assert made == sorted(names.cube_products("out", REST, True))
+    assert calls["moments"] == (8, 64, 64) and len(calls["summary"]) == 8
+    assert calls["summary"][3]["frequency_hz"] == cube.freq[3]
+    np.testing.assert_array_equal(read_cube(tmp_path / "out-image.fits").data, cube.data)
