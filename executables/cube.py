@@ -10,7 +10,8 @@ writes the cubes NAME-image.fits, -model, -residual, -psf, -dirty (imaging/fitsc
 RA, DEC, FREQ, STOKES; FREQ from --frequencies in the frame --specsys; RESTFRQ from
 ``image.rest_frequency``), each channel's clean beam in a BEAMS table, or with
 ``restore.common_beam`` one common beam in the header and NAME-image.fits restored with it
-(imaging/spectral/stack.py), and NAME-summary.json. Where htclean has
+(imaging/spectral/stack.py), and NAME-summary.json. A channel given as ``-`` had no
+unflagged data: its planes are zeros and its BEAMS row zeros. Where htclean has
 imaging/spectral/products.py, it also writes the moment maps (NAME-mom0.fits,
 NAME-mom1.fits, with a rest frequency) and NAME-channels.png through it, and the summary
 with its ``cube_summary``.
@@ -36,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = job_parser(PROG, __doc__)
     parser.add_argument("--name", required=True, help="product prefix: NAME-image.fits, ...")
     parser.add_argument("--channels", required=True, nargs="+", metavar="PREFIX",
-                        help="each output channel's product prefix, in frequency-axis order")
+                        help="each output channel's product prefix, in frequency-axis order; "
+                        "'-' for a channel with no data (a blank plane, no beam)")
     parser.add_argument("--frequencies", required=True, nargs="+", type=float, metavar="HZ",
                         help="each output channel's frequency")
     parser.add_argument("--width", required=True, type=float, metavar="HZ",
@@ -57,6 +59,15 @@ def products_module() -> Any:
     from importlib import import_module
 
     return import_module(PRODUCTS_MODULE)
+
+
+BLANK = "-"  # an output channel with no data
+
+
+def blank_channel(planes: dict[str, Any], geom: Any) -> tuple[dict[str, Any], Any, dict]:
+    """A channel with no data: zero planes, no beam."""
+    return ({k: np.zeros_like(v) for k, v in planes.items()}, geom,
+            {"blank": True, "beam_object": None})
 
 
 def read_channel(job: Job, prefix: str) -> tuple[dict[str, Any], Any, dict[str, Any]]:
@@ -89,8 +100,12 @@ def work(args: argparse.Namespace, job: Job) -> None:
     if len(args.channels) != len(args.frequencies):
         raise InputError(f"--frequencies: {len(args.frequencies)} for "
                          f"{len(args.channels)} channels")
-    channels = [read_channel(job, p) for p in args.channels]
-    geom = channels[0][1]
+    imaged = {p: read_channel(job, p) for p in args.channels if p != BLANK}
+    if not imaged:
+        raise InputError("--channels: every channel is blank")
+    first = next(iter(imaged.values()))
+    geom = first[1]
+    channels = [imaged.get(p) or blank_channel(first[0], geom) for p in args.channels]
     for (_, g, _), prefix in zip(channels, args.channels, strict=True):
         if g.shape != geom.shape or g.cell != geom.cell or (g.ra, g.dec) != (geom.ra, geom.dec):
             raise InputError(f"--channels: {prefix}'s pixel grid differs from "

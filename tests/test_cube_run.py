@@ -184,3 +184,31 @@ def test_the_cube_job_calls_the_products_module_where_there_is_one(line_cube, tm
     assert calls["moments"] == (8, 64, 64) and len(calls["summary"]) == 8
     assert calls["summary"][3]["frequency_hz"] == cube.freq[3]
     np.testing.assert_array_equal(read_cube(tmp_path / "out-image.fits").data, cube.data)
+
+
+def test_a_flagged_channel_is_a_blank_plane(obs, tmp_path):
+    """An output channel whose MS channels are all flagged gets no workflow (the plan finds
+    it): its planes are zeros, its BEAMS row zeros; the others are imaged as ever."""
+    import shutil
+
+    import casacore.tables as ct
+
+    from htclean.workflows import config
+
+    ms = tmp_path / "flagged.ms"
+    shutil.copytree(obs[0], ms)
+    with ct.table(str(ms), readonly=False, ack=False) as t:
+        flag = t.getcol("FLAG")
+        flag[:, 16:18, :] = True
+        t.putcol("FLAG", flag)
+    out = run(tmp_path, ms, "flagged", {"mode": "cube", "start": 12, "nchan": 8, "width": 2})
+    resolved = config.read_yaml(out.parent / "config.yml")
+    assert resolved["output"]["blank_channels"] == [2]
+    assert not (out / "flagged-0002-image.fits").exists()
+    image = read_cube(out / "flagged-image.fits")
+    assert image.beams[2] is None and all(image.beams[g] is not None for g in (0, 1, 3))
+    for kind in KINDS:
+        data = read_cube(out / f"flagged-{kind}.fits").data
+        assert not np.any(data[2]) and all(np.any(data[g]) for g in (0, 1, 3)), kind
+    summary = json.loads((out / "flagged-summary.json").read_text())
+    assert summary["channels"][2]["blank"] is True

@@ -127,6 +127,16 @@ def scale_list(v):
     return sorted(float(s) for s in v)
 
 
+def index_list(v):
+    """None, or a list of distinct integers >= 0, sorted."""
+    if v is None:
+        return None
+    if not isinstance(v, list) or any(isinstance(i, bool) or not isinstance(i, int) or i < 0
+                                      for i in v):
+        raise ValueError(f"must be a list of integers >= 0, got {v!r}")
+    return sorted(set(v))
+
+
 def mapping_of(value_check: Callable[[Any], Any]):
     def check(v):
         if v is None:

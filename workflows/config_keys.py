@@ -15,6 +15,7 @@ from htclean.workflows.config_checks import (
     classad_expression,
     container_image,
     image_size,
+    index_list,
     integer,
     mapping_of,
     number,
@@ -240,6 +241,9 @@ PARAMETERS: tuple[Param, ...] = (
     Param("output.group", None,
           "set by htclean plan in a cube's per-channel configurations: the output channel "
           "they image; leave null", integer(0, nullable=True)),
+    Param("output.blank_channels", None,
+          "set by htclean plan for a cube: the output channels with no unflagged data (blank "
+          "planes, no workflow); leave null", index_list),
     Param("output.previews", True, "write the PNG previews of the products", boolean),
 )
 

@@ -30,13 +30,16 @@ SAME_FREQUENCY = 1e-6  # channels coincide when they differ by less than this x 
 
 @dataclass(frozen=True)
 class Window:
-    """The imaged spectral window: channel frequencies (Hz, stored order) and SPECSYS."""
+    """The imaged spectral window: channel frequencies (Hz, stored order), SPECSYS, and
+    (for a cube) which channels hold an unflagged sample of the imaged rows (else None)."""
     freq: np.ndarray
     specsys: str
+    unflagged: np.ndarray | None = None
 
 
-def _window(ms: Path, data: dict) -> Window:
-    """The one spectral window of ``ms`` that the run images (InputError if several)."""
+def _window(ms: Path, data: dict, flags: bool = False) -> Window:
+    """The one spectral window of ``ms`` that the run images (InputError if several); with
+    ``flags`` also its unflagged channels (imaging/ms/chanflags.py)."""
     from casacore.tables import table
 
     from htclean.executables import msparts
@@ -53,12 +56,20 @@ def _window(ms: Path, data: dict) -> Window:
         with table(str(path / "SPECTRAL_WINDOW"), ack=False) as sw:
             freq = np.asarray(sw.getcell("CHAN_FREQ", windows[0]), np.float64)
             frame = frame_to_specsys(sw.getcell("MEAS_FREQ_REF", windows[0]))
-    return Window(freq, frame)
+        unflagged = None
+        if flags:
+            from htclean.imaging.ms.chanflags import unflagged_channels
+
+            rows = msparts.imaged_rows(path, data["field"], data["spw"])
+            unflagged = unflagged_channels(path, windows[0], rows)
+    return Window(freq, frame, unflagged)
 
 
 def spectral_window(paths: list[Path], settings: dict) -> Window:
-    """The window every MS of the run shares; InputError when their channels differ."""
-    windows = [_window(Path(p), settings["data"]) for p in paths]
+    """The window every MS of the run shares (a cube's: with the channels unflagged in any
+    MS); InputError when their channels differ."""
+    cube = settings["image"]["mode"] == "cube"
+    windows = [_window(Path(p), settings["data"], cube) for p in paths]
     first = windows[0]
     step = float(np.min(np.abs(np.diff(first.freq)))) if first.freq.size > 1 else 1.0
     for p, w in zip(paths[1:], windows[1:], strict=True):
@@ -72,6 +83,9 @@ def spectral_window(paths: list[Path], settings: dict) -> Window:
         if w.specsys != first.specsys:
             raise InputError(f"data.ms: {Path(p).name}'s frequencies are {w.specsys}, "
                              f"{Path(paths[0]).name}'s {first.specsys}")
+    if cube:
+        unflagged = np.logical_or.reduce([w.unflagged for w in windows])
+        first = replace(first, unflagged=unflagged)
     return first
 
 
@@ -97,6 +111,14 @@ def resolve_channels(resolved: dict, settings: dict, window: Window) -> None:
     if linefree is not None:
         parse_channels(linefree, total, spw=settings["data"]["spw"])
     resolved["image"]["nchan"] = nchan
+    if window.unflagged is not None:
+        width = image["width"]
+        blank = [g for g, c in enumerate(range(start, start + nchan, width))
+                 if not window.unflagged[c:c + width].any()]
+        if len(blank) == nchan // width:
+            raise InputError(f"image.start: every channel from {start} to "
+                             f"{start + nchan - 1} is flagged: nothing to image")
+        resolved["output"]["blank_channels"] = blank or None
 
 
 def groups(settings: dict) -> list[tuple[int, int]]:
@@ -136,16 +158,25 @@ def group_resolved(resolved: dict, g: int, channels: tuple[int, int]) -> dict:
     image.update(mode="mfs", start=channels[0], nchan=channels[1] - channels[0], width=1,
                  rest_frequency=None, name=f"{image['name']}-{g:04d}")
     out["restore"]["common_beam"] = False
-    out["output"].update(group=g, previews=False)
+    out["output"].update(group=g, previews=False, blank_channels=None)
     return out
 
 
+def blank_channels(settings: dict) -> set[int]:
+    """The output channels with no unflagged data (``output.blank_channels``, set by the
+    plan): blank planes in the cube, no workflow of their own."""
+    return set(settings["output"]["blank_channels"] or ())
+
+
 def group_contexts(ctx: RunContext) -> list[RunContext]:
-    """The RunContext of every output channel of the cube ``ctx``."""
+    """The RunContext of every output channel of the cube ``ctx`` that has data."""
     from htclean.workflows import config
 
     out = []
+    blank = blank_channels(ctx.settings)
     for g, channels in enumerate(groups(ctx.settings)):
+        if g in blank:
+            continue
         resolved = group_resolved(ctx.resolved, g, channels)
         out.append(replace(ctx, resolved=resolved, settings=config.parse(resolved)))
     return out

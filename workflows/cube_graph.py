@@ -6,6 +6,9 @@
        (its own loop of major cycles, then its own restore, as sub-workflows)
     -> cube (after every channel's chain: stacks NAME-NNNN-*.fits into the cube files)
 
+An output channel with no unflagged data (``output.blank_channels``, found by the plan) has
+no chain: the cube job writes its planes as zeros, with no beam (``-`` in --channels).
+
 Nothing but the cube job waits on more than one channel. The cube job runs on the submit
 host and reads the channels' products where they arrive (the outputs directory, named in
 replicas.yml), declared as inputs and bypassing staging, so no stage-in job is planned for
@@ -25,7 +28,8 @@ from htclean.workflows.graph import Builder, first_level
 def cube_inputs(ctx: RunContext) -> list[str]:
     """Every output channel's products that the cube job reads."""
     name = ctx.settings["image"]["name"]
-    return [lfn for g in range(len(cube.groups(ctx.settings)))
+    blank = cube.blank_channels(ctx.settings)
+    return [lfn for g in range(len(cube.groups(ctx.settings))) if g not in blank
             for lfn in cube.channel_products(name, g)]
 
 
@@ -49,9 +53,10 @@ def top_workflow(ctx: RunContext, axis: cube.Axis) -> Workflow:
     p = ctx.parts
     subs = [first_level(Builder(c, "top", wf=b.wf), parts[g * p:(g + 1) * p])
             for g, c in enumerate(channels)]
-    name = ctx.settings["image"]["name"]
+    name, blank = ctx.settings["image"]["name"], cube.blank_channels(ctx.settings)
+    prefixes = ["-" if g in blank else f"{name}-{g:04d}" for g in range(len(axis.frequencies))]
     job = b.add("cube", names.CUBE,
-                ["--name", name, "--channels", *(f"{name}-{g:04d}" for g in range(len(channels))),
+                ["--name", name, "--channels", *prefixes,
                  "--frequencies", *map(repr, axis.frequencies), "--width", repr(axis.width),
                  "--specsys", axis.specsys],
                 cube_inputs(ctx), [(lfn, ctx.fits_bytes() * len(channels))
