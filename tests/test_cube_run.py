@@ -31,8 +31,8 @@ def obs(tmp_path_factory) -> tuple[Path, dict]:
     return ms, simulate(str(ms), spec(noise=0.05))
 
 
-def run(where: Path, ms: Path, name: str, image: dict, **sections) -> Path:
-    cfg = {"data": {"ms": str(ms)},
+def run(where: Path, ms: Path | list[Path], name: str, image: dict, **sections) -> Path:
+    cfg = {"data": {"ms": [str(m) for m in ms] if isinstance(ms, list) else str(ms)},
            "image": {"name": name, "size": 64, "scale": f"{SCALE}asec", **image},
            "gridder": {"threads": 1, "device": "cpu"},
            "deconvolution": {"niter": 300, "auto_threshold": 3.0, "max_cycles": 6},
@@ -212,3 +212,20 @@ def test_a_flagged_channel_is_a_blank_plane(obs, tmp_path):
         assert not np.any(data[2]) and all(np.any(data[g]) for g in (0, 1, 3)), kind
     summary = json.loads((out / "flagged-summary.json").read_text())
     assert summary["channels"][2]["blank"] is True
+
+
+def test_a_cube_over_two_ms_with_the_same_channels(obs, tmp_path):
+    """Two MSs whose channels coincide (here the same observation twice, so every weight
+    doubles and the normalised images stay the same) make one cube, equal to the one MS's."""
+    import shutil
+
+    ms = obs[0]
+    twin = tmp_path / "twin.ms"
+    shutil.copytree(ms, twin)
+    image = {"mode": "cube", "start": 14, "nchan": 4, "width": 2}
+    both = run(tmp_path, [ms, twin], "both", image, partition={"parts": 2})
+    one = run(tmp_path, ms, "alone", image)
+    for kind in ("image", "psf", "dirty", "residual"):
+        a = read_cube(both / f"both-{kind}.fits").data
+        b = read_cube(one / f"alone-{kind}.fits").data
+        assert float(np.max(np.abs(a - b))) <= 1e-6 * float(np.max(np.abs(b))), kind
