@@ -24,7 +24,8 @@ HELP = "run the workflow on this machine (the embedded engine); --resume goes on
 PLANNED_KEYS = ("output.run_id", "output.dir", "partition.parts", "partition.max_size",
                 "execution.site")
 # Left unset in the user's file (this value), plan writes the one it chose.
-FILLED_KEYS = {"image.reference_frequency": None, "gridder.threads": 0}
+FILLED_KEYS = {"image.reference_frequency": None, "gridder.threads": 0, "image.nchan": None,
+               "output.blank_channels": None}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
