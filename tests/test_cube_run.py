@@ -199,19 +199,22 @@ def test_a_flagged_channel_is_a_blank_plane(obs, tmp_path):
     shutil.copytree(obs[0], ms)
     with ct.table(str(ms), readonly=False, ack=False) as t:
         flag = t.getcol("FLAG")
-        flag[:, 16:18, :] = True
+        flag[:, 26:28, :] = True
         t.putcol("FLAG", flag)
-    out = run(tmp_path, ms, "flagged", {"mode": "cube", "start": 12, "nchan": 8, "width": 2})
+    out = run(tmp_path, ms, "flagged", {"mode": "cube", "start": 24, "width": 2})
     resolved = config.read_yaml(out.parent / "config.yml")
-    assert resolved["output"]["blank_channels"] == [2]
-    assert not (out / "flagged-0002-image.fits").exists()
+    assert resolved["output"]["blank_channels"] == [1] and resolved["image"]["nchan"] == 8
+    assert not (out / "flagged-0001-image.fits").exists()
     image = read_cube(out / "flagged-image.fits")
-    assert image.beams[2] is None and all(image.beams[g] is not None for g in (0, 1, 3))
+    assert image.beams[1] is None and all(image.beams[g] is not None for g in (0, 2, 3))
     for kind in KINDS:
         data = read_cube(out / f"flagged-{kind}.fits").data
-        assert not np.any(data[2]) and all(np.any(data[g]) for g in (0, 1, 3)), kind
+        assert not np.any(data[1]) and all(np.any(data[g]) for g in (0, 2, 3)), kind
     summary = json.loads((out / "flagged-summary.json").read_text())
-    assert summary["channels"][2]["blank"] is True
+    assert summary["channels"][1]["blank"] is True
+    # what the plan filled in (image.nchan, output.blank_channels) does not block a resume
+    assert cli.main(["run", str(tmp_path / "flagged.yml"), "-o", str(out.parent),
+                     "--resume"]) == 0
 
 
 def test_a_cube_over_two_ms_with_the_same_channels(obs, tmp_path):
