@@ -99,6 +99,14 @@ def test_the_clip_is_applied(cube_file, tmp_path):
     assert np.isfinite(loose[0, 0, :, 40:]).mean() > 0.99
 
 
+def test_moments_by_blocks_of_rows_equal_the_whole(cube_file, tmp_path, monkeypatch):
+    whole = [afits.getdata(p) for p in products.write_moments(cube_file, tmp_path, "w")]
+    monkeypatch.setattr(products, "ROWS", 7)  # 64 rows: 9 blocks, the last one short
+    blocks = [afits.getdata(p) for p in products.write_moments(cube_file, tmp_path, "b")]
+    for a, b in zip(whole, blocks, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_moments_need_a_rest_frequency(tmp_path):
     path = tmp_path / "norest.fits"
     fitscube.write_cube(path, analytic()[0], GEOM, FREQ)

@@ -35,6 +35,7 @@ from htclean.imaging.spectral.cubepreview import channel_preview  # noqa: F401  
 MOM0_UNIT = "Jy beam-1 km s-1"
 MOM1_UNIT = "km s-1"
 ASEC = math.pi / 180 / 3600
+ROWS = 64  # write_moments works on this many image rows of every channel at a time
 # NAME-summary.json: every channel entry has these keys (``channel_entry`` documents them)
 SUMMARY_KEYS = ("channel", "frequency_hz", "velocity_kms", "beam", "noise_jy", "peak_jy",
                 "cycles", "iterations")
@@ -69,15 +70,19 @@ def write_moments(image_cube: Path, out_dir: Path, name: str,
     if cube.rest_freq is None:
         raise InputError(f"{image_cube}: no RESTFRQ in its header; moment maps are in radio "
                          "velocity and need the line's rest frequency (image.rest_frequency)")
-    m = mom.moments(cube.data, cube.freq, cube.rest_freq, clip=clip_sigma,
-                    noise=plane_noise(cube.data))
+    noise = plane_noise(cube.data)
+    mom0, mom1 = np.empty((2, *cube.geom.shape), np.float32)
+    for y in range(0, cube.geom.ny, ROWS):  # moments' float64 temporaries a block at a time
+        m = mom.moments(cube.data[:, y:y + ROWS], cube.freq, cube.rest_freq, clip=clip_sigma,
+                        noise=noise)
+        mom0[y:y + ROWS], mom1[y:y + ROWS] = m.mom0, m.mom1
     beam = moment_beam(cube)
     history = [f"htclean moments of {Path(image_cube).name}: voxels above {clip_sigma:g} x "
                "the channel's robust noise", f"rest frequency {cube.rest_freq:.9g} Hz, radio "
                "velocity, moment 0 = sum S |dv|, moment 1 = sum S v |dv| / moment 0"]
     out = Path(out_dir)
     paths = [out / f"{name}-mom0.fits", out / f"{name}-mom1.fits"]
-    for path, image, unit in zip(paths, (m.mom0, m.mom1), (MOM0_UNIT, MOM1_UNIT),
+    for path, image, unit in zip(paths, (mom0, mom1), (MOM0_UNIT, MOM1_UNIT),
                                  strict=True):
         write_map(path, image, cube, beam=beam, bunit=unit, history=history)
     return paths
