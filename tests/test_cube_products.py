@@ -162,9 +162,33 @@ def test_summary_round_trips(tmp_path):
     assert got[4]["noise_jy"] is None and got[4]["stop_reason"] == "flagged"
     document = json.loads(path.read_text())
     assert document["nchan"] == 5 and "noise_jy" in document["units"]
-    assert products.cube_summary(got, tmp_path / "again.json").read_text() == path.read_text()
+    (tmp_path / "again").mkdir()
+    again = products.cube_summary(got, tmp_path / "again" / "line-summary.json")
+    assert again.read_text() == path.read_text()
     with pytest.raises(InputError, match="channel entry 1 lacks peak_jy, cycles"):
         products.cube_summary([entries[0], {k: v for k, v in entries[1].items()
                                             if k not in ("peak_jy", "cycles")}],
                               tmp_path / "bad.json")
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_summary_takes_each_channels_own_mfs_summary(tmp_path):
+    """htclean-cube passes each channel's restore summary with channel and frequency_hz."""
+    mfs = {"name": "line-ch0003", "beam": {"bmaj_asec": 20.0, "bmin_asec": 15.0, "bpa_deg": 10.0},
+           "image": {"peak": 0.5, "min": -0.01, "rms": 0.02, "robust_sigma": 0.001},
+           "residual": {"peak": 0.004}, "cycles": 3, "iterations": 140,
+           "stop_reason": "threshold"}
+    entries = [{"channel": 3, "frequency_hz": FREQ[3], **mfs}]
+    path = products.cube_summary(entries, tmp_path / "line-summary.json", rest_freq=REST)
+    document = json.loads(path.read_text())
+    assert (document["name"], document["mode"], document["rest_frequency_hz"]) == \
+        ("line", "cube", REST)
+    (got,) = document["channels"]
+    assert (got["peak_jy"], got["noise_jy"]) == (0.5, 0.001)
+    assert got["velocity_kms"] == pytest.approx(VEL[3], abs=1e-9)
+    assert got["stop_reason"] == "threshold" and got["residual"] == {"peak": 0.004}
+    without = products.cube_summary(entries, tmp_path / "plain-summary.json")
+    assert products.read_summary(without)[0]["velocity_kms"] is None
+    del entries[0]["cycles"]
+    with pytest.raises(InputError, match="channel entry 0 lacks cycles"):
+        products.cube_summary(entries, tmp_path / "bad-summary.json")

@@ -128,16 +128,38 @@ def channel_entry(channel: int, frequency: float, *, rest_freq: float | None,
     peak_jy (Jy/beam; noise and peak None where not finite: a flagged channel), cycles
     (major cycles run), iterations (CLEAN components subtracted);
     ``extra`` keys (e.g. stop_reason) are kept as given (JSON values)."""
-    velocity = (None if rest_freq is None
-                else float(mom.radio_velocity(np.array([frequency]), rest_freq)[0]))
-    return {"channel": int(channel), "frequency_hz": float(frequency), "velocity_kms": velocity,
+    return {"channel": int(channel), "frequency_hz": float(frequency),
+            "velocity_kms": _velocity(frequency, rest_freq),
             "beam": beam_entry(beam), "noise_jy": _number(noise), "peak_jy": _number(peak),
             "cycles": int(cycles), "iterations": int(iterations), **extra}
 
 
-def _checked(entry: Any, i: int) -> dict[str, Any]:
+def _velocity(frequency: float, rest_freq: float | None) -> float | None:
+    if rest_freq is None:
+        return None
+    return float(mom.radio_velocity(np.array([frequency]), rest_freq)[0])
+
+
+def from_channel_summary(entry: dict[str, Any], rest_freq: float | None) -> dict[str, Any]:
+    """An entry given as a channel's own mfs NAME-summary.json (restore's: ``image`` holds
+    ``peak`` and ``robust_sigma``) with ``channel`` and ``frequency_hz`` added, completed:
+    peak_jy and noise_jy from its image statistics, velocity_kms from ``rest_freq``. An
+    entry that has every key of SUMMARY_KEYS is returned as it is."""
+    stats = entry.get("image")
+    if all(k in entry for k in SUMMARY_KEYS) or not isinstance(stats, dict):
+        return entry
+    out = dict(entry)
+    out.setdefault("peak_jy", stats.get("peak"))
+    out.setdefault("noise_jy", stats.get("robust_sigma"))
+    if "velocity_kms" not in out and "frequency_hz" in out:
+        out["velocity_kms"] = _velocity(float(out["frequency_hz"]), rest_freq)
+    return out
+
+
+def _checked(entry: Any, i: int, rest_freq: float | None) -> dict[str, Any]:
     if not isinstance(entry, dict):
         raise InputError(f"cube summary: channel entry {i} is not a dict: {entry!r}")
+    entry = from_channel_summary(entry, rest_freq)
     missing = [k for k in SUMMARY_KEYS if k not in entry]
     if missing:
         raise InputError(f"cube summary: channel entry {i} lacks {', '.join(missing)}")
@@ -157,13 +179,19 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def cube_summary(per_channel: Sequence[dict], path: Path) -> Path:
-    """Write NAME-summary.json of a cube atomically and return ``path``:
-    ``{"nchan", "units", "channels": [entry per channel]}``, each entry with the keys
-    ``SUMMARY_KEYS`` (``channel_entry``; numpy numbers become JSON numbers, a Beam becomes its
-    dict). InputError naming the entry when a key is missing."""
-    channels = [_checked(e, i) for i, e in enumerate(per_channel)]
-    document = {"nchan": len(channels), "units": SUMMARY_UNITS, "channels": channels}
+def cube_summary(per_channel: Sequence[dict], path: Path, *,
+                 rest_freq: float | None = None) -> Path:
+    """Write NAME-summary.json of a cube atomically and return ``path``: ``{"name", "mode":
+    "cube", "nchan", "rest_frequency_hz", "units", "channels": [entry per channel]}``, each
+    entry with the keys ``SUMMARY_KEYS`` (``channel_entry``; numpy numbers become JSON
+    numbers, a Beam becomes its dict), or a channel's mfs summary with channel and
+    frequency_hz (``from_channel_summary``; ``rest_freq`` Hz gives it velocities). InputError
+    naming the entry when a key is missing."""
+    channels = [_checked(e, i, rest_freq) for i, e in enumerate(per_channel)]
+    name = Path(path).name.removesuffix(".json").removesuffix("-summary")
+    document = {"name": name, "mode": "cube", "nchan": len(channels),
+                "rest_frequency_hz": None if rest_freq is None else float(rest_freq),
+                "units": SUMMARY_UNITS, "channels": channels}
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
