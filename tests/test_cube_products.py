@@ -139,6 +139,9 @@ def test_preview_channels_follow_the_line():
     narrow = np.where(np.abs(np.arange(NCHAN) - 30) <= 2, 1.0, 0.0)
     chosen = cubepreview.preview_channels(narrow, noise)
     assert list(chosen) == list(range(24, 36))  # 28..32 with the panels around them
+    spiked = narrow.copy()
+    spiked[3] = 4 * NOISE  # a noise spike far from the line does not widen it
+    assert list(cubepreview.preview_channels(spiked, noise)) == list(range(24, 36))
     flat = cubepreview.preview_channels(np.zeros(NCHAN), noise)
     assert flat[0] == 0 and flat[-1] == NCHAN - 1 and len(flat) == cubepreview.PANELS
     assert list(cubepreview.preview_channels(np.zeros(5), np.ones(5))) == [0, 1, 2, 3, 4]
@@ -192,3 +195,10 @@ def test_summary_takes_each_channels_own_mfs_summary(tmp_path):
     del entries[0]["cycles"]
     with pytest.raises(InputError, match="channel entry 0 lacks cycles"):
         products.cube_summary(entries, tmp_path / "bad-summary.json")
+
+
+def test_the_line_pixel_is_not_the_brighter_continuum():
+    cube = analytic()[0]
+    cube[:, 50, 10] += 3.0  # a flat continuum source, brighter than the line's peak of 1
+    c, y, x, excess = cubepreview.line_pixel(cube)
+    assert (y, x) == (20, 23) and abs(c - 20) <= 1 and excess == pytest.approx(1.0, abs=0.02)

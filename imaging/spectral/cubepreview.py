@@ -2,12 +2,16 @@
 
 Up to ``PANELS`` channel maps share one colour scale (preview.py's asinh stretch, anchored on
 the median channel noise), each labelled with its channel and its radio velocity (with
-RESTFRQ) or frequency. With more channels than panels, the maps show the line: the channels
-where the brightest pixel's spectrum is above ``LINE_SIGMA`` x the channel noise, padded
-to fill the panels, or evenly strided over that span when it is wider (``preview_channels``);
-without such channels, evenly over the band. Below them, the spectrum at the brightest
-voxel's pixel with the channel noise as a band, and beside it the peak, its channel and
-pixel, and the channel noise. Matplotlib with the Agg backend; written atomically.
+RESTFRQ) or frequency. With more channels than panels, the maps show the line: the run of
+channels around its peak where the line pixel's spectrum (less its median) is above
+``LINE_SIGMA`` x the channel noise, padded to fill the panels, or evenly strided over that
+run when it is wider (``preview_channels``); without such channels, evenly over the band.
+The line pixel is the one brightest above its own spectral median (``line_pixel``), so a
+continuum source that was not subtracted does not hide the line. Below the maps, the
+spectrum at the brightest voxel's pixel (and at the line pixel, where that is another one)
+with the channel noise as a band; beside it the peak, the line's peak above its median,
+their channels and pixels, and the channel noise. Matplotlib with the Agg backend; written
+atomically.
 """
 
 from __future__ import annotations
@@ -38,14 +42,35 @@ def preview_channels(spectrum: np.ndarray, noise: np.ndarray,
     if nchan <= panels:
         return np.arange(nchan)
     with np.errstate(invalid="ignore"):
-        line = np.flatnonzero(np.asarray(spectrum) > LINE_SIGMA * np.asarray(noise))
-    if line.size == 0:
+        above = np.asarray(spectrum) > LINE_SIGMA * np.asarray(noise)
+    peak = int(np.nanargmax(spectrum)) if np.isfinite(spectrum).any() else 0
+    if not above[peak]:
         return np.unique(np.round(np.linspace(0, nchan - 1, panels)).astype(int))
-    first, last = int(line[0]), int(line[-1])
+    first = last = peak  # the run of channels above the threshold around the peak
+    while first > 0 and above[first - 1]:
+        first -= 1
+    while last < nchan - 1 and above[last + 1]:
+        last += 1
     if last - first + 1 <= panels:
         start = min(max(0, (first + last + 1) // 2 - panels // 2), nchan - panels)
         return np.arange(start, start + panels)
     return np.unique(np.round(np.linspace(first, last, panels)).astype(int))
+
+
+def line_pixel(data: np.ndarray) -> tuple[int, int, int, float]:
+    """(channel, y, x, excess): the voxel of ``data`` (nchan, ny, nx) furthest above its
+    pixel's median over the channels (its continuum), and that excess."""
+    with np.errstate(all="ignore"):
+        median = np.nanmedian(data, axis=0)
+    best = (0, 0, 0, -np.inf)
+    for c, plane in enumerate(data):
+        excess = plane - median
+        if not np.isfinite(excess).any():
+            continue
+        y, x = np.unravel_index(np.nanargmax(excess), excess.shape)
+        if excess[y, x] > best[3]:
+            best = (c, int(y), int(x), float(excess[y, x]))
+    return best
 
 
 def _label(freq: float, rest_freq: float | None) -> str:
@@ -71,7 +96,9 @@ def figure(cube: fitscube.Cube, title: str = "") -> Any:
     noise = _noise(data)
     c, y, x = np.unravel_index(np.nanargmax(data), data.shape)
     spectrum = data[:, y, x].astype(np.float64)
-    chosen = preview_channels(spectrum, noise)
+    line = line_pixel(data)
+    lspec = data[:, line[1], line[2]].astype(np.float64)
+    chosen = preview_channels(lspec - np.nanmedian(lspec), noise)
     rows = -(-len(chosen) // COLUMNS)
     fig = Figure(figsize=(3.0 * COLUMNS, 2.7 * rows + 3.4), dpi=100, layout="constrained")
     grid = fig.add_gridspec(rows + 1, COLUMNS, height_ratios=[1.0] * rows + [1.1])
@@ -102,10 +129,11 @@ def figure(cube: fitscube.Cube, title: str = "") -> Any:
             ax.set_ylabel("Dec offset (arcsec)", fontsize=7)
     fig.colorbar(image, ax=fig.axes, ticks=preview.colour_ticks(norm), format="%g",
                  label="Jy/beam (asinh scale)", shrink=0.8)
-    _spectrum(fig, grid[rows, :COLUMNS - 1], cube, spectrum, noise, chosen)
+    other = None if (line[1], line[2]) == (y, x) else (lspec, line)
+    _spectrum(fig, grid[rows, :COLUMNS - 1], cube, spectrum, noise, chosen, other)
     text = fig.add_subplot(grid[rows, COLUMNS - 1])
     text.axis("off")
-    text.text(0.0, 1.0, _numbers(cube, spectrum, noise, (c, y, x)), va="top", fontsize=8,
+    text.text(0.0, 1.0, _numbers(cube, spectrum, noise, (c, y, x), line), va="top", fontsize=8,
               family="monospace", transform=text.transAxes)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -113,7 +141,7 @@ def figure(cube: fitscube.Cube, title: str = "") -> Any:
 
 
 def _spectrum(fig: Any, where: Any, cube: fitscube.Cube, spectrum: np.ndarray,
-              noise: np.ndarray, chosen: np.ndarray) -> None:
+              noise: np.ndarray, chosen: np.ndarray, other: tuple | None) -> None:
     ax = fig.add_subplot(where)
     if cube.rest_freq is not None:
         axis, label = radio_velocity(cube.freq, cube.rest_freq), "radio velocity (km/s)"
@@ -121,7 +149,11 @@ def _spectrum(fig: Any, where: Any, cube: fitscube.Cube, spectrum: np.ndarray,
         axis, label = cube.freq / 1e6, "frequency (MHz)"
     ax.fill_between(axis, -noise, noise, step="mid", color="0.85", label="±1 channel noise")
     ax.step(axis, spectrum, where="mid", color="C0", label="brightest pixel")
-    ax.plot(axis[chosen], spectrum[chosen], "o", ms=3, color="C1", label="channel maps above")
+    if other is not None:
+        lspec, (_, ly, lx, _) = other
+        ax.step(axis, lspec, where="mid", color="C2", label=f"line pixel ({lx}, {ly})")
+    shown = spectrum if other is None else other[0]
+    ax.plot(axis[chosen], shown[chosen], "o", ms=3, color="C1", label="channel maps above")
     ax.axhline(0.0, color="0.5", lw=0.5)
     ax.set_xlabel(label)
     ax.set_ylabel("Jy/beam")
@@ -129,7 +161,7 @@ def _spectrum(fig: Any, where: Any, cube: fitscube.Cube, spectrum: np.ndarray,
 
 
 def _numbers(cube: fitscube.Cube, spectrum: np.ndarray, noise: np.ndarray,
-             peak: tuple[int, int, int]) -> str:
+             peak: tuple[int, int, int], line: tuple[int, int, int, float]) -> str:
     c, y, x = (int(v) for v in peak)
     geom = cube.geom
     asec = math.degrees(geom.cell) * 3600.0
@@ -139,6 +171,9 @@ def _numbers(cube: fitscube.Cube, spectrum: np.ndarray, noise: np.ndarray,
              f"  channel {c}: {_label(cube.freq[c], cube.rest_freq)}",
              f"  pixel (x, y) ({x}, {y})",
              f"  offset ({-(x - geom.nx // 2) * asec:.1f}\", {(y - geom.ny // 2) * asec:.1f}\")",
+             f"line {preview.format_value(line[3], 'Jy/beam')} above median",
+             f"  channel {line[0]}: {_label(cube.freq[line[0]], cube.rest_freq)}",
+             f"  pixel (x, y) ({line[2]}, {line[1]})",
              "channel noise (MAD)",
              f"  median {preview.format_value(float(np.median(finite)), 'Jy/beam')}",
              f"  min {preview.format_value(float(finite.min()), 'Jy/beam')}",
