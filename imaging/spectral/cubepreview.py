@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from htclean.imaging.spectral.moments import radio_velocity
 PANELS = 12  # channel maps drawn at most
 COLUMNS = 4
 LINE_SIGMA = 3.0
+ROWS = 64  # line_pixel's median over the channels, this many image rows at a time
 PANEL_PIXELS = 160  # each map drawn with at most this many pixels a side (preview.downsample)
 
 
@@ -60,8 +62,11 @@ def preview_channels(spectrum: np.ndarray, noise: np.ndarray,
 def line_pixel(data: np.ndarray) -> tuple[int, int, int, float]:
     """(channel, y, x, excess): the voxel of ``data`` (nchan, ny, nx) furthest above its
     pixel's median over the channels (its continuum), and that excess."""
-    with np.errstate(all="ignore"):
-        median = np.nanmedian(data, axis=0)
+    median = np.empty(data.shape[1:], np.float64)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: NaN, as wanted
+        for y in range(0, data.shape[1], ROWS):  # nanmedian copies what it is given
+            median[y:y + ROWS] = np.nanmedian(data[:, y:y + ROWS], axis=0)
     best = (0, 0, 0, -np.inf)
     for c, plane in enumerate(data):
         excess = plane - median
@@ -71,6 +76,20 @@ def line_pixel(data: np.ndarray) -> tuple[int, int, int, float]:
         if excess[y, x] > best[3]:
             best = (c, int(y), int(x), float(excess[y, x]))
     return best
+
+
+def brightest(data: np.ndarray) -> tuple[int, int, int]:
+    """(channel, y, x) of the largest finite voxel of ``data``, a plane at a time (nanargmax
+    of the whole cube copies it); InputError when no voxel is finite."""
+    best, where = -np.inf, None
+    for c, plane in enumerate(data):
+        if np.isfinite(plane).any():
+            y, x = np.unravel_index(np.nanargmax(plane), plane.shape)
+            if plane[y, x] > best:
+                best, where = plane[y, x], (c, int(y), int(x))
+    if where is None:
+        raise InputError("the cube has no finite pixel: nothing to preview")
+    return where
 
 
 def _label(freq: float, rest_freq: float | None) -> str:
@@ -91,10 +110,8 @@ def figure(cube: fitscube.Cube, title: str = "") -> Any:
     from matplotlib.figure import Figure
 
     data = cube.data
-    if not np.isfinite(data).any():
-        raise InputError("the cube has no finite pixel: nothing to preview")
+    c, y, x = brightest(data)
     noise = _noise(data)
-    c, y, x = np.unravel_index(np.nanargmax(data), data.shape)
     spectrum = data[:, y, x].astype(np.float64)
     line = line_pixel(data)
     lspec = data[:, line[1], line[2]].astype(np.float64)
