@@ -15,9 +15,11 @@ compare_wsclean.py and vs_wsclean.py.
    one compare_wsclean.py makes (w-gridding at epsilon 1e-7, double precision, natural
    weighting, WSClean's polarization rule, an image-sized PSF) from channel c alone
    (``parts.part_psf_dirty(..., channels=(c, c + 1))``, normalised by that channel's weight
-   sum, as WSClean normalises each output channel). Prints per plane max |diff| / peak of the
-   dirty image and of the PSF (goal <= 1e-6), and the line source's dirty flux against the
-   truth.
+   sum, as WSClean normalises each output channel). Where ``htclean validate`` accepts
+   ``image.mode: cube``, ``htclean run`` of the same MS as a cube with the same gridding and
+   niter 0 is compared too, plane by plane (its NAME-dirty.fits and NAME-psf.fits cubes).
+   Prints per plane max |diff| / peak of the dirty image and of the PSF (goal <= 1e-6), and
+   the line source's dirty flux against the truth.
 2. The timing. ``htclean simulate`` makes VLA C, 4 h at 108 s, 64 x 100 kHz channels (3.0M
    Stokes I visibilities) of the same sky, and WSClean images it as a 512² cube: ``-channels-out
    64 -no-mf-weighting``, Briggs 0, Hogbom, gain 0.1, mgain 0.8, auto-threshold 3, niter
@@ -31,11 +33,14 @@ compare_wsclean.py and vs_wsclean.py.
    Figures are printed, never asserted.
 
 Measured with WSClean 3.1.0 on the shared 2-core machine (load 7-12 from other work, so the
-walls are high; CPU s is the steadier figure): per-channel check, all 8 planes within 5.6e-7
-of the peak (dirty) and 5.0e-7 (PSF); the line source's dirty flux follows the truth (less
-the bright source's sidelobes). ``wsclean -channels-out 64`` on 2.99M visibilities, 512², 4-5
-major cycles per channel: wall 197 s and 239 s (two runs), CPU 81 s and 88 s, peak RSS 67
-MiB (GNU time). htclean's cube mode was not yet on main (branch ``cube``): no htclean figure.
+walls are high; CPU s is the steadier figure). Per-channel check: all 8 planes within 5.6e-7
+of the peak (dirty) and 5.0e-7 (PSF), for htclean's core and for `htclean run` with
+image.mode cube (branch ``cube`` at a2e2ef5 with this branch's products, not yet on main);
+the line source's dirty flux follows the truth (less the bright source's sidelobes).
+Timing, 2.99M visibilities, 64 channels, 512², 4-5 major cycles per channel: ``wsclean
+-channels-out 64`` wall 197 s and 239 s (two runs), CPU 81 s and 88 s, peak RSS 67 MiB;
+`htclean run` (the same branch ``cube`` build, 64 channel loops, 3148 files) wall 174 s,
+CPU 153 s, peak RSS 908 MiB of its largest process, at the same load.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ CHECK = ["--configuration", "D", "--duration", "1h", "--integration", "120s", "-
 TIMING = ["--configuration", "C", "--duration", "4h", "--integration", "108s", "--nchan", "64",
           "--freq", "1.4167GHz", "--chan-width", "100kHz", "--image-size", "512"]
 NITER = 100000
+REST = "1420.405752MHz"
 
 
 def simulate(work: Path, name: str, options: list[str]) -> tuple[Path, dict]:
@@ -106,29 +112,65 @@ def check(work: Path, threads: int) -> None:
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     t_ws = time.perf_counter() - t0
     settings = compare_wsclean.settings_for(ms, size, cell, threads, "wsclean")
+    run = cube_run(work / "check-cube", ms, size, cell, threads)
     line = next(s for s in truth["sources"] if s.get("line"))
     x, y = round(line["x"]), round(line["y"])
     print(f"per-channel check: {nchan} channels of {truth['observation']['rows']} rows, "
           f"{size}² at {truth['image']['cell_asec']:.3f} asec; natural, w-gridding (htclean "
           f"epsilon 1e-7 double, WSClean accuracy 1e-6 float), {threads} threads")
-    print("| channel | MHz | dirty max abs diff / peak | PSF max abs diff / peak | line: truth "
-          "Jy | htclean dirty at the line's pixel Jy/beam |")
-    print("|---|---|---|---|---|---|")
+    print("max abs diff / peak of each plane against WSClean's: htclean's core on the channel "
+          "alone" + ("; and the planes of `htclean run` with image.mode cube (niter 0)"
+                     if run else " (image.mode cube is not in this htclean)"))
+    print("| channel | MHz | dirty | PSF | cube run dirty | cube run PSF | line: truth Jy | "
+          "htclean dirty at the line's pixel Jy/beam |")
+    print("|---|---|---|---|---|---|---|---|")
     t_ht, worst = 0.0, 0.0
     for c in range(nchan):
         t0 = time.perf_counter()
         ours = partials.normalise(parts.part_psf_dirty(ms, settings, channels=(c, c + 1)))
         t_ht += time.perf_counter() - t0
+        theirs = {kind: fits.read_fits(f"{out}-{c:04d}-{kind}.fits")[0]
+                  for kind in ("dirty", "psf")}
         diffs = []
-        for kind in ("dirty", "psf"):
-            theirs, _, _ = fits.read_fits(f"{out}-{c:04d}-{kind}.fits")
-            diffs.append(np.abs(ours[kind] - theirs).max() / np.abs(theirs).max())
-        worst = max(worst, *diffs)
+        for planes in (ours, None if run is None else {k: v[c] for k, v in run.items()}):
+            for kind, want in theirs.items():
+                diffs.append(float("nan") if planes is None else
+                             np.abs(planes[kind] - want).max() / np.abs(want).max())
+        worst = max(worst, *(d for d in diffs if np.isfinite(d)))
         freq = line["line"]["frequencies"][c]
-        print(f"| {c} | {freq / 1e6:.4f} | {diffs[0]:.2e} | {diffs[1]:.2e} | "
-              f"{line['line']['channel_flux'][c]:.4f} | {ours['dirty'][y, x]:.4f} |")
+        print(f"| {c} | {freq / 1e6:.4f} | " + " | ".join(f"{d:.2e}" for d in diffs)
+              + f" | {line['line']['channel_flux'][c]:.4f} | {ours['dirty'][y, x]:.4f} |")
     print(f"worst plane: {worst:.2e} of the peak (goal <= 1e-6); wall: WSClean {t_ws:.1f} s "
-          f"for all {nchan} channels, htclean {t_ht:.1f} s (one read of the MS per channel)")
+          f"for all {nchan} channels, htclean's core {t_ht:.1f} s (one read of the MS per "
+          "channel)")
+
+
+def cube_run(where: Path, ms: Path, size: int, cell: float, threads: int) -> dict | None:
+    """``htclean run`` of ``ms`` with image.mode cube, niter 0 and the check's gridding:
+    {"dirty": cube, "psf": cube} (nchan, ny, nx), or None when this htclean has no cube mode
+    (``htclean validate`` refuses the configuration)."""
+    from htclean.imaging import fitscube
+
+    where.mkdir(parents=True, exist_ok=True)
+    config = where / "cube.yml"
+    config.write_text(
+        f"data:\n  ms: {ms}\n  polarization_rule: wsclean\nimage:\n  mode: cube\n"
+        f"  rest_frequency: {REST}\n  name: check\n  size: {size}\n"
+        f"  scale: {cell / compare_wsclean.ASEC!r}asec\n  psf_oversize: 1.0\n"
+        "weighting:\n  type: natural\ndeconvolution:\n  niter: 0\n"
+        f"gridder:\n  threads: {threads}\n  device: cpu\n  epsilon: 1.0e-7\n"
+        f"  precision: double\n  wgridding: true\nexecution:\n  request_cpus: {threads}\n")
+    exe = vs_wsclean.htclean_exe()
+    if subprocess.run([exe, "validate", str(config)], capture_output=True).returncode != 0:
+        return None
+    with (where / "htclean.log").open("w") as log:
+        done = subprocess.run([exe, "run", str(config), "-o", str(where / "run"), "--force"],
+                              stdout=log, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        sys.exit(f"htclean run of the cube failed ({done.returncode}); see {log.name}")
+    outputs = where / "run" / "outputs"
+    return {kind: fitscube.read_cube(outputs / f"check-{kind}.fits").data
+            for kind in ("dirty", "psf")}
 
 
 def timed(cmd: list[str], log: Path) -> tuple[float, float, float]:
@@ -148,7 +190,7 @@ def cube_config(ms: Path, truth: dict, threads: int) -> str:
     """htclean's configuration of the timing cube: vs_wsclean.py's CLEAN settings with
     ``image.mode: cube``."""
     text = vs_wsclean.htclean_config(ms, truth, threads, None, None, 1e-5)
-    return text.replace("image:\n", "image:\n  mode: cube\n", 1)
+    return text.replace("image:\n", f"image:\n  mode: cube\n  rest_frequency: {REST}\n", 1)
 
 
 def timing(work: Path, threads: int, htclean_cmd: str | None, wsclean: bool = True) -> None:
