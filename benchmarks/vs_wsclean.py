@@ -3,6 +3,7 @@
     python benchmarks/vs_wsclean.py [--sizes demo 3m 50m] [--dir DIR] [--threads N]
                                     [--no-wsclean] [--parts P] [--precision single|double]
                                     [--pairing equal|default] [--epsilon E] [--tag TAG]
+                                    [--psf-oversize F]
                                     [--wideband [--nterms 2]]
 
 For each size, simulates the observation once with `htclean simulate` (kept in DIR), then runs
@@ -112,12 +113,14 @@ def run_wsclean(ms: Path, truth: dict, work: Path, threads: int,
 
 
 def htclean_config(ms: Path, truth: dict, threads: int, parts: int | None,
-                   precision: str | None, epsilon: float) -> str:
+                   precision: str | None, epsilon: float,
+                   psf_oversize: float | None = None) -> str:
     gridder = f"gridder:\n  epsilon: {epsilon!r}\n" + (
         f"  precision: {precision}\n" if precision else "")
     part = f"partition:\n  parts: {parts}\n" if parts else ""
     return (f"data:\n  ms: {ms}\nimage:\n  name: bench\n  size: {int(truth['image']['size'])}\n"
             f"  scale: {truth['image']['cell_asec']:.6g}asec\n"
+            + (f"  psf_oversize: {psf_oversize:g}\n" if psf_oversize else "") +
             "weighting:\n  type: briggs\n  robust: 0.0\n"
             f"deconvolution:\n  algorithm: hogbom\n  niter: {NITER}\n  gain: 0.1\n"
             "  mgain: 0.8\n  auto_threshold: 3.0\n"
@@ -147,9 +150,9 @@ def run_and_read(config_text: str, work: Path) -> tuple[dict, list[dict], dict, 
 
 
 def run_htclean(ms: Path, truth: dict, work: Path, threads: int, parts: int | None,
-                precision: str | None, epsilon: float) -> dict:
+                precision: str | None, epsilon: float, psf_oversize: float | None = None) -> dict:
     timing, recs, summary, run = run_and_read(
-        htclean_config(ms, truth, threads, parts, precision, epsilon), work)
+        htclean_config(ms, truth, threads, parts, precision, epsilon, psf_oversize), work)
     residual = [r for r in recs if "residual" in r["argv"]]
     cycles = max(1, len({r["job"].split("-p")[0] for r in residual}))
     tar = next(iter(glob.glob(str(run / "inputs" / "*.tar"))), None)
@@ -203,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epsilon", type=float,
                    help="htclean's gridder.epsilon, and WSClean's -wgridder-accuracy with "
                         "--pairing equal (default: 1e-5 equal, 1e-3 default)")
+    p.add_argument("--psf-oversize", type=float,
+                   help="htclean's image.psf_oversize (default: the configuration's, 2; "
+                        "1 is WSClean's and CASA's image-sized PSF)")
     p.add_argument("--no-wsclean", action="store_true")
     p.add_argument("--htclean-first", action="store_true",
                    help="run htclean before WSClean (alternate the order on a shared machine)")
@@ -241,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             elif imager == "htclean":
                 print(f"[{size}] htclean run ... (load {load()})", flush=True)
                 ht = run_htclean(ms, truth, where, args.threads, args.parts,
-                                 args.precision, args.epsilon)
+                                 args.precision, args.epsilon, args.psf_oversize)
         loads.append(os.getloadavg()[0])
         ht["agree"] = agreement(ws_dir, ht["outputs"]) if ws else {}
         print(f"[{size}] done (load {load()})", flush=True)
