@@ -3,6 +3,7 @@
     python benchmarks/vs_wsclean.py [--sizes demo 3m 50m] [--dir DIR] [--threads N]
                                     [--no-wsclean] [--parts P] [--precision single|double]
                                     [--pairing equal|default] [--epsilon E] [--tag TAG]
+                                    [--psf-oversize F]
                                     [--wideband [--nterms 2]]
 
 For each size, simulates the observation once with `htclean simulate` (kept in DIR), then runs
@@ -27,7 +28,9 @@ Prints per size and imager: wall time, CPU time (user + system of the whole proc
 steadier figure on a shared machine), major cycles, peak memory of the largest process
 (os.wait4's ru_maxrss of the imager and everything it ran) and, for htclean, the largest job
 record's peak and which job it was, the bytes the residual jobs read per major cycle and the
-MS tar they would have read per part before part files. Then the ratio htclean / WSClean.
+MS tar they would have read per part before part files. Then the ratio htclean / WSClean
+and how far htclean's restored image and residual lie from WSClean's (max |diff| / WSClean's
+peak).
 The machine's load average is printed before and after each run (and in the table, 1 min,
 before and after the pair): on a shared machine the ratio is what it is worth only when both
 ran under the same load (``--htclean-first`` runs htclean first, to alternate the order).
@@ -110,12 +113,14 @@ def run_wsclean(ms: Path, truth: dict, work: Path, threads: int,
 
 
 def htclean_config(ms: Path, truth: dict, threads: int, parts: int | None,
-                   precision: str | None, epsilon: float) -> str:
+                   precision: str | None, epsilon: float,
+                   psf_oversize: float | None = None) -> str:
     gridder = f"gridder:\n  epsilon: {epsilon!r}\n" + (
         f"  precision: {precision}\n" if precision else "")
     part = f"partition:\n  parts: {parts}\n" if parts else ""
     return (f"data:\n  ms: {ms}\nimage:\n  name: bench\n  size: {int(truth['image']['size'])}\n"
             f"  scale: {truth['image']['cell_asec']:.6g}asec\n"
+            + (f"  psf_oversize: {psf_oversize:g}\n" if psf_oversize else "") +
             "weighting:\n  type: briggs\n  robust: 0.0\n"
             f"deconvolution:\n  algorithm: hogbom\n  niter: {NITER}\n  gain: 0.1\n"
             "  mgain: 0.8\n  auto_threshold: 3.0\n"
@@ -145,9 +150,9 @@ def run_and_read(config_text: str, work: Path) -> tuple[dict, list[dict], dict, 
 
 
 def run_htclean(ms: Path, truth: dict, work: Path, threads: int, parts: int | None,
-                precision: str | None, epsilon: float) -> dict:
+                precision: str | None, epsilon: float, psf_oversize: float | None = None) -> dict:
     timing, recs, summary, run = run_and_read(
-        htclean_config(ms, truth, threads, parts, precision, epsilon), work)
+        htclean_config(ms, truth, threads, parts, precision, epsilon, psf_oversize), work)
     residual = [r for r in recs if "residual" in r["argv"]]
     cycles = max(1, len({r["job"].split("-p")[0] for r in residual}))
     tar = next(iter(glob.glob(str(run / "inputs" / "*.tar"))), None)
@@ -155,7 +160,23 @@ def run_htclean(ms: Path, truth: dict, work: Path, threads: int, parts: int | No
     return {**timing, "cycles": summary["cycles"], "iterations": summary["iterations"],
             "bytes_cycle": sum(r["bytes_read"] for r in residual) / cycles,
             "tar_part": (Path(tar).stat().st_size if tar else ms_tar_bytes(ms)) / max(nparts, 1),
-            "peak_flux": summary["image"]["peak"]}
+            "peak_flux": summary["image"]["peak"], "outputs": run / "outputs"}
+
+
+def agreement(ws_dir: Path, outputs: Path) -> dict[str, float]:
+    """max |htclean - WSClean| / WSClean's peak of the restored image and the residual (the
+    same pixel grid), where both imagers' images are there."""
+    from astropy.io import fits
+
+    out = {}
+    for kind in ("image", "residual"):
+        ws_path, ht_path = ws_dir / f"wsclean-{kind}.fits", outputs / f"bench-{kind}.fits"
+        if ws_path.is_file() and ht_path.is_file():
+            ws_image = fits.getdata(ws_path).astype("float64").squeeze()
+            ht_image = fits.getdata(ht_path).astype("float64").squeeze()
+            peak = float(abs(fits.getdata(ws_dir / "wsclean-image.fits")).max())
+            out[kind] = float(abs(ht_image - ws_image).max()) / peak
+    return out
 
 
 def ms_tar_bytes(ms: Path) -> int:
@@ -185,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epsilon", type=float,
                    help="htclean's gridder.epsilon, and WSClean's -wgridder-accuracy with "
                         "--pairing equal (default: 1e-5 equal, 1e-3 default)")
+    p.add_argument("--psf-oversize", type=float,
+                   help="htclean's image.psf_oversize (default: the configuration's, 2; "
+                        "1 is WSClean's and CASA's image-sized PSF)")
     p.add_argument("--no-wsclean", action="store_true")
     p.add_argument("--htclean-first", action="store_true",
                    help="run htclean before WSClean (alternate the order on a shared machine)")
@@ -223,8 +247,9 @@ def main(argv: list[str] | None = None) -> int:
             elif imager == "htclean":
                 print(f"[{size}] htclean run ... (load {load()})", flush=True)
                 ht = run_htclean(ms, truth, where, args.threads, args.parts,
-                                 args.precision, args.epsilon)
+                                 args.precision, args.epsilon, args.psf_oversize)
         loads.append(os.getloadavg()[0])
+        ht["agree"] = agreement(ws_dir, ht["outputs"]) if ws else {}
         print(f"[{size}] done (load {load()})", flush=True)
         rows.append((size, nvis, int(truth["image"]["size"]), ws, ht, loads))
     wsgrid = ("its default gridder (w-stacking)" if args.pairing == "default" else
@@ -233,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
           f"at gridder.epsilon {args.epsilon:g}; load after: {load()}")
     print("| size | visibilities | image | WSClean | htclean run | ratio (CPU s ratio) | peak "
           "memory WSClean / htclean (largest job) | bytes read per cycle (MS tar per part "
-          "before) | load |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "before) | max diff / peak vs WSClean: image, residual | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for size, nvis, n, ws, ht, loads in rows:
         wst = f"{ws['wall']:.1f} s, {ws['cpu']:.0f} CPU s ({ws['cycles']} cycles)" if ws else "-"
         ratio = f"{ht['wall'] / ws['wall']:.2f}x ({ht['cpu'] / ws['cpu']:.2f}x)" if ws else "-"
@@ -244,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{wsm} / "
               f"{ht['peak'] / 1024:.2f} ({ht['job_peak_name']}: {ht['job_peak'] / 1024:.2f}) GiB | "
               f"{ht['bytes_cycle'] / 1e6:.1f} MB ({ht['tar_part'] / 1e6:.1f} MB) | "
+              f"{', '.join(f'{v:.2e}' for v in ht['agree'].values()) or '-'} | "
               f"{loads[0]:.1f}-{loads[1]:.1f} |")
     return 0
 

@@ -11,7 +11,8 @@ RA, DEC, FREQ, STOKES; FREQ from --frequencies in the frame --specsys; RESTFRQ f
 ``image.rest_frequency``), each channel's clean beam in a BEAMS table, or with
 ``restore.common_beam`` one common beam in the header and NAME-image.fits restored with it
 (imaging/spectral/stack.py), and NAME-summary.json. A channel given as ``-`` had no
-unflagged data: its planes are zeros and its BEAMS row zeros. Where htclean has
+unflagged data: its planes are NaN (as the products module reads a flagged plane) and its
+BEAMS row zeros. One cube is held at a time. Where htclean has
 imaging/spectral/products.py, it also writes the moment maps (NAME-mom0.fits,
 NAME-mom1.fits, with a rest frequency) and NAME-channels.png through it, and the summary
 with its ``cube_summary``.
@@ -62,32 +63,30 @@ def products_module() -> Any:
 
 
 BLANK = "-"  # an output channel with no data
+BLANK_SUMMARY = {"blank": True, "beam": None, "peak_jy": None, "noise_jy": None, "cycles": 0,
+                 "iterations": 0}
 
 
-def blank_channel(planes: dict[str, Any], geom: Any) -> tuple[dict[str, Any], Any, dict]:
-    """A channel with no data: zero planes, no beam."""
-    return ({k: np.zeros_like(v) for k, v in planes.items()}, geom,
-            {"blank": True, "beam_object": None})
-
-
-def read_channel(job: Job, prefix: str) -> tuple[dict[str, Any], Any, dict[str, Any]]:
-    """({kind: (ny, nx) float32}, geometry, summary) of one output channel."""
+def channel_header(job: Job, prefix: str) -> tuple[Any, Any]:
+    """(geometry, clean beam or None) of one output channel, from its restored image."""
     from htclean.imaging.beams.beam import Beam
     from htclean.imaging.fits import read_fits
-    from htclean.workflows.names import CUBE_KINDS
 
-    planes, geom, beam = {}, None, None
-    for kind in CUBE_KINDS:
-        data, g, header = read_fits(job.read(f"{prefix}-{kind}.fits", "--channels"),
-                                    np.float32)
-        planes[kind] = data
-        if kind == "image":
-            geom = g
-            if "BMAJ" in header and header["BMAJ"] > 0:
-                beam = Beam(np.radians(header["BMAJ"]), np.radians(header["BMIN"]),
-                            float(header["BPA"]))
-    summary = json.loads(job.read(f"{prefix}-summary.json", "--channels").read_text())
-    return planes, geom, {**summary, "beam_object": beam}
+    _, geom, header = read_fits(job.read(f"{prefix}-image.fits", "--channels"), np.float32)
+    beam = None
+    if header.get("BMAJ", 0) > 0:
+        beam = Beam(np.radians(header["BMAJ"]), np.radians(header["BMIN"]),
+                    float(header["BPA"]))
+    return geom, beam
+
+
+def plane(job: Job, prefix: str, kind: str, shape: tuple[int, int]) -> np.ndarray:
+    """One channel's ``kind`` image (ny, nx) float32; NaN for a blank channel."""
+    from htclean.imaging.fits import read_fits
+
+    if prefix == BLANK:
+        return np.full(shape, np.nan, np.float32)
+    return read_fits(job.read(f"{prefix}-{kind}.fits", "--channels"), np.float32)[0]
 
 
 def work(args: argparse.Namespace, job: Job) -> None:
@@ -100,36 +99,48 @@ def work(args: argparse.Namespace, job: Job) -> None:
     if len(args.channels) != len(args.frequencies):
         raise InputError(f"--frequencies: {len(args.frequencies)} for "
                          f"{len(args.channels)} channels")
-    imaged = {p: read_channel(job, p) for p in args.channels if p != BLANK}
-    if not imaged:
+    headers = {p: channel_header(job, p) for p in args.channels if p != BLANK}
+    if not headers:
         raise InputError("--channels: every channel is blank")
-    first = next(iter(imaged.values()))
-    geom = first[1]
-    channels = [imaged.get(p) or blank_channel(first[0], geom) for p in args.channels]
-    for (_, g, _), prefix in zip(channels, args.channels, strict=True):
+    geom = next(iter(headers.values()))[0]
+    for prefix, (g, _) in headers.items():
         if g.shape != geom.shape or g.cell != geom.cell or (g.ra, g.dec) != (geom.ra, geom.dec):
-            raise InputError(f"--channels: {prefix}'s pixel grid differs from "
-                             f"{args.channels[0]}'s")
-    beams = [s.pop("beam_object") for _, _, s in channels]
-    cubes = {kind: np.stack([c[0][kind] for c in channels]) for kind in CUBE_KINDS}
-    beam: Any = beams
-    if settings["restore"]["common_beam"]:
-        beam = common_beam(beams)
-        threads = planned_threads(settings)
-        cubes["image"] = np.stack([restore_plane(c["model"], c["residual"], beam, geom.cell,
-                                                 threads=threads) for c, _, _ in channels])
-    rest = settings["image"]["rest_frequency"]
-    for kind in CUBE_KINDS:
+            raise InputError(f"--channels: {prefix}'s pixel grid differs from the first "
+                             "channel's")
+    beams = [headers[p][1] if p in headers else None for p in args.channels]
+    beam: Any = common_beam(beams) if settings["restore"]["common_beam"] else beams
+    threads, rest = planned_threads(settings), settings["image"]["rest_frequency"]
+    for kind in CUBE_KINDS:  # one cube in memory at a time
+        cube = np.empty((len(args.channels), *geom.shape), np.float32)
+        for i, p in enumerate(args.channels):
+            if kind == "image" and settings["restore"]["common_beam"] and p != BLANK:
+                cube[i] = restore_plane(plane(job, p, "model", geom.shape),
+                                        plane(job, p, "residual", geom.shape), beam, geom.cell,
+                                        threads=threads)
+            else:
+                cube[i] = plane(job, p, kind, geom.shape)
         path = Path(f"{args.name}-{kind}.fits")
-        write_cube(path, cubes[kind], geom, np.asarray(args.frequencies), specsys=args.specsys,
+        write_cube(path, cube, geom, np.asarray(args.frequencies), specsys=args.specsys,
                    rest_freq=rest, beams=beam, width=args.width,
                    bunit="Jy/pixel" if kind == "model" else "Jy/beam",
-                   history=[f"htclean-cube: {len(channels)} channels, each cleaned on its own"])
+                   history=[f"htclean-cube: {len(args.channels)} channels, each cleaned on "
+                            "its own"])
         job.output(path)
-    per_channel = [{"channel": i, "frequency_hz": f, **s}
-                   for i, (f, (_, _, s)) in enumerate(zip(args.frequencies, channels,
-                                                          strict=True))]
+        del cube
+    per_channel = []
+    for i, (f, p) in enumerate(zip(args.frequencies, args.channels, strict=True)):
+        own = BLANK_SUMMARY if p == BLANK else \
+            json.loads(job.read(f"{p}-summary.json", "--channels").read_text())
+        per_channel.append({"channel": i, "frequency_hz": f, **own,
+                            "velocity_kms": velocity(f, rest)})
     write_products(job, args.name, rest, per_channel)
+
+
+def velocity(frequency: float, rest: float | None) -> float | None:
+    """Radio velocity (km/s) of ``frequency`` for the rest frequency ``rest`` (None without)."""
+    from htclean.imaging.spectral.moments import radio_velocity
+
+    return None if rest is None else float(radio_velocity(np.array([frequency]), rest)[0])
 
 
 def write_products(job: Job, name: str, rest: float | None, per_channel: list[dict]) -> None:
@@ -144,8 +155,7 @@ def write_products(job: Job, name: str, rest: float | None, per_channel: list[di
             for path in products.write_moments(cube, Path("."), name):
                 job.output(path)
         job.output(products.channel_preview(cube, Path(f"{name}-channels.png")))
-        products.cube_summary(per_channel, summary)
-        job.output(summary)
+        job.output(products.cube_summary(per_channel, summary, rest_freq=rest))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -108,6 +108,20 @@ def psf_shape(nx: int, ny: int, oversize: float) -> tuple[int, int]:
     return 2 * math.ceil(nx * oversize / 2), 2 * math.ceil(ny * oversize / 2)
 
 
+PSF_ONE_CALL_PX = 2048 * 2048  # a PSF up to this many pixels is gridded in one call
+
+
+def psf_tile(image: tuple[int, int], psf: tuple[int, int]) -> tuple[int, int] | None:
+    """The tile (ny, nx) the PSF (ny, nx) of an ``image`` (ny, nx) is gridded in, or None for
+    one gridder call: a PSF of at most ``PSF_ONE_CALL_PX`` pixels is gridded whole (ducc0's
+    work per sample does not grow with the image, only its FFTs do: a 2048^2 PSF of 3M
+    samples in one call takes half the CPU of four 1024^2 tiles, and its grids ~300 MB at
+    most), a larger one in tiles of the image's size (their grids take the image's memory)."""
+    if psf[0] * psf[1] <= PSF_ONE_CALL_PX:
+        return None
+    return image
+
+
 def psf_geometry(geom: ImageGeometry, oversize: float) -> ImageGeometry:
     """The PSF's pixel grid for an image ``geom``: ``psf_shape(nx, ny, oversize)`` pixels with
     the same cell, centre, band and date, so its phase centre is pixel (pny // 2, pnx // 2).

@@ -90,6 +90,9 @@ def test_the_line_appears_in_its_channels(obs, line_cube):
     assert LINE.centre == pytest.approx(freq[int(np.argmax(want))], abs=LINE.fwhm / 4)
     summary = json.loads((line_cube / "line-summary.json").read_text())
     assert len(summary["channels"]) == 8
+    # the products module (imaging/spectral/products.py): moments and the channel maps
+    assert all((line_cube / f"line-{p}").is_file() for p in ("mom0.fits", "mom1.fits",
+                                                            "channels.png"))
     assert all(c["cycles"] >= 1 for c in summary["channels"] if c["channel"] in (3, 4))
 
 
@@ -158,9 +161,10 @@ def test_the_cube_job_calls_the_products_module_where_there_is_one(line_cube, tm
         Path(png).write_bytes(b"png")
         return Path(png)
 
-    def cube_summary(per_channel, path):
+    def cube_summary(per_channel, path, rest_freq=None):
         calls["summary"] = per_channel
         Path(path).write_text(json.dumps({"channels": len(per_channel)}))
+        return Path(path)
 
     fake = types.ModuleType(names.PRODUCTS_MODULE)
     fake.__spec__ = importlib.machinery.ModuleSpec(names.PRODUCTS_MODULE, None)
@@ -188,7 +192,7 @@ def test_the_cube_job_calls_the_products_module_where_there_is_one(line_cube, tm
 
 def test_a_flagged_channel_is_a_blank_plane(obs, tmp_path):
     """An output channel whose MS channels are all flagged gets no workflow (the plan finds
-    it): its planes are zeros, its BEAMS row zeros; the others are imaged as ever."""
+    it): its planes are NaN, its BEAMS row zeros; the others are imaged as ever."""
     import shutil
 
     import casacore.tables as ct
@@ -209,7 +213,7 @@ def test_a_flagged_channel_is_a_blank_plane(obs, tmp_path):
     assert image.beams[1] is None and all(image.beams[g] is not None for g in (0, 2, 3))
     for kind in KINDS:
         data = read_cube(out / f"flagged-{kind}.fits").data
-        assert not np.any(data[1]) and all(np.any(data[g]) for g in (0, 2, 3)), kind
+        assert np.all(np.isnan(data[1])) and all(np.any(data[g]) for g in (0, 2, 3)), kind
     summary = json.loads((out / "flagged-summary.json").read_text())
     assert summary["channels"][1]["blank"] is True
     # what the plan filled in (image.nchan, output.blank_channels) does not block a resume

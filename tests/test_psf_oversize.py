@@ -20,9 +20,16 @@ from htclean.imaging.deconvolution import loop
 from htclean.imaging.deconvolution.clean import CleanParams, minor_cycle
 from htclean.imaging.deconvolution.components import ComponentList
 from htclean.imaging.errors import InputError
-from htclean.imaging.geometry import ImageGeometry, crop_centre, psf_geometry, psf_shape
+from htclean.imaging.geometry import (
+    PSF_ONE_CALL_PX,
+    ImageGeometry,
+    crop_centre,
+    psf_geometry,
+    psf_shape,
+    psf_tile,
+)
 from htclean.imaging.ms import partials, parts
-from htclean.workflows import config, graph, serialize
+from htclean.workflows import config, graph, requests, serialize
 from htclean.workflows.context import RunContext
 from htclean.workflows.plan import plan
 
@@ -86,6 +93,28 @@ def test_psf_shape_rule_is_the_configurations():
     assert (big.nx, big.ny) == (128, 96)
     assert (big.cell, big.ra, big.dec, big.freq) == (geom.cell, geom.ra, geom.dec, geom.freq)
     assert big.pixel_to_lm(64 + 5, 48 - 3) == geom.pixel_to_lm(32 + 5, 24 - 3)
+
+
+def test_psf_is_gridded_whole_up_to_2048_squared_pixels_then_in_image_tiles():
+    """geometry.psf_tile: one gridder call for a PSF of at most 2048^2 pixels (3M samples
+    at 1e-3: half the CPU of four tiles), tiles of the image's size above (their memory);
+    request_memory counts the whole PSF's grids where it is gridded whole."""
+    assert PSF_ONE_CALL_PX == 2048 * 2048
+    assert psf_tile((1024, 1024), (2048, 2048)) is None
+    assert psf_tile((512, 1024), (1024, 2048)) is None
+    assert psf_tile((1026, 1024), (2052, 2048)) == (1026, 1024)
+    assert psf_tile((4096, 4096), (8192, 8192)) == (4096, 4096)
+
+    def grid_job(n: int, oversize: float) -> int:
+        pn = psf_shape(n, n, oversize)[0]
+        s = requests.Sizes(n * n, pn * pn, 1, 4, 2)
+        return requests.grid_bytes(s, 0, residual=False) - requests.grid_bytes(
+            requests.Sizes(n * n, n * n, 1, 4, 2), 0, residual=False)
+
+    grids = 2 * (requests.OVERSAMPLED * 2 * 4 + 4)  # two streams' grids, bytes a pixel
+    more = 2048**2 - 1024**2  # the 2x PSF's pixels beyond the image's
+    assert grid_job(1024, 2.0) == grids * more + 4 * more  # its grids and its pixels
+    assert grid_job(2048, 2.0) == 4 * (4096**2 - 2048**2)  # tiles: only the PSF's pixels
 
 
 def test_psf_geometry_and_crop_refuse_bad_input():

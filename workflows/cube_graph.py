@@ -7,7 +7,7 @@
     -> cube (after every channel's chain: stacks NAME-NNNN-*.fits into the cube files)
 
 An output channel with no unflagged data (``output.blank_channels``, found by the plan) has
-no chain: the cube job writes its planes as zeros, with no beam (``-`` in --channels).
+no chain: the cube job writes its planes as NaN, with no beam (``-`` in --channels).
 
 Nothing but the cube job waits on more than one channel. The cube job runs on the submit
 host and reads the channels' products where they arrive (the outputs directory, named in

@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass
 
 from htclean.imaging.cpus import planned_threads
-from htclean.imaging.geometry import psf_shape
+from htclean.imaging.geometry import PSF_ONE_CALL_PX, psf_shape
 
 MIB = 2**20
 MARGIN = 1.25            # on every estimate
@@ -103,7 +103,10 @@ def gather_bytes(s: Sizes, tree: str, inputs: int) -> int:
 
 def grid_bytes(s: Sizes, part_bytes: int, residual: bool) -> int:
     """Peak of a grid job (psf-dirty) or residual job on a part of ``part_bytes``."""
-    grids = s.threads * (OVERSAMPLED * 2 * s.item + s.item) * s.image_px  # per stream
+    # per stream; the PSF is gridded whole where it is small (geometry.psf_tile), else in
+    # tiles of the image's size
+    grid_px = s.image_px if residual or s.psf_px > PSF_ONE_CALL_PX else max(s.image_px, s.psf_px)
+    grids = s.threads * (OVERSAMPLED * 2 * s.item + s.item) * grid_px
     taylor = s.nterms > 1
     acc = 8 if taylor else s.item
     if residual:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from htclean.imaging.errors import InputError
-from htclean.imaging.geometry import ImageGeometry, psf_geometry
+from htclean.imaging.geometry import ImageGeometry, psf_geometry, psf_tile
 from htclean.imaging.gridding import gridding, taylor, weighting
 from htclean.imaging.ms import msread, partfile
 from htclean.imaging.ms.partials import Partial, add_channel_weights, term_names
@@ -236,8 +236,10 @@ def part_psf_dirty(ms: str | os.PathLike, settings: dict[str, Any],
         nbad += chunk.nbad
         del chunk, w
     # the PSFs need no visibilities: all rows of a band in one gridder call per term (one set
-    # of FFTs for the part, not one per chunk), in tiles of the image's size (its memory)
+    # of FFTs for the part, not one per chunk), whole or in tiles of the image's size
+    # (geometry.psf_tile)
     psfs = np.zeros((2 * nterms - 1, *pgeom.shape), params.real)
+    tile = psf_tile(geom.shape, pgeom.shape)
     for freq, uvws, weights in bands.values():
         uvw, w = np.concatenate(uvws), np.concatenate(weights)
         uvws.clear()
@@ -246,7 +248,7 @@ def part_psf_dirty(ms: str | os.PathLike, settings: dict[str, Any],
         for t in range(2 * nterms - 1):  # term 0: unit visibilities (None)
             vis = None if t == 0 else \
                 np.broadcast_to(wt[t][None, :].astype(params.complex), w.shape)
-            gridding.dirty(uvw, freq, vis, w, pgeom, params, tile=geom.shape, add_to=psfs[t])
+            gridding.dirty(uvw, freq, vis, w, pgeom, params, tile=tile, add_to=psfs[t])
         del uvw, w
     images = dict(zip(term_names("psf", 2 * nterms - 1), psfs, strict=True))
     images.update(zip(term_names("dirty", nterms), dirty.astype(params.real, copy=False),
