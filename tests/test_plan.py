@@ -547,3 +547,19 @@ def test_the_primary_beam_needs_one_pointing_at_the_image_centre(tmp_path, tiny_
     assert "from the image centre" in capsys.readouterr().err
     cfg = write_config(tmp_path, str(tiny_ms), "local", 2, image={"primary_beam": True})
     assert cli.main(["plan", str(cfg), "-o", str(tmp_path / "c")]) == 0
+
+
+def test_the_workflow_carries_dagman_settings_itself(tmp_path, tiny_ms):
+    """DAGMan's log scan interval travels in the plan (the local site's env profiles, which
+    Pegasus writes into the top level's DAGMan submit file; the levels below inherit it), not
+    in the environment of the user who runs pegasus-plan or pegasus-run."""
+    from htclean.workflows.context import DAGMAN_ENV
+
+    result, _, docs = make_plan(tmp_path, tiny_ms, "condor", 2)
+    local = next(s for s in docs["sites.yml"]["sites"] if s["name"] == "local")
+    assert DAGMAN_ENV.items() <= local["profiles"]["env"].items()
+    assert result.command.startswith("pegasus-plan ")
+    (tmp_path / "b").mkdir()
+    _, _, docs = make_plan(tmp_path / "b", tiny_ms, "local", 2)  # no DAGMan there
+    local = next(s for s in docs["sites.yml"]["sites"] if s["name"] == "local")
+    assert not DAGMAN_ENV.keys() & local.get("profiles", {}).get("env", {}).keys()

@@ -124,6 +124,9 @@ def apply(job: Job, ctx: RunContext, category: str, input_bytes: int) -> Job:
 
 
 def apply_subworkflow(job: SubWorkflow) -> SubWorkflow:
-    """No retries (a failed level resumes from its rescue DAG) and the serial priority."""
+    """No retries (a failed level resumes from its rescue DAG) and the serial priority.
+    (No env profile for its DAGMan: Pegasus 6.0 leaves a sub-workflow job's env profiles out
+    of its submit file; the level's DAGMan inherits context.DAGMAN_ENV from its parent's
+    through the job's ``getenv = ..._CONDOR_*``.)"""
     job.add_dagman_profile(retry="0", priority=str(SERIAL_PRIORITY))
     return job
