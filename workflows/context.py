@@ -122,6 +122,13 @@ class RunContext:
         return frozenset({"next", "deconvolve"} if where == "submit" else {"next"})
 
     @property
+    def minor_cycle_in_next(self) -> bool:
+        """Whether the ``next`` job of each cycle also runs the next one's minor cycle (the
+        minor cycle runs on the submit host on a pool: ``submit_host_jobs``): a cycle's level
+        then holds its residual jobs and its ``next``, one serial job fewer (graph.py)."""
+        return "deconvolve" in self.submit_host_jobs
+
+    @property
     def staging_site(self) -> str:
         """The staging site: the OSDF site for nonsharedfs on a pool, else the submit host."""
         if self.site != LOCAL and self.data_configuration == "nonsharedfs":
