@@ -39,3 +39,9 @@ def small_ms(tmp_path_factory) -> SimulatedMS:
 def clean_ms(tmp_path_factory) -> SimulatedMS:
     path = str(tmp_path_factory.mktemp("clean") / "clean.ms")
     return SimulatedMS(path, simulate(path, small_spec(noise=0.0)))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The pool tests first: under ``-n 2 --dist loadgroup`` one worker then waits on the pool
+    from the start while the other runs the rest (most of a pool test is HTCondor's time)."""
+    items.sort(key=lambda item: item.get_closest_marker("pool") is None)

@@ -169,6 +169,20 @@ def hold_in_log(run: Run, level: str, node: str | None = None) -> dict | None:
     return None
 
 
+def executing(run: Run, cluster: int) -> bool:
+    """Whether HTCondor logged job ``cluster`` executing (event 001) in a user log of the run."""
+    pattern = re.compile(rf"^001 \({cluster}\.000\.000\)", re.M)
+    return any(pattern.search(log.read_text(errors="replace"))
+               for log in run.submit.rglob("*.log")
+               if not log.name.endswith((".dagman.log", "jobstate.log", "monitord.log")))
+
+
+def level_over(run: Run, level: str) -> bool:
+    """Whether the level's DAGMan has exited (successfully or not)."""
+    return any("EXITING WITH STATUS" in log.read_text(errors="replace")
+               for log in run.submit.rglob(f"{level}.dag.dagman.out"))
+
+
 def scratch(run: Run, level: str = "") -> Path:
     """The run's staging directory of a level (condorio: the submit host's scratch)."""
     top = run.out / "scratch" / run.run_id
@@ -255,8 +269,12 @@ class Fault:
                                           f'pegasus_wf_dag_job_id == "{dag_job}"'), 600)
         if not found:
             return self.note(injected=False, why=f"{dag_job} never seen running")
-        time.sleep(1.0)  # well inside its run: PegasusLite is setting up or htclean working
         cluster = found[0]["ClusterId"]
+        # running in the queue includes the input transfer: wait for the execute event, so
+        # that the eviction interrupts the job itself (then a second execute event follows)
+        if not wait_for(lambda: executing(self.run, cluster), 300, step=0.1):
+            return self.note(injected=False, why=f"{dag_job} ({cluster}) never executed")
+        time.sleep(0.5)  # well inside its run: PegasusLite is setting up or htclean working
         proc = as_root(f"condor_vacate_job {cluster}")
         self.note(injected=proc.returncode == 0, cluster=cluster, vacate=proc.stdout.strip())
         self.injected.set()
@@ -346,8 +364,11 @@ class Fault:
         free = os.statvfs(filler.parent)
         self.note(injected=True, free_bytes=free.f_bavail * free.f_frsize)
         self.injected.set()
-        held = wait_for(lambda: hold_in_log(self.run, self.target), 600, step=0.5)
-        if held:
+        # a pool job is held when HTCondor cannot write its outputs back (code 12); a job on
+        # the submit host (the minor cycle) fails instead: either ends the wait
+        held = wait_for(lambda: hold_in_log(self.run, self.target)
+                        or level_over(self.run, self.target), 600, step=0.5)
+        if isinstance(held, dict):
             self.note(held=held["HoldReasonCode"], hold_reason=held["HoldReason"],
                       held_job=held["node"])
         self.note(failed=self.run.wait())

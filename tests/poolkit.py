@@ -127,7 +127,9 @@ def workspace(kind: str = "htclean-pool-tests") -> Path:
     ws.mkdir(parents=True)
     tinyms.write_ms(str(ws / "obs.ms"), tinyms.TinyObs(nant=10, ntime=16, nchan=4, noise=0.02,
                                                        sources=SOURCES))
-    give_to_user(ws.parent, ws)
+    user = pwd.getpwnam(USER)
+    os.chown(ws.parent, user.pw_uid, user.pw_gid)  # only itself: earlier runs live under it
+    give_to_user(ws)
     return ws
 
 

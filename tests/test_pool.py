@@ -21,6 +21,7 @@ import json
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,8 @@ from poolkit import (
 from htclean.imaging.fits import read_fits
 from htclean.workflows.plan import plan
 
-pytestmark = pytest.mark.pool
+# one xdist worker runs both pool modules, one after the other (the faults restart the pool)
+pytestmark = [pytest.mark.pool, pytest.mark.xdist_group("pool")]
 
 FAILING = "residual-c01-p001"
 SWITCH = "PEGASUS_HTCLEAN_INJECT_FAILURE"
@@ -85,6 +87,8 @@ def runs(pool, user_venv, workspace, tmp_path_factory):
                       env={SWITCH: "1"}),
         "shell": Run(workspace, user_venv, "shell", site="local", generator="Shell"),
         "wideband": Run(workspace, user_venv, "wideband", config="config-wb.yml")}
+    # the faulty run is resumed as soon as it has failed, beside the others
+    started["resumed"] = ThreadPoolExecutor(1).submit(fail_then_resume, started["faulty"])
     engine = tmp_path_factory.mktemp("engine")
     cfg = write_config(engine, workspace / "obs.ms")
     subprocess.run([str(user_venv / "htclean"), "run", str(cfg), "-o", str(engine / "run")],
@@ -144,18 +148,30 @@ def test_statistics_analyzer_and_report_read_every_level(runs):
     assert summary["summary"]["jobs"] == sum(t["jobs"] for t in summary["types"].values())
 
 
-def test_a_failure_beyond_retries_resumes_from_the_rescue_dags(runs):
-    faulty, good = runs["faulty"], runs["good"]
-    assert faulty.wait() == 1
+def fail_then_resume(faulty: Run) -> dict:
+    """The failed run as pegasus-analyzer -r names it, its jobs' events before and after
+    pegasus-run on its rescue DAGs, and how the resumed run ended."""
+    state = faulty.wait()
     # -r goes one level down, into the failed cycle-01 (deeper, -T walks every level)
     named = as_user(f"pegasus-analyzer -r {faulty.submit}", timeout=300).stdout
-    assert FAILING in named, named[-3000:]
     before = job_events(faulty.submit)
+    if state == 0:
+        return {"state": state, "named": named, "before": before}
+    checked(as_user(f"pegasus-run {faulty.submit}", timeout=300))  # the switch is unset now
+    resumed = as_user(f"{TESTPOOL}/wait-wf.sh {faulty.submit} {RUN_TIMEOUT_S}").returncode
+    return {"state": state, "named": named, "before": before, "resumed": resumed,
+            "after": job_events(faulty.submit)}
+
+
+def test_a_failure_beyond_retries_resumes_from_the_rescue_dags(runs):
+    faulty, good = runs["faulty"], runs["good"]
+    outcome = runs["resumed"].result(timeout=2 * RUN_TIMEOUT_S)
+    assert outcome["state"] == 1
+    assert FAILING in outcome["named"], outcome["named"][-3000:]
+    before, after = outcome["before"], outcome["after"]
     done = {job for job, ev in before.items() if "JOB_SUCCESS" in ev}
     assert any("residual-c01-p000" in job for job in done) and not any(FAILING in j for j in done)
-    checked(as_user(f"pegasus-run {faulty.submit}", timeout=300))  # the switch is unset now
-    assert as_user(f"{TESTPOOL}/wait-wf.sh {faulty.submit} {RUN_TIMEOUT_S}").returncode == 0
-    after = job_events(faulty.submit)
+    assert outcome["resumed"] == 0
     rerun = sorted(job for job in done if after[job].count("SUBMIT") > before[job].count(
         "SUBMIT"))
     assert not rerun, f"succeeded jobs ran again: {rerun}"

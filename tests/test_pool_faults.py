@@ -44,7 +44,8 @@ from poolkit import NAME, RUN_TIMEOUT_S, TESTPOOL, Run, give_to_user, why_not, w
 
 from htclean.imaging.fits import read_fits
 
-pytestmark = pytest.mark.pool
+# one xdist worker runs both pool modules, one after the other (the faults restart the pool)
+pytestmark = [pytest.mark.pool, pytest.mark.xdist_group("pool")]
 
 RUN_ID = "fx"
 # Which workflow takes which fault: the faults a run survives by itself share one.
@@ -164,11 +165,20 @@ def test_a_killed_dagman_recovers_without_rerunning_a_compute_job(faults):
 
 def test_a_full_staging_directory_fails_then_pegasus_run_finishes(faults):
     fault = finished(faults, "staging")
-    # condorio: HTCondor's transfer of the outputs back fails (held, code 12, naming the file),
-    # the job is removed and retried, the level fails; the space freed, pegasus-run finishes
-    assert fault.notes["failed"] == 1 and fault.notes["held"] == 12, fault.notes
-    assert "No space left on device" in fault.notes["hold_reason"], fault.notes
-    assert str(fault.run.out / "scratch") in fault.notes["hold_reason"]
+    # condorio: the first job to write into the full staging directory is the minor cycle on
+    # the submit host (execution.deconvolve_on: auto); it exits 3 naming the place, DAGMan
+    # retries it, the level fails; a pool job there instead would be held (code 12, HTCondor
+    # cannot write its outputs back). The space freed, pegasus-run finishes.
+    assert fault.notes["failed"] == 1, fault.notes
+    if "held" in fault.notes:
+        assert fault.notes["held"] == 12, fault.notes
+        assert "No space left on device" in fault.notes["hold_reason"], fault.notes
+        assert str(fault.run.out / "scratch") in fault.notes["hold_reason"]
+    else:
+        analyzer = fault.notes["analyzer"]
+        assert "deconvolve-c01" in analyzer, analyzer[-3000:]
+        assert "No space left on device" in analyzer, analyzer[-3000:]
+        assert str(fault.run.out / "scratch") in analyzer, analyzer[-3000:]
     assert fault.notes["pegasus_run"] == 0
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from htclean.imaging.errors import InputError
 from htclean.imaging.ms import msinfo, mswrite
 from htclean.imaging.simulation import vla
+from htclean.imaging.simulation.disk import Disk
 from htclean.imaging.simulation.sky import (  # noqa: F401  (re-exported: callers import them from here)
     C_LIGHT,
     Line,
@@ -53,7 +54,8 @@ class Source:
     ``radec`` (J2000, rad), or ``pixel_offset`` (dx, dy) pixels from the phase-centre pixel of
     the truth geometry. flux: Jy at the reference frequency; major/minor: Gaussian FWHM (rad);
     pa: position angle of the major axis, east of north (rad); line: a Gaussian spectral line
-    (sky.Line) added to the continuum spectrum (flux 0: a line source alone)."""
+    (sky.Line) added to the continuum spectrum (flux 0: a line source alone); disk: a
+    rotating disk of line emission centred on the source (disk.Disk), added likewise."""
 
     flux: float
     offset: tuple[float, float] | None = None
@@ -66,6 +68,7 @@ class Source:
     pa: float = 0.0
     name: str = ""
     line: Line | None = None
+    disk: Disk | None = None
 
     def __post_init__(self):
         given = [p for p in (self.offset, self.radec, self.pixel_offset) if p is not None]
@@ -82,6 +85,8 @@ class Source:
             raise InputError(f"{label}: a Gaussian needs major >= minor > 0")
         if self.line is not None and not isinstance(self.line, Line):
             raise InputError(f"{label}: line must be a Line (peak, centre, fwhm)")
+        if self.disk is not None and not isinstance(self.disk, Disk):
+            raise InputError(f"{label}: disk must be a Disk (disk.py)")
 
 
 # The demo sky: point sources at pixel centres, inside the half-power radius of the primary

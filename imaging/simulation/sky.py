@@ -20,6 +20,7 @@ import numpy as np
 from htclean.imaging.beams import primary_beam
 from htclean.imaging.errors import InputError
 from htclean.imaging.geometry import lm_to_radec, radec_to_lm
+from htclean.imaging.simulation import disk
 from htclean.imaging.spectral.moments import C_KMS, radio_velocity
 
 C_LIGHT = 299792458.0  # m/s
@@ -97,7 +98,8 @@ def resolve_sources(spec: Any, size: int, cell: float) -> list[dict]:
     spectral index, ra/dec (rad) and position text, l/m, FITS pixel x/y in the (size, cell)
     geometry, major/minor (rad FWHM), pa (deg); primary_beam (the beam at the reference
     frequency; 1 when ``spec.primary_beam`` is off), apparent_flux (flux x primary_beam) and
-    intrinsic_flux (= flux)."""
+    intrinsic_flux (= flux); ``line`` and ``disk`` (disk.Disk.truth) per channel where the
+    source has one."""
     centre = size / 2.0
     ref = spec.reference_frequency()
     beam = getattr(spec, "primary_beam", False)
@@ -135,6 +137,9 @@ def resolve_sources(spec: Any, size: int, cell: float) -> list[dict]:
                 line["apparent_channel_flux"] = (s.line.profile(freq)
                                                  * beam_attenuation(l, m, freq)).tolist()
             truth[-1]["line"] = line
+        if getattr(s, "disk", None) is not None:
+            truth[-1]["disk"] = s.disk.truth(spec.frequencies(), l, m, cell, size,
+                                             beam_attenuation if beam else None)
     return truth
 
 
@@ -157,7 +162,8 @@ def model_visibilities(uvw: np.ndarray, freq: np.ndarray, truth: Sequence[dict],
 
     uvw: (nrow, 3) metres; freq: (nchan,) Hz; truth: entries of ``resolve_sources`` (their
     intrinsic ``flux``); primary_beam: attenuate each source by the VLA primary beam at its
-    position in each channel (``beam_attenuation``).
+    position in each channel (``beam_attenuation``). A source's ``disk`` (disk.py) adds its
+    elements as point sources.
     """
     vis = np.zeros((len(uvw), len(freq)), np.complex128)
     u, v, w = uvw[:, 0], uvw[:, 1], uvw[:, 2]
@@ -180,6 +186,9 @@ def model_visibilities(uvw: np.ndarray, freq: np.ndarray, truth: Sequence[dict],
             q = _GAUSS * (s["major"] ** 2 * u_major**2 + s["minor"] ** 2 * u_minor**2)
             term *= np.exp(-np.outer(q, (freq / C_LIGHT) ** 2))
         vis += term
+        if s.get("disk"):
+            vis += disk.visibilities(uvw, freq, disk.from_truth(s["disk"]), l, m, _phasor,
+                                     beam_attenuation if primary_beam else None)
     return vis
 
 

@@ -13,6 +13,10 @@ A sources file (JSON or YAML) is a list, or a mapping with a `sources` list, of 
   {"flux": 0, "offset": ["1amin", "0amin"],                     # a spectral line (Gaussian)
    "line": {"peak": "50mJy", "centre": "1500km/s", "fwhm": "40km/s",
             "rest_frequency": "1420.405752MHz"}}     # centre/fwhm in Hz or radio km/s
+  {"flux": 0, "offset": ["-2amin", "1amin"],                    # a rotating disk (disk.py)
+   "disk": {"flux": 5, "velocity": "1500km/s", "rest_frequency": "1420.405752MHz",
+            "radius": "2amin", "inclination": "60deg", "pa": "30deg",
+            "rotation": "150km/s", "dispersion": "20km/s"}}    # flux Jy km/s
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from htclean.imaging.errors import InputError
 HELP = "simulate a VLA observation: a Measurement Set with known sources and their truth"
 
 _SOURCE_KEYS = ("name", "flux", "offset", "position", "pixel_offset", "spectral_index", "shape",
-                "major", "minor", "pa", "line")
+                "major", "minor", "pa", "line", "disk")
 _LINE_KEYS = ("peak", "centre", "fwhm", "rest_frequency")
+_DISK_KEYS = ("flux", "velocity", "rest_frequency", "radius", "inclination", "pa", "rotation",
+              "dispersion", "samples")
 _VELOCITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(km/s|m/s)\s*$")
 
 
@@ -116,7 +122,7 @@ def _source(entry, ref: str):
               "offset": value("offset", pair(units.angle)),
               "pixel_offset": value("pixel_offset", pair(float)),
               "radec": value("position", parse_position),
-              "line": value("line", parse_line)}
+              "line": value("line", parse_line), "disk": value("disk", parse_disk)}
     try:
         return Source(**kwargs)
     except InputError as exc:
@@ -156,6 +162,44 @@ def parse_line(entry: object):
 
     return Line(peak=units.flux(entry["peak"]), centre=hz("centre", False),
                 fwhm=hz("fwhm", True), rest_frequency=rest)
+
+
+def parse_disk(entry: object):
+    """A disk.Disk from a sources file's ``disk`` mapping: flux (Jy km/s, a number), velocity,
+    rest_frequency, radius; optional inclination, pa (deg by default), rotation, dispersion
+    (km/s) and samples."""
+    from htclean.imaging.simulation.disk import Disk
+
+    if not isinstance(entry, dict):
+        raise ValueError(f"expected a mapping with flux, velocity, rest_frequency and radius, "
+                         f"got {entry!r}")
+    unknown = sorted(set(entry) - set(_DISK_KEYS))
+    missing = [k for k in _DISK_KEYS[:4] if k not in entry]
+    if unknown or missing:
+        raise ValueError(f"expected keys {', '.join(_DISK_KEYS)} (the first four required); "
+                         f"unknown {unknown or 'none'}, missing {missing or 'none'}")
+
+    def kms(key: str) -> float:
+        v = _velocity(entry[key])
+        if v is None:
+            raise ValueError(f"{key} {entry[key]!r} is not a velocity such as '150km/s'")
+        return v
+
+    kwargs = {"flux": float(entry["flux"]), "velocity": kms("velocity"),
+              "rest_frequency": units.frequency(entry["rest_frequency"]),
+              "radius": units.angle(entry["radius"])}
+    for key in ("inclination", "pa"):
+        if key in entry:
+            kwargs[key] = units.angle(entry[key], "deg")
+    for key in ("rotation", "dispersion"):
+        if key in entry:
+            kwargs[key] = kms(key)
+    if "samples" in entry:
+        kwargs["samples"] = int(entry["samples"])
+    try:
+        return Disk(**kwargs)
+    except InputError as exc:
+        raise ValueError(str(exc).removeprefix("disk: ")) from None
 
 
 def load_sources(path: str) -> list:
