@@ -25,6 +25,7 @@ figures come from the pool's own records, so run it on a finished (or failed) wo
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections import Counter
@@ -239,11 +240,12 @@ def run(cycles: int) -> Path:
                                      max_cycles=cycles)
     cfg.write_text(yaml.safe_dump(settings))
     poolkit.give_to_user(cfg)
-    t0 = time.monotonic()
+    t0, load0 = time.monotonic(), os.getloadavg()
     job = poolkit.Run(ws, venv, "cycles")
     state = job.wait()
     print(f"workflow: {'Success' if state == 0 else 'FAILED'} in {time.monotonic() - t0:.0f} s "
-          f"(plan and submit included)")
+          f"(plan and submit included); load average {load0[0]:.1f} at the start, "
+          f"{os.getloadavg()[1]:.1f} over the last 5 minutes at the end")
     return job.submit
 
 
