@@ -26,6 +26,15 @@ FX = {"wall_s": 155.0, "cycle_s": 48.0,
                "sub-workflow": 2, "cleanup": 1}}
 
 
+# The same run with the minor cycles inside the next jobs (branch cycle, benchmarks/
+# pool_cycle.py --run 1 and --run 5, idle pool, load average 0.2-2.5): 166 s, 23 jobs; next-c00
+# to next-c01 49 s; the 5-cycle run 50 s a cycle (44-60 s), 55 jobs.
+FX_NEXT = {"wall_s": 166.0, "cycle_s": 49.0, "cycle_5_s": 50.0, "jobs_5": 55,
+           "jobs": {"partition": 1, "grid": 2, "next": 2, "residual": 2, "restore": 1,
+                    "stage-out": 6, "stage-in": 3, "create-dir": 3, "sub-workflow": 2,
+                    "cleanup": 1}}
+
+
 def fx_campaign(parts: int = 2, cycles: int = 1) -> campaign.Campaign:
     raw = {"data": {"ms": "/nowhere/obs.ms"}, "image": {"size": 64, "scale": "2asec"},
            "execution": {"site": "condor", "request_cpus": 1, "request_memory": "1GB",
@@ -73,6 +82,20 @@ def test_the_readme_demo_cycle_on_the_idle_test_pool(deconvolve_jobs):
     s = metrics.summarise(nodes, simulate.simulate(nodes, p, seed=1))
     loops = [c.loop_s for c in s.cycles if 1 <= c.cycle <= 5]
     assert sum(loops) / len(loops) == pytest.approx(55.0, rel=0.2)
+
+
+def test_the_recorded_runs_with_the_minor_cycle_in_next_within_20_percent():
+    p = pool.load("testpool")
+    nodes = htclean_graph.build(fx_campaign(), p)
+    s = metrics.summarise(nodes, simulate.simulate(nodes, p, seed=1))
+    assert dict(s.jobs) == FX_NEXT["jobs"]
+    assert s.wall_s == pytest.approx(FX_NEXT["wall_s"], rel=0.2)
+    assert s.cycles[1].loop_s == pytest.approx(FX_NEXT["cycle_s"], rel=0.2)
+    nodes = htclean_graph.build(fx_campaign(cycles=5), p)
+    s = metrics.summarise(nodes, simulate.simulate(nodes, p, seed=1))
+    assert sum(s.jobs.values()) == FX_NEXT["jobs_5"]
+    loops = [c.loop_s for c in s.cycles if 1 <= c.cycle <= 5]
+    assert sum(loops) / len(loops) == pytest.approx(FX_NEXT["cycle_5_s"], rel=0.2)
 
 
 def test_htclean_2023_figures_within_30_percent():
