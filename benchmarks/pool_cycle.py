@@ -1,6 +1,11 @@
 """The cost of a major cycle on a real HTCondor pool, from a Pegasus submit directory.
 
     python benchmarks/pool_cycle.py SUBMIT_DIR
+    sudo python benchmarks/pool_cycle.py --run CYCLES      (plan, submit, wait, then report)
+
+``--run`` plans tests/poolkit's tiny workflow (720 rows, 64 x 64, 2 parts, site condor, no
+container; 1-CPU jobs, a loop that runs CYCLES major cycles) as the test pool's user, submits
+it, waits and reports on it: the figures of the README's "The cost of a cycle".
 
 Reads the ``jobstate.log`` of every level (the top and each nested cycle sub-workflow) and the
 ``.dag`` files, and prints, per major cycle K (from next-c(K-1) ending to next-cK ending):
@@ -20,6 +25,7 @@ figures come from the pool's own records, so run it on a finished (or failed) wo
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections import Counter
@@ -140,7 +146,23 @@ def next_name(level: Level) -> str | None:
     return next((n for n in level.jobs if n.startswith("htclean-next_")), None)
 
 
-def report(submit: Path) -> int:
+def steps(path: list[JobTimes], start: int) -> str:
+    """Each job of a serial path as wait+queue/run/post (s): from the previous job's end (or
+    the level's DAGMan start) to its SUBMIT, SUBMIT to EXECUTE, EXECUTE to JOB_TERMINATED,
+    JOB_TERMINATED to the end of its POST script."""
+    out, before = [], start
+    for job in path:
+        sub, ex = job.at("SUBMIT"), job.at("EXECUTE")
+        term, end = job.at("JOB_TERMINATED"), job.end
+        if None in (sub, ex, term, end):
+            continue
+        label = HTCLEAN.sub(r"\2", job.name).split("_")[0]
+        out.append(f"{label} {sub - before}+{ex - sub}/{term - ex}/{end - term}")
+        before = end
+    return "; ".join(out)
+
+
+def report(submit: Path, detail: bool = False) -> int:
     found = levels(submit)
     names = sorted(n for n in found if n != "top")
     print(f"submit directory: {submit}")
@@ -170,6 +192,8 @@ def report(submit: Path) -> int:
         chain = " > ".join(HTCLEAN.sub(r"\2", j.name) for j in path)
         print(f"{name:>8} {wall:>5}s {planning:>8}s {dagman:>6}s {compute:>7}s {book:>11}s  "
               f"{chain}")
+        if detail:
+            print(f"{'':>8} {steps(path, level.started or t0)}")
         previous = level
     everything = [j for lv in found.values() for j in lv.jobs.values()]
     starts = [j.start for j in everything if j.start is not None]
@@ -195,14 +219,54 @@ def report(submit: Path) -> int:
     return 0
 
 
+def run(cycles: int) -> Path:
+    """tests/poolkit's tiny run with ``cycles`` major cycles, planned and submitted as the
+    pool's user and waited for; its top submit directory."""
+    import time
+
+    import yaml
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import poolkit
+
+    why = poolkit.why_not()
+    if why:
+        raise SystemExit(f"pool_cycle: {why}")
+    venv, ws = poolkit.user_venv(), poolkit.workspace("htclean-pool-cycle")
+    cfg = poolkit.write_config(ws, ws / "obs.ms", request_cpus=1)
+    settings = yaml.safe_load(cfg.read_text())
+    # no threshold reached before CYCLES cycles: the loop stops at max_cycles
+    settings["deconvolution"].update(niter=3000, gain=0.1, mgain=0.5, auto_threshold=0.5,
+                                     max_cycles=cycles)
+    cfg.write_text(yaml.safe_dump(settings))
+    poolkit.give_to_user(cfg)
+    t0, load0 = time.monotonic(), os.getloadavg()
+    job = poolkit.Run(ws, venv, "cycles")
+    state = job.wait()
+    print(f"workflow: {'Success' if state == 0 else 'FAILED'} in {time.monotonic() - t0:.0f} s "
+          f"(plan and submit included); load average {load0[0]:.1f} at the start, "
+          f"{os.getloadavg()[1]:.1f} over the last 5 minutes at the end")
+    return job.submit
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("submit", type=Path, help="the top level's submit directory")
+    parser.add_argument("submit", type=Path, nargs="?", help="the top level's submit directory")
+    parser.add_argument("--run", type=int, metavar="CYCLES",
+                        help="plan, submit and wait for tests/poolkit's tiny run of CYCLES "
+                        "major cycles first (as root, on the test pool)")
+    parser.add_argument("--detail", action="store_true",
+                        help="each serial-path job's wait+queue/run/post seconds")
     args = parser.parse_args(argv)
+    if args.run is not None:
+        args.submit = run(args.run)
+        args.detail = True
+    if args.submit is None:
+        parser.error("give a submit directory or --run CYCLES")
     if not (args.submit / "jobstate.log").is_file():
         print(f"pool_cycle: {args.submit} holds no jobstate.log", file=sys.stderr)
         return 2
-    return report(args.submit)
+    return report(args.submit, args.detail)
 
 
 if __name__ == "__main__":

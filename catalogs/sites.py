@@ -10,11 +10,12 @@
                 server, auxillary.local so transfers run on the access point, DESIGN.md)
 
 Site profiles carry what holds for every job there: the universe, +ProjectName and
-execution.attributes, PEGASUS_HOME where Pegasus is installed (the submit host's own, found
-on PATH at plan time; execution.pegasus_home on the pool), so that pegasus-plan ships no
-worker package to those jobs, and a periodic_remove that removes a job held for a failed
-file transfer at once (HTCondor holds it, Pegasus's default waits 30 minutes), so DAGMan
-retries it.
+execution.attributes, DAGMan's settings (context.DAGMAN_ENV: Pegasus writes the local site's
+env profiles into the top level's DAGMan submit file), PEGASUS_HOME where Pegasus is
+installed (the submit host's own, found on PATH at plan time; execution.pegasus_home on the
+pool), so that pegasus-plan ships no worker package to those jobs, and a periodic_remove
+that removes a job held for a failed file transfer at once (HTCondor holds it, Pegasus's
+default waits 30 minutes), so DAGMan retries it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from Pegasus.api import Directory, FileServer, Namespace, Operation, Site, SiteCatalog
 
 from htclean.workflows.context import (
+    DAGMAN_ENV,
     INJECT_ENV,
     LOCAL,
     POOL,
@@ -62,6 +64,8 @@ def local_site(ctx: RunContext) -> Site:
         _directory(Directory.LOCAL_STORAGE, ctx.outputs_dir))
     if ctx.inject:
         site.add_env(**{INJECT_ENV: ",".join(ctx.inject)})
+    if ctx.site != LOCAL:  # the top level's DAGMan gets the local site's env profiles
+        site.add_env(**DAGMAN_ENV)
     home = submit_host_pegasus()
     if home is not None and ctx.site != LOCAL:
         # PegasusLite then runs the submit host's jobs (next, deconvolve) with this Pegasus,

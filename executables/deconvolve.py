@@ -132,36 +132,41 @@ def read_psf(job: Job, path: str, geom: ImageGeometry, ref: float | None = None
     return psf, psf_geom
 
 
-def work(args: argparse.Namespace, job: Job) -> None:
+def minor_cycle_files(job: Job, k: int, psf: str, residual_path: str, model_path: str | None,
+                      state_path: str | None, output_model: str, output_state: str) -> None:
+    """Minor cycle ``k`` from files: the PSF, the residual of cycle k-1 (the dirty image at
+    k = 1) and, after the first, cycle k-1's model and state; writes the cumulative model and
+    the state of cycle ``k`` (the module docstring). On a GPU where ``job.device`` says so.
+    The ``next`` job runs it too (``next --output-model``), where the minor cycle runs on the
+    submit host: the same files in, the same bytes out."""
     from htclean.imaging.deconvolution import model as models
     from htclean.imaging.deconvolution.clean import CleanParams, minor_cycle
 
-    k = args.cycle
     if k < 1:
         raise InputError(f"--cycle must be >= 1, got {k}")
-    if (args.model is None) != (args.state is None):
+    if (model_path is None) != (state_path is None):
         raise InputError("--model and --state go together (the previous cycle's outputs)")
-    if k > 1 and args.model is None:
+    if k > 1 and model_path is None:
         raise InputError(f"--model, --state: cycle {k} needs the outputs of cycle {k - 1}")
-    residual, geom, ref = read_residual(job, args.residual)
+    residual, geom, ref = read_residual(job, residual_path)
     nterms = residual.shape[0]
     params = CleanParams.from_settings(job.settings)
     # the noise estimate's copies of the residual come and go before the PSF is read
     threshold = params.cycle_threshold(residual[0])
-    psf, _ = read_psf(job, args.psf, geom, ref)
-    centre = psf[0, psf.shape[1] // 2, psf.shape[2] // 2]
+    psf_terms, _ = read_psf(job, psf, geom, ref)
+    centre = psf_terms[0, psf_terms.shape[1] // 2, psf_terms.shape[2] // 2]
     if centre > 0:  # normalised in place, so the minor cycle needs no copy (else its error)
-        psf /= centre
+        psf_terms /= centre
     history: list[dict[str, Any]] = []
     done = 0
     model = models.empty(geom.nx, geom.ny, nterms)
-    if args.state is not None:
-        state = read_state(job.read(args.state, "--state"))
+    if state_path is not None:
+        state = read_state(job.read(state_path, "--state"))
         if state["cycle"] != k - 1:
-            raise InputError(f"--state: {args.state} is the state of cycle {state['cycle']}, "
+            raise InputError(f"--state: {state_path} is the state of cycle {state['cycle']}, "
                              f"cycle {k} needs cycle {k - 1}'s")
         done, history = state["iterations_total"], list(state["history"])
-        model = models.read_model(job.read(args.model, "--model"), "--model", geom.nx,
+        model = models.read_model(job.read(model_path, "--model"), "--model", geom.nx,
                                   geom.ny, nterms, ref)
     if job.device.startswith("gpu:"):  # run_job chose the GPU (gridder.device): clean on it
         from htclean.imaging.gpu import device
@@ -169,10 +174,9 @@ def work(args: argparse.Namespace, job: Job) -> None:
         xp = device.select("gpu").xp
     else:
         xp = None
-    minor = minor_cycle(residual, psf, params, iterations_done=done, threshold=threshold,
+    minor = minor_cycle(residual, psf_terms, params, iterations_done=done, threshold=threshold,
                         xp=xp)
     model = model.merge(minor.components)
-    job.visibilities = 0
     entry = {"cycle": k, "iterations": minor.iterations, "peak_start": minor.peak_start,
              "peak_end": minor.peak_end, "stop_reason": minor.stop_reason,
              "threshold": float(threshold)}
@@ -180,8 +184,14 @@ def work(args: argparse.Namespace, job: Job) -> None:
     state_out = {"format": STATE_FORMAT, "version": STATE_VERSION, **entry,
                  "iterations_total": done + minor.iterations, "components": len(model),
                  "flux": model.total_flux, **terms, "history": [*history, entry]}
-    job.output(write_bytes_atomic(args.output_model, models.to_json(model, ref).encode()))
-    job.write_json(args.output_state, state_out)
+    job.output(write_bytes_atomic(output_model, models.to_json(model, ref).encode()))
+    job.write_json(output_state, state_out)
+
+
+def work(args: argparse.Namespace, job: Job) -> None:
+    minor_cycle_files(job, args.cycle, args.psf, args.residual, args.model, args.state,
+                      args.output_model, args.output_state)
+    job.visibilities = 0
 
 
 def main(argv: list[str] | None = None) -> int:

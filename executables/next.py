@@ -5,6 +5,8 @@
                  --residual (R-dirty.fits | R-residual-cKK.fits) [--state R-deconvolve-cKK.json]
                  --partitions R-partitions.json
                  --workflow cycle-(K+1).yml --decision R-next-cKK.json
+                 [--psf R-psf.fits] [--model R-model-cKK.json]
+                 [--output-model R-model-c(K+1).json --output-state R-deconvolve-c(K+1).json]
 
 It runs on the submit host. With ``--gather`` it is the root of the cycle's gather tree first
 (as ``htclean-gather --image-fits``): it sums the partials, normalises them and WRITES
@@ -21,6 +23,15 @@ level's own SubWorkflow job declares the files handed down (``graph.carried``), 
 sizes for its disk requests come from the partition manifest. Same inputs, same bytes: a
 retried sub-workflow is not re-planned, so a retried next must write exactly what the first
 attempt wrote.
+
+With ``--output-model`` (a pool run whose minor cycle runs on the submit host, graph.py) it
+runs the next minor cycle as well, once it has decided to go on: minor cycle K+1
+(executables.deconvolve, the same code and bytes) on the residual it has just made, with the
+PSF (``--psf``; at cycle 0 the ``--psf-fits`` it wrote) and cycle K's ``--model`` and
+``--state``. The next level then holds no minor-cycle job: its serial path is its residual
+jobs and its ``next``. The outputs are declared, so they are written when the loop stops
+too: cycle K's model and state unchanged (the final level's restore reads them), or at
+cycle 0 an empty model and a cycle-0 state that nothing reads.
 """
 
 from __future__ import annotations
@@ -58,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where to write the next level's workflow")
     parser.add_argument("--decision", required=True, metavar="R-next-cKK.json",
                         help="where to write the decision and why (JSON)")
+    parser.add_argument("--psf", metavar="R-psf.fits",
+                        help="with --output-model after cycle 0: the PSF of the minor cycle")
+    parser.add_argument("--model", metavar="R-model-cKK.json",
+                        help="with --output-model after cycle 0: cycle K's model")
+    parser.add_argument("--output-model", metavar="R-model-c(K+1).json",
+                        help="run minor cycle K+1 here when the loop goes on; its model")
+    parser.add_argument("--output-state", metavar="R-deconvolve-c(K+1).json",
+                        help="with --output-model: minor cycle K+1's state")
     return parser
 
 
@@ -123,6 +142,41 @@ def gather_root(job: Job, args: argparse.Namespace) -> None:
     gather.write_root(job, total, args.residual, args.psf_fits, len(args.gather))
 
 
+def minor_cycle(job: Job, args: argparse.Namespace, state, go_on: bool) -> bool:
+    """Minor cycle K+1 into --output-model and --output-state when the loop goes on (True);
+    else the same files with what the restore needs (False)."""
+    from htclean.executables import deconvolve
+
+    k = args.cycle
+    psf = args.psf_fits if k == 0 else args.psf
+    if args.output_state is None or psf is None or (k > 0 and args.model is None):
+        raise InputError("--output-model: needs --output-state, --psf and, after cycle 0, "
+                         "--model")
+    if go_on:
+        from htclean.imaging.gpu import device
+
+        job.device = device.select(job.settings["gridder"]["device"]).label
+        deconvolve.minor_cycle_files(job, k + 1, psf, args.residual, args.model, args.state,
+                                     args.output_model, args.output_state)
+        return True
+    if k > 0:  # the loop stops: cycle K's model and state, as they are
+        for src, dst, what in ((args.model, args.output_model, "--model"),
+                               (args.state, args.output_state, "--state")):
+            job.output(write_bytes_atomic(dst, job.read(src, what).read_bytes()))
+        return False
+    from htclean.imaging.deconvolution import model as models
+
+    _, geom, ref = deconvolve.read_residual(job, args.residual)
+    empty = models.empty(geom.nx, geom.ny, int(job.settings["deconvolution"]["nterms"]))
+    job.output(write_bytes_atomic(args.output_model, models.to_json(empty, ref).encode()))
+    job.write_json(args.output_state, {
+        "format": deconvolve.STATE_FORMAT, "version": deconvolve.STATE_VERSION, "cycle": 0,
+        "iterations": 0, "iterations_total": 0, "peak_start": state.peak,
+        "peak_end": state.peak, "stop_reason": "none", "threshold": state.threshold,
+        "components": 0, "flux": 0.0, "history": []})
+    return False
+
+
 def work(args: argparse.Namespace, job: Job) -> None:
     from htclean.imaging.deconvolution.loop import LoopLimits, decide
     from htclean.workflows import config, names, serialize
@@ -135,11 +189,13 @@ def work(args: argparse.Namespace, job: Job) -> None:
     ctx = RunContext.from_config(config.read_yaml(args.config), job.settings)
     sizes = part_sizes(job, args.partitions)
     sizes[names.residual_fits(ctx.stem, args.cycle)] = Path(args.residual).stat().st_size
+    ran = args.output_model is not None and minor_cycle(job, args, state, decision.go_on)
     workflow, needed = next_level(replace(ctx, sizes=sizes), args.cycle, decision.go_on)
     job.output(write_bytes_atomic(args.workflow, serialize.to_yaml(workflow).encode()))
     record = {**decision.to_dict(), "peak": state.peak, "iterations": state.iterations,
               "next": ctx.job_prefix + (names.cycle_job(args.cycle + 1) if decision.go_on
                                         else "final"),
+              "minor_cycle": args.cycle + 1 if ran else None,
               "workflow": Path(args.workflow).name, "inputs": needed}
     job.write_json(args.decision, record)
 

@@ -253,6 +253,12 @@ class Fault:
 
     # --- the faults -----------------------------------------------------------------------
 
+    def dagman_node(self) -> str:
+        """The job of level ``target`` after whose POST script ``dagman`` kills the level's
+        DAGMan: its first residual job (the level's minor cycle ran in the next job above;
+        that job succeeded and must not run again after the recovery)."""
+        return f"htclean-grid_residual-c{self.target[-2:]}-p000"
+
     def _dag_job(self) -> str:
         kind = "next" if self.target.startswith("next") else "grid"
         return f"htclean-{kind}_{self.target}"
@@ -329,15 +335,15 @@ class Fault:
         self.run.state = None
 
     def _dagman(self) -> None:
-        node = f"htclean-deconvolve_deconvolve-c{self.target[-2:]}"
+        node = self.dagman_node()
 
-        def ready() -> bool:  # its deconvolve over, POST script included: a succeeded job
+        def ready() -> bool:  # its first residual job over, POST script included
             log = next(self.run.submit.rglob(f"{self.target}.dag.dagman.out"), None)
             done = log is not None and f"POST Script of node {node} completed successfully" \
                 in log.read_text(errors="replace")
             return done and bool(dagman_pids(self.run, self.target))
         if not wait_for(ready, 600):
-            return self.note(injected=False, why=f"{self.target} never reached its residuals")
+            return self.note(injected=False, why=f"{node} never succeeded in {self.target}")
         pids = dagman_pids(self.run, self.target)
         for pid in pids:
             os.kill(pid, signal.SIGKILL)

@@ -196,13 +196,20 @@ def test_every_document_validates_and_holds_together(tmp_path, tiny_ms, long_ms,
         {"partition": 1, "grid": parts, "gather": tree - 1, "next": 1, "cycle": 1,
          **({"weights": parts} if weighted else {}),
          **({"gather-weights": tree} if weighted and parts > 1 else {})})
+    # the minor cycle: a deconvolve job of its own, or run by the next job before the level
+    # (condor and path here: on the submit host; ospool: on a GPU of the pool; local: the
+    # engine's graph)
+    folded = ctx.minor_cycle_in_next
+    assert folded == (site in ("condor", "path"))
     assert kinds(docs["cycle-02"]) == Counter(
-        {"deconvolve": 1, "residual": parts, "gather": tree - 1, "next": 1, "cycle": 1})
+        {"residual": parts, "gather": tree - 1, "next": 1, "cycle": 1,
+         **({} if folded else {"deconvolve": 1})})
     assert kinds(docs["final"]) == Counter({"restore": 1})
     inline = {r["lfn"] for r in docs["cycle-02"]["replicaCatalog"]["replicas"]}
-    assert inline == {names.config("run1"), names.psf_fits("run1"), names.model("run1", 1),
-                      names.state("run1", 1), names.residual_fits("run1", 1),
-                      names.partitions("run1"),
+    m = 2 if folded else 1  # the model and state the level starts from, made by the one above
+    assert inline == {names.config("run1"), names.psf_fits("run1"), names.model("run1", m),
+                      names.state("run1", m), names.partitions("run1"),
+                      *([] if folded else [names.residual_fits("run1", 1)]),
                       *(names.part("run1", i, parts) for i in range(parts)),
                       *([names.weights_root("run1", parts)] if weighted else [])}
     check_hand_off(docs, ctx)
@@ -289,18 +296,29 @@ def test_subworkflow_jobs_and_pool_profiles(tmp_path, tiny_ms):
                           ("gpu", "auto", "condorpool"), ("cpu", "pool", "condorpool")])
 def test_the_minor_cycle_runs_on_the_submit_host_unless_it_wants_a_gpu(
         tmp_path, tiny_ms, device, deconvolve_on, where):
-    """execution.deconvolve_on: the deconvolve job runs beside next on the submit host (no
-    negotiation on the cycle's serial path) unless it runs on a GPU or is sent to the pool;
-    its transformation is catalogued where it runs, and the inputs it reads from earlier
-    levels are marked for bypass (a job on the submit host reads them where they are)."""
+    """execution.deconvolve_on: the minor cycle runs on the submit host, inside the next job
+    of the cycle before (no negotiation and no job of its own on the cycle's serial path),
+    unless it runs on a GPU or is sent to the pool, as a deconvolve job of the level; its
+    transformation is catalogued where it runs, and the inputs it reads from earlier levels
+    are marked for bypass (a job on the submit host reads them where they are)."""
     _, _, docs = make_plan(tmp_path, tiny_ms, "condor", 2, gridder={"device": device},
                            execution={"deconvolve_on": deconvolve_on})
-    job = next(j for j in docs["cycle-02"]["jobs"] if j["id"] == "deconvolve-c02")
-    pinned = job.get("profiles", {}).get("selector", {}).get("execution.site")
-    assert (pinned or "condorpool") == where
     sites = {t["name"]: [s["name"] for s in t["sites"]]
              for t in docs["transformations.yml"]["transformations"]}
     assert sites["htclean-deconvolve"] == [where] and sites["htclean-next"] == ["local"]
+    ids = {j["id"] for j in docs["cycle-02"]["jobs"]}
+    if where == "local":  # next-c01 ran minor cycle 2 before this level: no deconvolve here
+        assert "deconvolve-c02" not in ids
+        job = next(j for j in docs["cycle-01"]["jobs"] if j["id"] == "next-c01")
+        args = job["arguments"]
+        assert args[args.index("--output-model") + 1] == "run1-model-c02.json"
+        assert args[args.index("--model") + 1] == "run1-model-c01.json"
+        assert job["profiles"]["selector"]["execution.site"] == "local"
+        external = {"run1-psf.fits", "run1-model-c01.json", "run1-deconvolve-c01.json"}
+        assert all(u.get("bypass") for u in job["uses"] if u["lfn"] in external), job["uses"]
+        return
+    job = next(j for j in docs["cycle-02"]["jobs"] if j["id"] == "deconvolve-c02")
+    assert "selector" not in job.get("profiles", {})
     assert ("request_gpus" in job["profiles"]["condor"]) == (device == "gpu")
     external = {"run1-psf.fits", "run1-model-c01.json", "run1-deconvolve-c01.json"}
     assert all(u.get("bypass") for u in job["uses"] if u["lfn"] in external), job["uses"]
@@ -547,3 +565,19 @@ def test_the_primary_beam_needs_one_pointing_at_the_image_centre(tmp_path, tiny_
     assert "from the image centre" in capsys.readouterr().err
     cfg = write_config(tmp_path, str(tiny_ms), "local", 2, image={"primary_beam": True})
     assert cli.main(["plan", str(cfg), "-o", str(tmp_path / "c")]) == 0
+
+
+def test_the_workflow_carries_dagman_settings_itself(tmp_path, tiny_ms):
+    """DAGMan's log scan interval travels in the plan (the local site's env profiles, which
+    Pegasus writes into the top level's DAGMan submit file; the levels below inherit it), not
+    in the environment of the user who runs pegasus-plan or pegasus-run."""
+    from htclean.workflows.context import DAGMAN_ENV
+
+    result, _, docs = make_plan(tmp_path, tiny_ms, "condor", 2)
+    local = next(s for s in docs["sites.yml"]["sites"] if s["name"] == "local")
+    assert DAGMAN_ENV.items() <= local["profiles"]["env"].items()
+    assert result.command.startswith("pegasus-plan ")
+    (tmp_path / "b").mkdir()
+    _, _, docs = make_plan(tmp_path / "b", tiny_ms, "local", 2)  # no DAGMan there
+    local = next(s for s in docs["sites.yml"]["sites"] if s["name"] == "local")
+    assert not DAGMAN_ENV.keys() & local.get("profiles", {}).get("env", {}).keys()

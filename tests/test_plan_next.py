@@ -133,3 +133,59 @@ def test_a_retried_next_writes_the_same_bytes(run):
                                                           names.decision(R, 0))])
     assert written[0] == written[1]
     assert names.weights_root(R, PARTS).encode() in written[0][0]
+
+
+def test_next_runs_the_next_minor_cycle_as_the_deconvolve_job_would(run):
+    """With --output-model (a pool plan whose minor cycles run on the submit host), next runs
+    minor cycle K+1 once it goes on: the same model and state, byte for byte, as the
+    deconvolve job given the same files; when the loop stops it hands cycle K's on as they
+    are (at cycle 0, an empty model and a cycle-0 state)."""
+    from htclean.executables import deconvolve
+    from htclean.imaging.geometry import psf_shape
+
+    out, work = run()
+    pnx, pny = psf_shape(64, 64, 2.0)
+    psf = np.zeros((pny, pnx))
+    psf[pny // 2, pnx // 2] = 1.0
+    psf[pny // 2, pnx // 2 + 1] = 0.3
+    psf_path = work / names.psf_fits(R)
+    write_fits(psf_path, psf, ImageGeometry(pnx, pny, 1e-5, 1.2, 0.6, 1.4e9))
+
+    def minor(k: int, where: str) -> list[str]:
+        return ["--output-model", str(work / where / names.model(R, k + 1)),
+                "--output-state", str(work / where / names.state(R, k + 1))]
+    for where in ("next", "deconvolve"):
+        (work / where).mkdir()
+    assert next_job.main([*argv(work, 0), "--psf-fits", str(psf_path),
+                          *minor(0, "next")]) == 0
+    assert json.loads((work / names.decision(R, 0)).read_text())["minor_cycle"] == 1
+    common = ["--config", str(work / names.config(R)), "--psf", str(psf_path)]
+    assert deconvolve.main([*common, "--cycle", "1", "--residual",
+                            str(work / names.dirty_fits(R)), *minor(0, "deconvolve")]) == 0
+    for lfn in (names.model(R, 1), names.state(R, 1)):
+        assert (work / "next" / lfn).read_bytes() == (work / "deconvolve" / lfn).read_bytes()
+    for lfn in (names.model(R, 1), names.state(R, 1)):  # cycle 1's, as the level below has
+        (work / lfn).write_bytes((work / "next" / lfn).read_bytes())
+    previous = ["--model", str(work / names.model(R, 1))]
+    assert next_job.main([*argv(work, 1, state=True), "--psf", str(psf_path), *previous,
+                          *minor(1, "next")]) == 0
+    assert deconvolve.main([*common, "--cycle", "2", "--residual",
+                            str(work / names.residual_fits(R, 1)), *previous, "--state",
+                            str(work / names.state(R, 1)), *minor(1, "deconvolve")]) == 0
+    for lfn in (names.model(R, 2), names.state(R, 2)):
+        assert (work / "next" / lfn).read_bytes() == (work / "deconvolve" / lfn).read_bytes()
+
+    out, work = run(deconvolution={"niter": 0})  # the loop stops at once
+    (work / "next").mkdir(exist_ok=True)
+    assert next_job.main([*argv(work, 0), "--psf-fits", str(psf_path),
+                          *minor(0, "next")]) == 0
+    state = deconvolve.read_state(work / "next" / names.state(R, 1))
+    assert (state["cycle"], state["iterations_total"], state["history"]) == (0, 0, [])
+    assert json.loads((work / names.decision(R, 0)).read_text())["minor_cycle"] is None
+    write_state(out, work, 1, peak_start=0.5, iterations=10, stop="niter")
+    (work / names.model(R, 1)).write_text(
+        (work / "next" / names.model(R, 1)).read_text())
+    assert next_job.main([*argv(work, 1, state=True), "--psf", str(psf_path), *previous,
+                          *minor(1, "next")]) == 0
+    for made in (names.model, names.state):  # cycle 1's, handed on under cycle 2's names
+        assert (work / "next" / made(R, 2)).read_bytes() == (work / made(R, 1)).read_bytes()

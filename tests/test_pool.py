@@ -163,9 +163,14 @@ def test_statistics_analyzer_and_report_read_every_level(runs):
     report = checked(as_user(f"htclean report {good.submit}", path=good.venv, timeout=300))
     summary = json.loads((good.submit / "report" / "report.json").read_text())
     assert (good.submit / "report" / "report.png").stat().st_size > 0, report
-    # every level: the top (partition, grid), the cycles (deconvolve, residual), the final
-    assert {"partition", "grid", "deconvolve", "residual", "next", "restore"} <= set(
+    # every level: the top (partition, grid), the cycles (residual), the final; the minor
+    # cycles ran inside the next jobs (on the submit host, before each level): no deconvolve
+    # job on this plan, and each next's decision says which minor cycle it ran
+    assert {"partition", "grid", "residual", "next", "restore"} <= set(
         summary["types"]), report
+    assert "deconvolve" not in summary["types"], report
+    decision = json.loads((good.out / "outputs" / f"{good.run_id}-next-c00.json").read_text())
+    assert decision["minor_cycle"] == 1, decision
     assert summary["summary"]["jobs"] == sum(t["jobs"] for t in summary["types"].values())
 
 
@@ -222,7 +227,7 @@ def test_pool_plans_use_the_image_where_it_lives(tmp_path, site, image):
                        staging="osdf:///ospool/ap40/data/u/staging")
     result = plan(cfg, tmp_path / "plan")
     line = result.command.replace(" --submit", "")
-    assert line.startswith("_CONDOR_DAGMAN_USER_LOG_SCAN_INTERVAL=1 pegasus-plan ")
+    assert line.startswith("pegasus-plan ")
     proc = subprocess.run(["bash", "-c", f". {TESTPOOL}/env.sh && {line}"], text=True,
                           capture_output=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -144,7 +144,7 @@ def test_an_input_that_stays_missing_fails_the_run_named_then_resumes(faults):
     # succeeded do not run again (the pool restart may still rerun what it interrupted)
     again = htclean_reruns(fault)
     assert again.pop(f"cycle-01/htclean-grid_{fault.target}") >= 3, again
-    assert not {"cycle-01/htclean-deconvolve_deconvolve-c01",
+    assert not {f"{RUN_ID}/htclean-next_next-c00",  # it ran minor cycle 1
                 "cycle-01/htclean-grid_residual-c01-p000"} & set(again), again
 
 
@@ -156,7 +156,9 @@ def test_a_killed_dagman_recovers_without_rerunning_a_compute_job(faults):
     # call pegasus-run on this run: the restart waits for cycle-02 to start)
     assert fault.notes["restarted_by_condor"], fault.notes
     events = level_events(fault.run, "cycle-01")
-    assert events["htclean-deconvolve_deconvolve-c01"].count("SUBMIT") == 1, events
+    # the job whose POST script had run when the DAGMan was killed is not submitted again
+    # (it is the eviction's target too: one SUBMIT however often it executes)
+    assert events[fault.dagman_node()].count("SUBMIT") == 1, events
     out = next(fault.run.submit.rglob("cycle-01.dag.dagman.out")).read_text()
     assert "Running in RECOVERY mode" in out
 

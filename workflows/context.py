@@ -25,6 +25,14 @@ SMALL_FILE = 64 * 1024     # size assumed for JSON/YAML files (bytes)
 # Test hook (``htclean plan --inject-failure``): job ids whose pool jobs fail while the DAGMan
 # that submits them has PEGASUS_HTCLEAN_INJECT_FAILURE=1 in its environment (graph.py).
 INJECT_ENV = "HTCLEAN_POOL_INJECT"
+# DAGMan's own settings, carried by the workflow (a user cannot change an access point's
+# configuration): DAGMan looks at its jobs' log every 5 s by default, and each job on a
+# cycle's serial path waits for that look about three times (done, POST script, the next
+# submit). Pegasus puts the local site's env profiles into the top level's DAGMan submit file
+# (sites.local_site); every level's DAGMan job below has ``getenv = ..._CONDOR_*``, so it
+# inherits them from its parent DAGMan; HTCondor reads _CONDOR_<KNOB> from a daemon's
+# environment as the knob.
+DAGMAN_ENV = {"_CONDOR_DAGMAN_USER_LOG_SCAN_INTERVAL": "1"}
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,13 @@ class RunContext:
             where = "pool" if self.settings["gridder"]["device"] == "gpu" else "submit"
         return frozenset({"next", "cube", "deconvolve"} if where == "submit" else
                          {"next", "cube"})
+
+    @property
+    def minor_cycle_in_next(self) -> bool:
+        """Whether the ``next`` job of each cycle also runs the next one's minor cycle (the
+        minor cycle runs on the submit host on a pool: ``submit_host_jobs``): a cycle's level
+        then holds its residual jobs and its ``next``, one serial job fewer (graph.py)."""
+        return "deconvolve" in self.submit_host_jobs
 
     @property
     def staging_site(self) -> str:

@@ -7,6 +7,13 @@
             -> next-cKK (the root: R-residual-cKK.fits) -> cycle-(K+1)
     final:  restore
 
+Where the minor cycle runs on the submit host on a pool (``RunContext.minor_cycle_in_next``)
+there is no deconvolve job: ``next-cKK`` runs minor cycle K+1 once it has decided to go on
+and hands R-model-c(K+1).json and R-deconvolve-c(K+1).json down (at the top, next-c00 runs
+minor cycle 1), so a cycle's level is create-dir, its residual jobs and its next: one serial
+job (a local-universe start, PegasusLite, a POST script) fewer. When the loop stops, next
+writes those two files as cycle K's model and state, which the final level's restore reads.
+
 The root of the image and residual trees is the next job itself (``next --gather``): it sums
 at most ``partition.fan_in`` partials on the submit host, where it runs anyway, so a cycle's
 serial path has one pool job fewer (no gather job at all up to fan_in parts).
@@ -75,11 +82,13 @@ def carried(ctx: RunContext, k: int) -> list[str]:
     keeps them until it has finished. That is the whole hand-off: nothing waits for a
     stage-out."""
     r, p = ctx.stem, ctx.parts
+    m = k + 1 if ctx.minor_cycle_in_next else k  # the minor cycle whose outputs level k made
+    minor = [names.model(r, m), names.state(r, m)] if m > 0 else []
     if k > 0:
-        return [names.model(r, k), names.state(r, k), names.residual_fits(r, k)]
+        return [*minor, names.residual_fits(r, k)]
     weights = [names.weights_root(r, p)] if ctx.weighted else []
     return [*(names.part(r, i, p) for i in range(p)), names.partitions(ctx.run_id), *weights,
-            names.psf_fits(r), names.dirty_fits(r)]
+            names.psf_fits(r), names.dirty_fits(r), *minor]
 
 
 class Builder:
@@ -247,22 +256,31 @@ class Builder:
         """next-cKK: the root of the cycle's gather tree (``gathered``: its inputs), then the
         loop's decision and the next level. It reads only its declared inputs: the partials,
         the minor-cycle state and the partition manifest (the parts' sizes, for the next
-        level's disk requests)."""
+        level's disk requests); with ``minor_cycle_in_next`` also the PSF and cycle k's
+        model, and it writes minor cycle k+1's model and state."""
         r, ctx = self.r, self.ctx
         state = [names.state(r, k)] if k > 0 else []
         residual, manifest = names.residual_fits(r, k), names.partitions(ctx.run_id)
         psf = [names.psf_fits(r)] if k == 0 else []
+        minor_args, minor_in, minor_out = [], [], []
+        if ctx.minor_cycle_in_next:
+            out_model, out_state = names.model(r, k + 1), names.state(r, k + 1)
+            minor_args = ["--output-model", out_model, "--output-state", out_state]
+            minor_out = [(out_model, SMALL_FILE), (out_state, SMALL_FILE)]
+            if k > 0:
+                minor_in = [names.psf_fits(r), names.model(r, k)]
+                minor_args += ["--psf", minor_in[0], "--model", minor_in[1]]
         self.add("next", names.next_job(k),
                  ["--cycle", k, "--gather", *gathered, *(["--psf-fits", psf[0]] if psf else []),
                   "--residual", residual, *(["--state", state[0]] if state else []),
                   "--partitions", manifest,
                   "--workflow", ctx.job_prefix + names.cycle_file(k + 1),
-                  "--decision", names.decision(r, k)],
-                 [*gathered, *state, manifest],
+                  "--decision", names.decision(r, k), *minor_args],
+                 [*gathered, *state, manifest, *minor_in],
                  [(residual, ctx.fits_bytes() * ctx.nterms),
                   *((lfn, psf_fits_bytes(ctx)) for lfn in psf),
                   (self.ctx.job_prefix + names.cycle_file(k + 1), SMALL_FILE),
-                  (names.decision(r, k), SMALL_FILE)])
+                  (names.decision(r, k), SMALL_FILE), *minor_out])
 
     def subworkflow(self, k: int) -> SubWorkflow:
         """The SubWorkflow job of cycle ``k``: its YAML is written by next-c(k-1) at run time."""
@@ -279,7 +297,10 @@ class Builder:
         r = self.r
         name = self.ctx.settings["image"]["name"]
         psf, dirty, residual = names.psf_fits(r), names.dirty_fits(r), names.residual_fits(r, k)
-        last = [names.model(r, k), names.state(r, k)] if k > 0 else []  # the last cycle's
+        # the last cycle's model and state; as next-cKK handed them down (its copies, named
+        # for cycle k+1) where it runs the minor cycles
+        m = k + 1 if self.ctx.minor_cycle_in_next else k
+        last = [names.model(r, m), names.state(r, m)] if k > 0 else []
         self.add("restore", names.RESTORE,
                  ["--psf", psf, "--dirty", dirty, "--residual", residual,
                   *(["--model", last[0], "--state", last[1]] if last else []),
@@ -356,7 +377,8 @@ def cycle_workflow(ctx: RunContext, k: int) -> tuple[Workflow, list[str]]:
     if k < 1:
         raise ValueError(f"cycles start at 1, got {k}")
     b = Builder(ctx, names.cycle_job(k))
-    b.deconvolve(k)
+    if not ctx.minor_cycle_in_next:
+        b.deconvolve(k)
     weights = names.weights_root(b.r, ctx.parts) if ctx.weighted else None
     partials = [b.residual(k, i, weights) for i in range(ctx.parts)]
     gathered = b.gather(names.cycle(k), partials,

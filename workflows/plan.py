@@ -124,22 +124,15 @@ def _install(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-# DAGMan looks at its jobs' log every 5 s by default, and every job of a cycle's serial path
-# waits for that about three times (done, POST script, next submit). The variable reaches the
-# DAGMan of every level: the planner's DAGMan jobs pass _CONDOR_* through from their submitter.
-DAGMAN_ENV = {"_CONDOR_DAGMAN_USER_LOG_SCAN_INTERVAL": "1"}
-
-
 def pegasus_plan_command(ctx: RunContext) -> str:
-    """The pegasus-plan line that plans and submits the top level (for a pool), after the
-    DAGMan setting of ``DAGMAN_ENV``."""
+    """The pegasus-plan line that plans and submits the top level (for a pool). DAGMan's
+    settings travel in the workflow (context.DAGMAN_ENV), not in the user's environment."""
     from Pegasus.client._client import get_planner_args
 
     args = get_planner_args(conf=ctx.out_dir / "pegasus.properties",
                             dir=ctx.out_dir / "submit", submit=True,
                             **graph.planner_args(ctx, top=True))
-    env = " ".join(f"{k}={v}" for k, v in DAGMAN_ENV.items())
-    return f"{env} " + shlex.join(["pegasus-plan", *args, str(ctx.out_dir / "workflow.yml")])
+    return shlex.join(["pegasus-plan", *args, str(ctx.out_dir / "workflow.yml")])
 
 
 def write_plan(ctx: RunContext, ms: list[replicas.MSInput], where: Path,

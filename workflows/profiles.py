@@ -17,6 +17,7 @@ GPUs: with ``gridder.device: gpu`` the grid, residual and deconvolve jobs reques
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from Pegasus.api import Job, Namespace, SubWorkflow
@@ -86,6 +87,10 @@ def requests_of(ctx: RunContext, shape: requests.Job, input_bytes: int) -> dict[
     its own estimate)."""
     execution = ctx.settings["execution"]
     cpus, memory = requests.estimate(ctx.settings, shape)
+    if shape.category == "next" and ctx.minor_cycle_in_next:  # the minor cycle after it
+        minor = requests.estimate(ctx.settings, dataclasses.replace(shape,
+                                                                    category="deconvolve"))
+        cpus, memory = max(cpus, minor[0]), max(memory, minor[1])
     if shape.category == "next":
         memory = max(NEXT_MEMORY_MB, memory)
     else:
@@ -124,6 +129,9 @@ def apply(job: Job, ctx: RunContext, category: str, input_bytes: int) -> Job:
 
 
 def apply_subworkflow(job: SubWorkflow) -> SubWorkflow:
-    """No retries (a failed level resumes from its rescue DAG) and the serial priority."""
+    """No retries (a failed level resumes from its rescue DAG) and the serial priority.
+    (No env profile for its DAGMan: Pegasus 6.0 leaves a sub-workflow job's env profiles out
+    of its submit file; the level's DAGMan inherits context.DAGMAN_ENV from its parent's
+    through the job's ``getenv = ..._CONDOR_*``.)"""
     job.add_dagman_profile(retry="0", priority=str(SERIAL_PRIORITY))
     return job
