@@ -233,6 +233,12 @@ def write_preview(path: str | os.PathLike, image: np.ndarray, geom: ImageGeometr
     fig = figure(image, geom, title=title, bunit=bunit, label=label, beam=beam, noise=noise,
                  stretch=stretch, cmap=cmap, vmin=vmin, vmax=vmax, sigma=sigma,
                  statistics=statistics)
+    save_png_atomic(fig, path)
+
+
+def save_png_atomic(fig: Any, path: str | Path) -> Path:
+    """Write the matplotlib figure ``fig`` as a PNG to ``path`` through a temporary name and
+    a rename (no half-written file under the name); return the path."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
@@ -240,3 +246,4 @@ def write_preview(path: str | os.PathLike, image: np.ndarray, geom: ImageGeometr
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+    return target

@@ -17,7 +17,6 @@ atomically.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -205,11 +204,4 @@ def channel_preview(image_cube: Path, png: Path) -> Path:
     """Write the PNG of ``figure`` for the cube file ``image_cube`` to ``png``; return it."""
     cube = fitscube.read_cube(image_cube, dtype=np.float32)
     fig = figure(cube, title=Path(image_cube).name)
-    target = Path(png)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    return preview.save_png_atomic(fig, png)
