@@ -212,6 +212,18 @@ def test_the_shell_code_generator_runs_the_local_plan_to_the_same_image(runs):
     assert not any((shell.out / "scratch").iterdir())  # the top level's leaf cleanup
 
 
+def planned(cfg: Path, out: Path) -> Path:
+    """``htclean plan`` of ``cfg`` into ``out``, then its printed pegasus-plan line without
+    ``--submit`` run by the real planner (as root: plan only); the top submit directory."""
+    result = plan(cfg, out)
+    line = result.command.replace(" --submit", "")
+    assert line.startswith("pegasus-plan ")
+    proc = subprocess.run(["bash", "-c", f". {TESTPOOL}/env.sh && {line}"], text=True,
+                          capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return result.out_dir / "submit" / result.run_id
+
+
 @pytest.mark.parametrize("site", ["ospool", "path"])
 @pytest.mark.parametrize("image", ["/cvmfs/singularity.opensciencegrid.org/htclean/htclean:0.1.0",
                                    "osdf:///ospool/ap40/data/u/containers/htclean.sif"])
@@ -225,13 +237,7 @@ def test_pool_plans_use_the_image_where_it_lives(tmp_path, site, image):
     tinyms.write_ms(str(ms), tinyms.TinyObs(nant=6, ntime=4, nchan=2))
     cfg = write_config(tmp_path, ms, site=site, container=image,
                        staging="osdf:///ospool/ap40/data/u/staging")
-    result = plan(cfg, tmp_path / "plan")
-    line = result.command.replace(" --submit", "")
-    assert line.startswith("pegasus-plan ")
-    proc = subprocess.run(["bash", "-c", f". {TESTPOOL}/env.sh && {line}"], text=True,
-                          capture_output=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    submit = result.out_dir / "submit" / result.run_id
+    submit = planned(cfg, tmp_path / "plan")
     staged = [json.loads(p.read_text()) for p in submit.rglob("stage_in*.in")]
     lfns = {t["lfn"] for doc in staged for t in doc}
     assert lfns and not any(lfn.startswith("htclean") for lfn in lfns), lfns
@@ -252,12 +258,7 @@ def test_wideband_plans_carry_both_measurement_sets(tmp_path, site):
     bands = write_wideband(tmp_path)
     extra = {"staging": "osdf:///ospool/ap40/data/u/staging"} if site != "condor" else {}
     cfg = write_config(tmp_path, bands, wideband=True, site=site, **extra)
-    result = plan(cfg, tmp_path / "plan")
-    line = result.command.replace(" --submit", "")
-    proc = subprocess.run(["bash", "-c", f". {TESTPOOL}/env.sh && {line}"], text=True,
-                          capture_output=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    submit = result.out_dir / "submit" / result.run_id
+    submit = planned(cfg, tmp_path / "plan")
     staged = {t["lfn"] for p in submit.rglob("stage_in*.in") for t in json.loads(p.read_text())}
     assert {"band0.ms.tar", "band1.ms.tar"} <= staged, staged
     job = next(submit.rglob("htclean-partition_*.sh")).read_text()
@@ -281,12 +282,7 @@ def test_cube_plans_plan(tmp_path, site):
     raw = yaml.safe_load(cfg.read_text())
     raw["image"].update(mode="cube", width=2)
     cfg.write_text(yaml.safe_dump(raw))
-    result = plan(cfg, tmp_path / "plan")
-    line = result.command.replace(" --submit", "")
-    proc = subprocess.run(["bash", "-c", f". {TESTPOOL}/env.sh && {line}"], text=True,
-                          capture_output=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    submit = result.out_dir / "submit" / result.run_id
+    submit = planned(cfg, tmp_path / "plan")
     staged = {t["lfn"] for p in submit.rglob("stage_in*.in") for t in json.loads(p.read_text())}
     assert not any(lfn.startswith(f"{NAME}-000") for lfn in staged), staged
     dag = next(submit.glob("*.dag")).read_text()
