@@ -16,6 +16,10 @@ wideband-?.ms.sources.json); the configuration wideband.yml (both MSs, deconvolu
 NAME-pb, the corrected NAME-image-tt0-pb and NAME-alpha-pb, the previews (NAME-alpha.png among
 them) and NAME-summary.json.
 
+``--cube`` (DIR default demo-cube-out) simulates an HI line field (a rotating disk on continuum,
+32 channels; workflows/commands/demo_cube.py) and images it as a cube with uv-plane continuum
+subtraction: the cubes, NAME-mom0/-mom1.fits, NAME-channels.png and the per-channel summary.
+
 DIR must be new, empty, or a directory an earlier demo made (its run is replaced; the
 simulated observations are reused).
 """
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from htclean.imaging.errors import InputError
+from htclean.workflows.commands import demo_cube
 
 HELP = "simulate a small VLA observation, image it here, write images, previews and a report"
 MARKER = ".htclean-demo"
@@ -73,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wideband", action="store_true",
                         help="two observations over 1-2 GHz imaged together with multi-term "
                         "MFS (spectral index) and the VLA primary beam")
+    parser.add_argument("--cube", action="store_true",
+                        help="an HI line field (a rotating disk on continuum) imaged as a "
+                        "cube, every channel its own CLEAN, the continuum subtracted first")
     parser.add_argument("--jobs", type=int, default=0, metavar="N",
                         help="jobs at a time (default 0 = CPU cores)")
 
@@ -208,10 +216,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.jobs < 0:
         raise InputError(f"--jobs must be >= 0 (0 = CPU cores), got {args.jobs}")
-    wide = bool(getattr(args, "wideband", False))
-    out = Path(args.dir or ("demo-wideband-out" if wide else "demo-out")).absolute()
+    wide, cube = bool(getattr(args, "wideband", False)), bool(getattr(args, "cube", False))
+    if wide and cube:
+        raise InputError("--wideband and --cube are two different demos: choose one")
+    default = "demo-wideband-out" if wide else "demo-cube-out" if cube else "demo-out"
+    out = Path(args.dir or default).absolute()
     prepare_dir(out)
-    if wide:
+    if cube:
+        ms = demo_cube.simulate_cube(out)
+        name, config = demo_cube.CUBE.image_name, out / demo_cube.CUBE.config_name
+        text = demo_cube.cube_config(args.jobs, RUN_DIR)
+    elif wide:
         ms = simulate_wideband(out)
         name, config, text = WIDEBAND.image_name, out / WIDEBAND.config_name, \
             wideband_config(ms, args.jobs)
@@ -229,7 +244,10 @@ def run(args: argparse.Namespace) -> int:
     if code != 0:
         return code
     plot = write_report(run_dir)
-    print_done(out, ms, config, run_dir / "outputs", name, plot, wide)
+    if cube:
+        demo_cube.print_cube_done(out, ms, config, run_dir / "outputs", plot)
+    else:
+        print_done(out, ms, config, run_dir / "outputs", name, plot, wide)
     return 0
 
 
