@@ -66,10 +66,15 @@ def deconvolve_jobs(monkeypatch):
     monkeypatch.setattr(RunContext, "minor_cycle_in_next", property(lambda self: False))
 
 
-def test_the_recorded_test_pool_run_within_20_percent(deconvolve_jobs):
+def modelled_test_pool_run(cycles: int = 1) -> metrics.Summary:
+    """The model of tests/poolkit's tiny run of ``cycles`` cycles on the test pool."""
     p = pool.load("testpool")
-    nodes = htclean_graph.build(fx_campaign(), p)
-    s = metrics.summarise(nodes, simulate.simulate(nodes, p, seed=1))
+    nodes = htclean_graph.build(fx_campaign(cycles=cycles), p)
+    return metrics.summarise(nodes, simulate.simulate(nodes, p, seed=1))
+
+
+def test_the_recorded_test_pool_run_within_20_percent(deconvolve_jobs):
+    s = modelled_test_pool_run()
     assert dict(s.jobs) == FX["jobs"]
     assert s.wall_s == pytest.approx(FX["wall_s"], rel=0.2)
     assert s.cycles[1].loop_s == pytest.approx(FX["cycle_s"], rel=0.2)
@@ -77,22 +82,17 @@ def test_the_recorded_test_pool_run_within_20_percent(deconvolve_jobs):
 
 def test_the_readme_demo_cycle_on_the_idle_test_pool(deconvolve_jobs):
     # README, The cost of a cycle: 2 parts, 5 cycles, 55 s a cycle (53-57 s) on the idle pool
-    p = pool.load("testpool")
-    nodes = htclean_graph.build(fx_campaign(cycles=5), p)
-    s = metrics.summarise(nodes, simulate.simulate(nodes, p, seed=1))
+    s = modelled_test_pool_run(cycles=5)
     loops = [c.loop_s for c in s.cycles if 1 <= c.cycle <= 5]
     assert sum(loops) / len(loops) == pytest.approx(55.0, rel=0.2)
 
 
 def test_the_recorded_runs_with_the_minor_cycle_in_next_within_20_percent():
-    p = pool.load("testpool")
-    nodes = htclean_graph.build(fx_campaign(), p)
-    s = metrics.summarise(nodes, simulate.simulate(nodes, p, seed=1))
+    s = modelled_test_pool_run()
     assert dict(s.jobs) == FX_NEXT["jobs"]
     assert s.wall_s == pytest.approx(FX_NEXT["wall_s"], rel=0.2)
     assert s.cycles[1].loop_s == pytest.approx(FX_NEXT["cycle_s"], rel=0.2)
-    nodes = htclean_graph.build(fx_campaign(cycles=5), p)
-    s = metrics.summarise(nodes, simulate.simulate(nodes, p, seed=1))
+    s = modelled_test_pool_run(cycles=5)
     assert sum(s.jobs.values()) == FX_NEXT["jobs_5"]
     loops = [c.loop_s for c in s.cycles if 1 <= c.cycle <= 5]
     assert sum(loops) / len(loops) == pytest.approx(FX_NEXT["cycle_5_s"], rel=0.2)
