@@ -218,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wideband", action="store_true",
                    help="the two-MS 1-2 GHz pairing instead (vs_wsclean_wideband.py)")
     p.add_argument("--nterms", type=int, default=2, help="with --wideband: htclean's nterms")
+    p.add_argument("--threshold", type=float, metavar="JY",
+                   help="with --wideband: both stop at this peak residual (WSClean -threshold, "
+                        "deconvolution.threshold) instead of at 3 x each one's own noise "
+                        "estimate, so both clean to the same depth")
     args = p.parse_args(argv)
     if args.epsilon is None:
         args.epsilon = PAIRINGS["equal" if args.wideband else args.pairing]

@@ -2,12 +2,15 @@
 
     python benchmarks/vs_wsclean.py --wideband [--dir DIR] [--threads N] [--epsilon 1e-5]
                                     [--nterms 2] [--parts P] [--no-wsclean] [--tag TAG]
+                                    [--threshold JY]
 
 Simulates (`htclean simulate`, kept in DIR/wideband) two VLA D observations of one field, two
 days apart: A 8 x 62.5 MHz from 1.0 GHz, B 8 x 62.5 MHz from 1.5 GHz, 4 h at 27 s each (3.0M
 visibilities together), the VLA primary beam applied, 12 point sources at pixel centres with
 spectral indices -1.5..+0.5 about 1.5 GHz out to 22' (SOURCES). Then, one after the other on
-both MSs, 1024² x 8", natural weighting, Högbom, gain 0.1, mgain 0.8, auto-threshold 3,
+both MSs, 1024² x 8", natural weighting, Högbom, gain 0.1, mgain 0.8, auto-threshold 3 (or
+both ``--threshold JY``: the same depth, since each imager's noise estimate of its own residual
+decides where auto-threshold stops),
 w-gridding at the same accuracy (``-use-wgridder -wgridder-accuracy EPSILON`` /
 gridder.epsilon), ``-j THREADS`` / request_cpus THREADS:
 
@@ -93,11 +96,17 @@ def truth(doc: dict, nterms: int) -> list[dict]:
     return out
 
 
-def run_wsclean(ms: list[Path], work: Path, threads: int, epsilon: float, nterms: int) -> dict:
+def stop_args(threshold: float | None) -> list[str]:
+    """WSClean's stopping rule: --threshold (Jy) where given, else -auto-threshold 3."""
+    return ["-threshold", f"{threshold:g}"] if threshold else ["-auto-threshold", "3"]
+
+
+def run_wsclean(ms: list[Path], work: Path, threads: int, epsilon: float, nterms: int,
+                threshold: float | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     cmd = ["wsclean", "-name", str(work / "ws"), "-size", str(SIZE), str(SIZE),
            "-scale", f"{CELL_ASEC:g}asec", "-data-column", "DATA", "-weight", "natural",
-           "-niter", "100000", "-gain", "0.1", "-mgain", "0.8", "-auto-threshold", "3",
+           "-niter", "100000", "-gain", "0.1", "-mgain", "0.8", *stop_args(threshold),
            "-join-channels", "-channels-out", "4", "-fit-spectral-pol", str(nterms),
            "-use-wgridder", "-wgridder-accuracy", f"{epsilon:g}", "-no-update-model-required",
            "-j", str(threads), *map(str, ms)]
@@ -127,25 +136,39 @@ def wsclean_sources(work: Path, sources: list[dict], nterms: int) -> list[tuple[
 
 
 def htclean_config(ms: list[Path], threads: int, nterms: int, parts: int | None,
-                   epsilon: float) -> str:
+                   epsilon: float, threshold: float | None = None) -> str:
     part = f"partition:\n  parts: {parts}\n" if parts else ""
+    stop = f"  threshold: {threshold:g}Jy\n" if threshold else "  auto_threshold: 3.0\n"
     return (f"data:\n  ms: [{', '.join(str(m) for m in ms)}]\nimage:\n  name: bench\n"
             f"  size: {SIZE}\n  scale: {CELL_ASEC:g}asec\n  primary_beam: true\n"
             f"  reference_frequency: {REF:.0f}Hz\nweighting:\n  type: natural\n"
             f"deconvolution:\n  algorithm: hogbom\n  nterms: {nterms}\n  niter: 100000\n"
-            "  gain: 0.1\n  mgain: 0.8\n  auto_threshold: 3.0\n"
+            f"  gain: 0.1\n  mgain: 0.8\n{stop}"
             f"gridder:\n  epsilon: {epsilon!r}\n{part}"
             f"execution:\n  request_cpus: {threads}\n  jobs: 0\n")
 
 
 def run_htclean(ms: list[Path], work: Path, threads: int, nterms: int, parts: int | None,
-                epsilon: float) -> dict:
+                epsilon: float, threshold: float | None = None) -> dict:
     timing, recs, summary, run = run_and_read(
-        htclean_config(ms, threads, nterms, parts, epsilon), work)
+        htclean_config(ms, threads, nterms, parts, epsilon, threshold), work)
     decon = [r for r in recs if "deconvolve" in r["job"]]
     return {**timing, "cycles": summary["cycles"],
             "iterations": summary.get("iterations", summary.get("components")),
             "deconvolve_cpu": sum(r.get("cpu_s", 0.0) for r in decon), "outputs": run / "outputs"}
+
+
+def residual_depth(path: Path) -> str:
+    """'peak / robust sigma' (µJy) of a final residual (WSClean's MFS one, htclean's tt0):
+    how deep each imager cleaned, whatever its stopping rule."""
+    from astropy.io import fits
+
+    if not path.is_file():
+        return "-"
+    with fits.open(path) as hdul:
+        data = np.asarray(hdul[0].data[0, 0], np.float64)
+    sigma = 1.4826 * np.median(np.abs(data - np.median(data)))
+    return f"{np.max(np.abs(data)) * 1e6:.0f} / {sigma * 1e6:.0f} µJy"
 
 
 def htclean_sources(outputs: Path, sources: list[dict]) -> list[tuple[float, float, float]]:
@@ -171,32 +194,37 @@ def main(args: argparse.Namespace, have_ws: bool) -> int:
     ws_dir = work / ("wsclean" if args.nterms == 2 else f"wsclean-pol{args.nterms}")
     if have_ws:
         before = load()
-        ws = run_wsclean(ms, ws_dir, args.threads, args.epsilon, args.nterms)
+        ws = run_wsclean(ms, ws_dir, args.threads, args.epsilon, args.nterms, args.threshold)
         ws["load"] = (before, load())
         print(f"[wideband] wsclean {ws['wall']:.1f} s (load {ws['load'][0]} -> {ws['load'][1]})",
               flush=True)
     before = load()
     where = work / ("htclean-" + args.tag if args.tag else "htclean")
-    ht = run_htclean(ms, where, args.threads, args.nterms, args.parts or len(ms), args.epsilon)
+    ht = run_htclean(ms, where, args.threads, args.nterms, args.parts or len(ms), args.epsilon,
+                     args.threshold)
     ht["load"] = (before, load())
     print(f"[wideband] htclean {ht['wall']:.1f} s (load {ht['load'][0]} -> {ht['load'][1]})",
           flush=True)
     print(f"\nwideband: {nvis / 1e6:.2f}M visibilities (2 MSs, 1-2 GHz), {SIZE}² x "
           f"{CELL_ASEC:g}\", natural, gridding accuracy {args.epsilon:g}, {args.threads} "
           "threads")
-    print("| imager | wall | CPU | iterations | major cycles | peak memory | load before -> "
-          "after |")
-    print("|---|---|---|---|---|---|---|")
+    stop = f"threshold {args.threshold * 1e6:g} µJy" if args.threshold else "auto-threshold 3"
+    print(f"stopping rule: {stop} (both)")
+    print("| imager | wall | CPU | iterations | major cycles | peak memory | final residual "
+          "peak / sigma | load before -> after |")
+    print("|---|---|---|---|---|---|---|---|")
     if ws:
         print(f"| WSClean -join-channels -channels-out 4 -fit-spectral-pol {args.nterms} | "
               f"{ws['wall']:.1f} s "
               f"| {ws['cpu']:.0f} s | {ws['iterations']} | {ws['cycles']} | "
-              f"{ws['peak'] / 1024:.2f} GiB | {ws['load'][0]} -> {ws['load'][1]} |")
+              f"{ws['peak'] / 1024:.2f} GiB | {residual_depth(ws_dir / 'ws-MFS-residual.fits')} "
+              f"| {ws['load'][0]} -> {ws['load'][1]} |")
     ratio = f" ({ht['wall'] / ws['wall']:.2f}x, CPU {ht['cpu'] / ws['cpu']:.2f}x)" if ws else ""
     print(f"| htclean run, nterms {args.nterms}, primary beam ({ht['jobs']} jobs; deconvolve "
           f"{ht['deconvolve_cpu']:.1f} CPU s) | {ht['wall']:.1f} s{ratio} | {ht['cpu']:.0f} s | "
           f"{ht['iterations']} | {ht['cycles']} | {ht['peak'] / 1024:.2f} GiB (largest job "
-          f"{ht['job_peak_name']}: {ht['job_peak'] / 1024:.2f}) | {ht['load'][0]} -> "
+          f"{ht['job_peak_name']}: {ht['job_peak'] / 1024:.2f}) | "
+          f"{residual_depth(ht['outputs'] / 'bench-residual-tt0.fits')} | {ht['load'][0]} -> "
           f"{ht['load'][1]} |")
     have_images = (ws_dir / "ws-0000-image.fits").is_file()
     wsv = wsclean_sources(ws_dir, sources, args.nterms) if have_images \
