@@ -186,15 +186,18 @@ def timed(cmd: list[str], log: Path) -> tuple[float, float, float]:
     return wall, float(peak_file.read_text().split()[-1]) / 1024, cpu
 
 
-def cube_config(ms: Path, truth: dict, threads: int) -> str:
+def cube_config(ms: Path, truth: dict, threads: int, psf_oversize: float | None = None) -> str:
     """htclean's configuration of the timing cube: vs_wsclean.py's CLEAN settings with
-    ``image.mode: cube``."""
-    text = vs_wsclean.htclean_config(ms, truth, threads, None, None, 1e-5)
+    ``image.mode: cube`` (and ``image.psf_oversize`` where given)."""
+    text = vs_wsclean.htclean_config(ms, truth, threads, None, None, 1e-5, psf_oversize)
     return text.replace("image:\n", f"image:\n  mode: cube\n  rest_frequency: {REST}\n", 1)
 
 
-def timing(work: Path, threads: int, htclean_cmd: str | None, wsclean: bool = True) -> None:
-    """Part 2 (module docstring); ``wsclean`` False: the htclean side alone."""
+def timing(work: Path, threads: int, htclean_cmd: str | None, wsclean: bool = True,
+           exes: list[str] | None = None, psf_oversize: float | None = None,
+           keep_runs: bool = True) -> None:
+    """Part 2 (module docstring); ``wsclean`` False: the htclean side alone; ``exes``: the
+    htclean executables to time one after the other on the same MS (default: this one's)."""
     ms, truth = simulate(work, "cube64", TIMING)
     size, _ = geometry(truth)
     obs = truth["observation"]
@@ -215,27 +218,70 @@ def timing(work: Path, threads: int, htclean_cmd: str | None, wsclean: bool = Tr
         print(f"WSClean -channels-out {nchan}: {nvis / 1e6:.2f}M visibilities, {size}², "
               f"Briggs 0, Hogbom to 3 sigma: wall {wall:.1f} s, CPU {cpu:.0f} s, peak memory "
               f"{peak:.0f} MiB, {threads} threads (load after {vs_wsclean.load()})")
-    ht_dir = work / "cube64-htclean"
-    ht_dir.mkdir(exist_ok=True)
-    config = ht_dir / "cube.yml"
-    config.write_text(cube_config(ms, truth, threads))
-    if htclean_cmd is None:
-        valid = subprocess.run([vs_wsclean.htclean_exe(), "validate", str(config)],
-                               capture_output=True, text=True)
-        if valid.returncode != 0:
-            print("htclean: image.mode cube is not in this htclean "
-                  f"({valid.stderr.strip() or valid.stdout.strip()}); pass --htclean-cmd "
-                  "or run again once it is")
-            return
-        htclean_cmd = f"{shlex.quote(vs_wsclean.htclean_exe())} run {{config}} -o {{out}} --force"
-    command = htclean_cmd.format(ms=ms, out=ht_dir / "run", size=size, scale=scale,
-                                 nchan=nchan, threads=threads, config=config)
-    print(f"[cube64] {command} ... (load {vs_wsclean.load()})", flush=True)
-    h_wall, h_peak, h_cpu = timed(["bash", "-c", command], ht_dir / "htclean.log")
-    ratio = (f"; ratio htclean / WSClean wall {h_wall / wall:.2f}x, CPU {h_cpu / cpu:.2f}x"
-             if wall else "")
-    print(f"htclean: wall {h_wall:.1f} s, CPU {h_cpu:.0f} s, peak memory {h_peak:.0f} MiB "
-          f"(largest process){ratio} (load after {vs_wsclean.load()})")
+    for n, exe in enumerate(exes or [vs_wsclean.htclean_exe()]):
+        ht_dir = work / ("cube64-htclean" if n == 0 else f"cube64-htclean-{n}")
+        ht_dir.mkdir(exist_ok=True)
+        config = ht_dir / "cube.yml"
+        config.write_text(cube_config(ms, truth, threads, psf_oversize))
+        command = htclean_cmd
+        if command is None:
+            valid = subprocess.run([exe, "validate", str(config)], capture_output=True,
+                                   text=True)
+            if valid.returncode != 0:
+                why = valid.stderr.strip() or valid.stdout.strip()
+                print(f"htclean: image.mode cube is not in {exe} ({why}); pass "
+                      "--htclean-cmd or run again once it is")
+                continue
+            command = f"{shlex.quote(exe)} run {{config}} -o {{out}} --force"
+        run = ht_dir / "run"
+        command = command.format(ms=ms, out=run, size=size, scale=scale, nchan=nchan,
+                                 threads=threads, config=config)
+        print(f"[cube64] {command} ... (load {vs_wsclean.load()})", flush=True)
+        h_wall, h_peak, h_cpu = timed(["bash", "-c", command], ht_dir / "htclean.log")
+        ratio = (f"; ratio htclean / WSClean wall {h_wall / wall:.2f}x, CPU {h_cpu / cpu:.2f}x"
+                 if wall else "")
+        print(f"htclean: wall {h_wall:.1f} s, CPU {h_cpu:.0f} s, peak memory {h_peak:.0f} MiB "
+              f"(largest process){ratio} (load after {vs_wsclean.load()})")
+        job_types(run)
+        if wsclean:
+            agreement(run, ws_dir, nchan)
+        if not keep_runs:
+            shutil.rmtree(run, ignore_errors=True)
+
+
+def job_types(run: Path) -> None:
+    """Per job type: jobs, CPU s and the largest peak memory, from the job records."""
+    import json
+
+    rows: dict[str, list[float]] = {}
+    for rec in vs_wsclean.records(run):
+        kind = rec["job"].split("-")[1] if rec["job"].startswith("ch") else \
+            rec["job"].split("-")[0]
+        row = rows.setdefault(kind, [0, 0.0, 0.0])
+        row[0] += 1
+        row[1] += rec["cpu_s"]
+        row[2] = max(row[2], rec["max_rss_mb"])
+    print("per job type (records): " + json.dumps(
+        {k: f"{int(n)} jobs, {c:.1f} CPU s, peak {m:.0f} MB" for k, (n, c, m) in
+         sorted(rows.items())}))
+
+
+def agreement(run: Path, ws_dir: Path, nchan: int) -> None:
+    """The worst plane's max |htclean - WSClean| / WSClean's peak: residual and model flux."""
+    from htclean.imaging import fitscube
+
+    outputs = run / "outputs"
+    residual = fitscube.read_cube(outputs / "bench-residual.fits").data
+    model = fitscube.read_cube(outputs / "bench-model.fits").data
+    worst, flux = 0.0, 0.0
+    for c in range(nchan):
+        theirs = fits.read_fits(ws_dir / f"wsclean-{c:04d}-residual.fits")[0]
+        worst = max(worst, float(np.abs(residual[c] - theirs).max() / np.abs(theirs).max()))
+        their_model = fits.read_fits(ws_dir / f"wsclean-{c:04d}-model.fits")[0]
+        flux = max(flux, abs(float(model[c].sum() - their_model.sum()))
+                   / max(abs(float(their_model.sum())), 1e-30))
+    print(f"against WSClean, worst plane: residual max |diff| / peak {worst:.2e}; model flux "
+          f"relative difference {flux:.2e}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,6 +294,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="timing: the htclean side alone (WSClean's figures from an earlier run)")
     p.add_argument("--htclean-cmd", help="shell command that images the timing MS as a cube "
                    "({ms} {out} {size} {scale} {nchan} {threads} {config})")
+    p.add_argument("--htclean", nargs="+", metavar="EXE", help="timing: these htclean "
+                   "executables one after the other on the same MS (e.g. main's, then a "
+                   "branch's); default: the one beside this Python")
+    p.add_argument("--psf-oversize", type=float, help="timing: htclean's image.psf_oversize "
+                   "(default: htclean's own, 2; WSClean's PSF is the image's size, 1)")
+    p.add_argument("--remove-runs", action="store_true",
+                   help="timing: remove each htclean run directory once measured (~2 GB)")
     args = p.parse_args(argv)
     if shutil.which("wsclean") is None:
         sys.exit("wsclean is not installed (apt-get install wsclean)")
@@ -256,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_check:
         check(work, args.threads)
     if not args.skip_timing:
-        timing(work, args.threads, args.htclean_cmd, wsclean=not args.no_wsclean)
+        timing(work, args.threads, args.htclean_cmd, wsclean=not args.no_wsclean,
+               exes=args.htclean, psf_oversize=args.psf_oversize,
+               keep_runs=not args.remove_runs)
     return 0
 
 
