@@ -186,16 +186,18 @@ def timed(cmd: list[str], log: Path) -> tuple[float, float, float]:
     return wall, float(peak_file.read_text().split()[-1]) / 1024, cpu
 
 
-def cube_config(ms: Path, truth: dict, threads: int, psf_oversize: float | None = None) -> str:
+def cube_config(ms: Path, truth: dict, request_cpus: int,
+                psf_oversize: float | None = None) -> str:
     """htclean's configuration of the timing cube: vs_wsclean.py's CLEAN settings with
-    ``image.mode: cube`` (and ``image.psf_oversize`` where given)."""
-    text = vs_wsclean.htclean_config(ms, truth, threads, None, None, 1e-5, psf_oversize)
+    ``image.mode: cube``, ``execution.request_cpus`` (the threads of every job; the engine
+    runs as many jobs at once as there are cores) and ``image.psf_oversize`` where given."""
+    text = vs_wsclean.htclean_config(ms, truth, request_cpus, None, None, 1e-5, psf_oversize)
     return text.replace("image:\n", f"image:\n  mode: cube\n  rest_frequency: {REST}\n", 1)
 
 
 def timing(work: Path, threads: int, htclean_cmd: str | None, wsclean: bool = True,
            exes: list[str] | None = None, psf_oversize: float | None = None,
-           keep_runs: bool = True) -> None:
+           keep_runs: bool = True, request_cpus: int = 1) -> None:
     """Part 2 (module docstring); ``wsclean`` False: the htclean side alone; ``exes``: the
     htclean executables to time one after the other on the same MS (default: this one's)."""
     ms, truth = simulate(work, "cube64", TIMING)
@@ -222,7 +224,7 @@ def timing(work: Path, threads: int, htclean_cmd: str | None, wsclean: bool = Tr
         ht_dir = work / ("cube64-htclean" if n == 0 else f"cube64-htclean-{n}")
         ht_dir.mkdir(exist_ok=True)
         config = ht_dir / "cube.yml"
-        config.write_text(cube_config(ms, truth, threads, psf_oversize))
+        config.write_text(cube_config(ms, truth, request_cpus, psf_oversize))
         command = htclean_cmd
         if command is None:
             valid = subprocess.run([exe, "validate", str(config)], capture_output=True,
@@ -299,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
                    "branch's); default: the one beside this Python")
     p.add_argument("--psf-oversize", type=float, help="timing: htclean's image.psf_oversize "
                    "(default: htclean's own, 2; WSClean's PSF is the image's size, 1)")
+    p.add_argument("--request-cpus", type=int, default=1,
+                   help="timing: htclean's execution.request_cpus, each job's threads (default "
+                   "1: a cube's channels run as chains of their own, as many at once as there "
+                   "are cores; 2 gives every job both cores, as an mfs run)")
     p.add_argument("--remove-runs", action="store_true",
                    help="timing: remove each htclean run directory once measured (~2 GB)")
     args = p.parse_args(argv)
@@ -311,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_timing:
         timing(work, args.threads, args.htclean_cmd, wsclean=not args.no_wsclean,
                exes=args.htclean, psf_oversize=args.psf_oversize,
-               keep_runs=not args.remove_runs)
+               keep_runs=not args.remove_runs, request_cpus=args.request_cpus)
     return 0
 
 
