@@ -245,8 +245,8 @@ def timing(work: Path, threads: int, htclean_cmd: str | None, wsclean: bool = Tr
         print(f"htclean: wall {h_wall:.1f} s, CPU {h_cpu:.0f} s, peak memory {h_peak:.0f} MiB "
               f"(largest process){ratio} (load after {vs_wsclean.load()})")
         job_types(run)
-        if wsclean:
-            agreement(run, ws_dir, nchan)
+        if (ws_dir / f"wsclean-{nchan - 1:04d}-residual.fits").is_file():
+            agreement(run, ws_dir, nchan)  # WSClean's planes, of this or an earlier run
         if not keep_runs:
             shutil.rmtree(run, ignore_errors=True)
 
