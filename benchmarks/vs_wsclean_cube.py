@@ -2,7 +2,9 @@
 
     python benchmarks/vs_wsclean_cube.py [--dir DIR] [--threads N] [--skip-check]
                                          [--skip-timing] [--no-wsclean]
-                                         [--htclean-cmd TEMPLATE]
+                                         [--htclean-cmd TEMPLATE] [--htclean EXE ...]
+                                         [--request-cpus N] [--psf-oversize X]
+                                         [--remove-runs]
 
 Needs ``wsclean`` on PATH (3.1). Run from anywhere; it imports its neighbours
 compare_wsclean.py and vs_wsclean.py.
@@ -29,7 +31,13 @@ compare_wsclean.py and vs_wsclean.py.
    ``--htclean-cmd`` (a shell command; {ms}, {out}, {size}, {scale}, {nchan}, {threads} and
    {config} are filled in: {config} is the cube configuration this script writes) is timed
    the same way; without it, ``htclean run`` of that configuration (``image.mode: cube``) when
-   ``htclean validate`` accepts it, else a line saying the cube mode is not in this htclean.
+   ``htclean validate`` accepts it, else a line saying the cube mode is not in this htclean:
+   of each ``--htclean`` executable in turn (main's and a branch's on the same MS), with
+   ``execution.request_cpus`` ``--request-cpus`` (default 1: one thread per job, as many
+   channel chains at once as there are cores) and ``--psf-oversize`` where given. Per run
+   also the jobs, wall, CPU and peak memory of each job type (the job records) and the worst
+   plane's max |diff| / WSClean's restored peak of the restored image and the residual, and
+   of the model's flux. ``--remove-runs`` removes each run directory (~2 GB) once measured.
    Figures are printed, never asserted.
 
 Measured with WSClean 3.1.0 on the shared 2-core machine (load 7-12 from other work, so the
@@ -40,7 +48,8 @@ the line source's dirty flux follows the truth (less the bright source's sidelob
 Timing, 2.99M visibilities, 64 channels, 512², 4-5 major cycles per channel: ``wsclean
 -channels-out 64`` wall 197 s and 239 s (two runs), CPU 81 s and 88 s, peak RSS 67 MiB;
 `htclean run` (the same branch ``cube`` build, 64 channel loops, 3148 files) wall 174 s,
-CPU 153 s, peak RSS 908 MiB of its largest process, at the same load.
+CPU 153 s, peak RSS 908 MiB of its largest process, at the same load. Later figures, main
+against the branch ``cubefast`` (issue 20): README, "A 64-channel cube against WSClean".
 """
 
 from __future__ import annotations
