@@ -2,7 +2,9 @@
 
     python benchmarks/vs_wsclean_cube.py [--dir DIR] [--threads N] [--skip-check]
                                          [--skip-timing] [--no-wsclean]
-                                         [--htclean-cmd TEMPLATE]
+                                         [--htclean-cmd TEMPLATE] [--htclean EXE ...]
+                                         [--request-cpus N] [--psf-oversize X]
+                                         [--remove-runs]
 
 Needs ``wsclean`` on PATH (3.1). Run from anywhere; it imports its neighbours
 compare_wsclean.py and vs_wsclean.py.
@@ -29,7 +31,13 @@ compare_wsclean.py and vs_wsclean.py.
    ``--htclean-cmd`` (a shell command; {ms}, {out}, {size}, {scale}, {nchan}, {threads} and
    {config} are filled in: {config} is the cube configuration this script writes) is timed
    the same way; without it, ``htclean run`` of that configuration (``image.mode: cube``) when
-   ``htclean validate`` accepts it, else a line saying the cube mode is not in this htclean.
+   ``htclean validate`` accepts it, else a line saying the cube mode is not in this htclean:
+   of each ``--htclean`` executable in turn (main's and a branch's on the same MS), with
+   ``execution.request_cpus`` ``--request-cpus`` (default 1: one thread per job, as many
+   channel chains at once as there are cores) and ``--psf-oversize`` where given. Per run
+   also the jobs, wall, CPU and peak memory of each job type (the job records) and the worst
+   plane's max |diff| / WSClean's restored peak of the restored image and the residual, and
+   of the model's flux. ``--remove-runs`` removes each run directory (~2 GB) once measured.
    Figures are printed, never asserted.
 
 Measured with WSClean 3.1.0 on the shared 2-core machine (load 7-12 from other work, so the
@@ -40,7 +48,8 @@ the line source's dirty flux follows the truth (less the bright source's sidelob
 Timing, 2.99M visibilities, 64 channels, 512², 4-5 major cycles per channel: ``wsclean
 -channels-out 64`` wall 197 s and 239 s (two runs), CPU 81 s and 88 s, peak RSS 67 MiB;
 `htclean run` (the same branch ``cube`` build, 64 channel loops, 3148 files) wall 174 s,
-CPU 153 s, peak RSS 908 MiB of its largest process, at the same load.
+CPU 153 s, peak RSS 908 MiB of its largest process, at the same load. Later figures, main
+against the branch ``cubefast`` (issue 20): README, "A 64-channel cube against WSClean".
 """
 
 from __future__ import annotations
@@ -186,15 +195,20 @@ def timed(cmd: list[str], log: Path) -> tuple[float, float, float]:
     return wall, float(peak_file.read_text().split()[-1]) / 1024, cpu
 
 
-def cube_config(ms: Path, truth: dict, threads: int) -> str:
+def cube_config(ms: Path, truth: dict, request_cpus: int,
+                psf_oversize: float | None = None) -> str:
     """htclean's configuration of the timing cube: vs_wsclean.py's CLEAN settings with
-    ``image.mode: cube``."""
-    text = vs_wsclean.htclean_config(ms, truth, threads, None, None, 1e-5)
+    ``image.mode: cube``, ``execution.request_cpus`` (the threads of every job; the engine
+    runs as many jobs at once as there are cores) and ``image.psf_oversize`` where given."""
+    text = vs_wsclean.htclean_config(ms, truth, request_cpus, None, None, 1e-5, psf_oversize)
     return text.replace("image:\n", f"image:\n  mode: cube\n  rest_frequency: {REST}\n", 1)
 
 
-def timing(work: Path, threads: int, htclean_cmd: str | None, wsclean: bool = True) -> None:
-    """Part 2 (module docstring); ``wsclean`` False: the htclean side alone."""
+def timing(work: Path, threads: int, htclean_cmd: str | None, wsclean: bool = True,
+           exes: list[str] | None = None, psf_oversize: float | None = None,
+           keep_runs: bool = True, request_cpus: int = 1) -> None:
+    """Part 2 (module docstring); ``wsclean`` False: the htclean side alone; ``exes``: the
+    htclean executables to time one after the other on the same MS (default: this one's)."""
     ms, truth = simulate(work, "cube64", TIMING)
     size, _ = geometry(truth)
     obs = truth["observation"]
@@ -215,27 +229,78 @@ def timing(work: Path, threads: int, htclean_cmd: str | None, wsclean: bool = Tr
         print(f"WSClean -channels-out {nchan}: {nvis / 1e6:.2f}M visibilities, {size}², "
               f"Briggs 0, Hogbom to 3 sigma: wall {wall:.1f} s, CPU {cpu:.0f} s, peak memory "
               f"{peak:.0f} MiB, {threads} threads (load after {vs_wsclean.load()})")
-    ht_dir = work / "cube64-htclean"
-    ht_dir.mkdir(exist_ok=True)
-    config = ht_dir / "cube.yml"
-    config.write_text(cube_config(ms, truth, threads))
-    if htclean_cmd is None:
-        valid = subprocess.run([vs_wsclean.htclean_exe(), "validate", str(config)],
-                               capture_output=True, text=True)
-        if valid.returncode != 0:
-            print("htclean: image.mode cube is not in this htclean "
-                  f"({valid.stderr.strip() or valid.stdout.strip()}); pass --htclean-cmd "
-                  "or run again once it is")
-            return
-        htclean_cmd = f"{shlex.quote(vs_wsclean.htclean_exe())} run {{config}} -o {{out}} --force"
-    command = htclean_cmd.format(ms=ms, out=ht_dir / "run", size=size, scale=scale,
-                                 nchan=nchan, threads=threads, config=config)
-    print(f"[cube64] {command} ... (load {vs_wsclean.load()})", flush=True)
-    h_wall, h_peak, h_cpu = timed(["bash", "-c", command], ht_dir / "htclean.log")
-    ratio = (f"; ratio htclean / WSClean wall {h_wall / wall:.2f}x, CPU {h_cpu / cpu:.2f}x"
-             if wall else "")
-    print(f"htclean: wall {h_wall:.1f} s, CPU {h_cpu:.0f} s, peak memory {h_peak:.0f} MiB "
-          f"(largest process){ratio} (load after {vs_wsclean.load()})")
+    for n, exe in enumerate(exes or [vs_wsclean.htclean_exe()]):
+        ht_dir = work / ("cube64-htclean" if n == 0 else f"cube64-htclean-{n}")
+        ht_dir.mkdir(exist_ok=True)
+        config = ht_dir / "cube.yml"
+        config.write_text(cube_config(ms, truth, request_cpus, psf_oversize))
+        command = htclean_cmd
+        if command is None:
+            valid = subprocess.run([exe, "validate", str(config)], capture_output=True,
+                                   text=True)
+            if valid.returncode != 0:
+                why = valid.stderr.strip() or valid.stdout.strip()
+                print(f"htclean: image.mode cube is not in {exe} ({why}); pass "
+                      "--htclean-cmd or run again once it is")
+                continue
+            command = f"{shlex.quote(exe)} run {{config}} -o {{out}} --force"
+        run = ht_dir / "run"
+        command = command.format(ms=ms, out=run, size=size, scale=scale, nchan=nchan,
+                                 threads=threads, config=config)
+        print(f"[cube64] {command} ... (load {vs_wsclean.load()})", flush=True)
+        h_wall, h_peak, h_cpu = timed(["bash", "-c", command], ht_dir / "htclean.log")
+        ratio = (f"; ratio htclean / WSClean wall {h_wall / wall:.2f}x, CPU {h_cpu / cpu:.2f}x"
+                 if wall else "")
+        print(f"htclean: wall {h_wall:.1f} s, CPU {h_cpu:.0f} s, peak memory {h_peak:.0f} MiB "
+              f"(largest process){ratio} (load after {vs_wsclean.load()})")
+        job_types(run)
+        if (ws_dir / f"wsclean-{nchan - 1:04d}-residual.fits").is_file():
+            agreement(run, ws_dir, nchan)  # WSClean's planes, of this or an earlier run
+        if not keep_runs:
+            shutil.rmtree(run, ignore_errors=True)
+
+
+def job_types(run: Path) -> None:
+    """Per job type: jobs, wall s and CPU s summed, the largest peak memory (job records)."""
+    import json
+
+    rows: dict[str, list[float]] = {}
+    for rec in vs_wsclean.records(run):
+        kind = rec["job"].split("-")[1] if rec["job"].startswith("ch") else \
+            rec["job"].split("-")[0]
+        row = rows.setdefault(kind, [0, 0.0, 0.0, 0.0])
+        row[0] += 1
+        row[1] += rec["wall_s"]
+        row[2] += rec["cpu_s"]
+        row[3] = max(row[3], rec["max_rss_mb"])
+    print("per job type (records): " + json.dumps(
+        {k: f"{int(n)} jobs, {w:.1f} s, {c:.1f} CPU s, peak {m:.0f} MB" for k, (n, w, c, m)
+         in sorted(rows.items())}))
+
+
+def agreement(run: Path, ws_dir: Path, nchan: int) -> None:
+    """The worst plane's max |htclean - WSClean| / the peak of WSClean's restored plane (as
+    vs_wsclean.agreement), of the restored image and the residual, and the worst relative
+    difference of the model's flux."""
+    from htclean.imaging import fitscube
+
+    outputs = run / "outputs"
+    worst = {"image": 0.0, "residual": 0.0}
+    for kind in worst:
+        ours = fitscube.read_cube(outputs / f"bench-{kind}.fits").data
+        for c in range(nchan):
+            peak = float(np.abs(fits.read_fits(ws_dir / f"wsclean-{c:04d}-image.fits")[0]).max())
+            theirs = fits.read_fits(ws_dir / f"wsclean-{c:04d}-{kind}.fits")[0]
+            worst[kind] = max(worst[kind], float(np.abs(ours[c] - theirs).max()) / peak)
+        del ours
+    model = fitscube.read_cube(outputs / "bench-model.fits").data
+    flux = 0.0
+    for c in range(nchan):
+        theirs = float(fits.read_fits(ws_dir / f"wsclean-{c:04d}-model.fits")[0].sum())
+        flux = max(flux, abs(float(model[c].sum()) - theirs) / max(abs(theirs), 1e-30))
+    print(f"against WSClean, worst plane, max |diff| / WSClean's restored peak: image "
+          f"{worst['image']:.2e}, residual {worst['residual']:.2e}; model flux relative "
+          f"difference {flux:.2e}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,6 +313,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="timing: the htclean side alone (WSClean's figures from an earlier run)")
     p.add_argument("--htclean-cmd", help="shell command that images the timing MS as a cube "
                    "({ms} {out} {size} {scale} {nchan} {threads} {config})")
+    p.add_argument("--htclean", nargs="+", metavar="EXE", help="timing: these htclean "
+                   "executables one after the other on the same MS (e.g. main's, then a "
+                   "branch's); default: the one beside this Python")
+    p.add_argument("--psf-oversize", type=float, help="timing: htclean's image.psf_oversize "
+                   "(default: htclean's own, 2; WSClean's PSF is the image's size, 1)")
+    p.add_argument("--request-cpus", type=int, default=1,
+                   help="timing: htclean's execution.request_cpus, each job's threads (default "
+                   "1: a cube's channels run as chains of their own, as many at once as there "
+                   "are cores; 2 gives every job both cores, as an mfs run)")
+    p.add_argument("--remove-runs", action="store_true",
+                   help="timing: remove each htclean run directory once measured (~2 GB)")
     args = p.parse_args(argv)
     if shutil.which("wsclean") is None:
         sys.exit("wsclean is not installed (apt-get install wsclean)")
@@ -256,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_check:
         check(work, args.threads)
     if not args.skip_timing:
-        timing(work, args.threads, args.htclean_cmd, wsclean=not args.no_wsclean)
+        timing(work, args.threads, args.htclean_cmd, wsclean=not args.no_wsclean,
+               exes=args.htclean, psf_oversize=args.psf_oversize,
+               keep_runs=not args.remove_runs, request_cpus=args.request_cpus)
     return 0
 
 

@@ -20,8 +20,9 @@ engine's open files, passed over the socket), its own exit status, and its own j
 Used only for a console script of this installation (``htclean-*`` whose ``#!`` interpreter
 is this Python); anything else, or ``HTCLEAN_FORKSERVER=0``, runs as a plain subprocess.
 Protocol: one Unix-socket connection per job; the client sends the request (JSON: argv, cwd,
-env) with its three file descriptors (SCM_RIGHTS), the server answers ``pid N`` at the fork
-and ``exit S`` (the Popen convention: -signal when killed) when the child ends. The server
+env) with its three file descriptors (SCM_RIGHTS); the child answers ``pid N`` once it has
+its own session and ``exit S`` just before it exits (the server sends ``exit S``, the Popen
+convention: -signal when killed, for a child that did not). The server
 is single-threaded (it forks, so no lock may be held by another thread) and exits when the
 engine closes its stdin.
 """
@@ -217,8 +218,13 @@ def popen(argv: list[str], cwd: str | os.PathLike, env: dict[str, str], stdin, s
 # --- the server --------------------------------------------------------------------------------
 
 
-def _child(request: dict, fds: list[int], entry: str, keep: list, ready: int) -> None:
-    """In the forked child: become the job, run it, exit with its status. Never returns."""
+def _child(request: dict, fds: list[int], entry: str, keep: list, ready: int,
+           conn: socket.socket) -> None:
+    """In the forked child: become the job, run it, exit with its status. Never returns.
+    The child answers the engine on ``conn`` itself: ``pid N`` once it has its own session,
+    and its status just before it exits, so the engine moves on while the kernel tears the
+    process down (a few ms for a child of this server); one killed by a signal has its
+    status sent by the server when it is reaped."""
     code = 1
     try:
         for obj in keep:
@@ -227,6 +233,7 @@ def _child(request: dict, fds: list[int], entry: str, keep: list, ready: int) ->
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         os.setsid()
+        conn.sendall(f"pid {os.getpid()}\n".encode())  # the engine may signal it now
         os.write(ready, b"1")
         os.close(ready)
         for target, fd in enumerate(fds):
@@ -261,6 +268,8 @@ def _child(request: dict, fds: list[int], entry: str, keep: list, ready: int) ->
         with contextlib.suppress(BaseException):
             sys.stdout.flush()
             sys.stderr.flush()
+        with contextlib.suppress(BaseException):
+            conn.sendall(f"exit {code & 0xFF}\n".encode())
         os._exit(code & 0xFF)
 
 
@@ -355,19 +364,18 @@ def _start_child(conn: socket.socket, scripts: dict[str, str], sel, children: di
         entry = scripts.get(request.get("name") or "")
         if entry is None or len(fds) != 3:
             raise ValueError(f"not a served executable: {request.get('argv')}")
-        keep = [sel, listener, conn, *(c for c, _ in children.values())]
+        keep = [sel, listener, *(c for c, _ in children.values())]
         ready_r, ready_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(ready_r)
-            _child(request, fds, entry, keep, ready_w)
+            _child(request, fds, entry, keep, ready_w, conn)
         os.close(ready_w)
-        os.read(ready_r, 1)  # the child has its own session: the engine may signal it now
+        os.read(ready_r, 1)  # the child has its own session and has sent its pid
         os.close(ready_r)
         pidfd = os.pidfd_open(pid)
         children[pidfd] = (conn, pid)
         sel.register(pidfd, selectors.EVENT_READ, "child")
-        conn.sendall(f"pid {pid}\n".encode())
     except (OSError, ValueError) as exc:
         with contextlib.suppress(OSError):
             conn.sendall(f"error {exc}\n".encode())

@@ -12,10 +12,12 @@ RA, DEC, FREQ, STOKES; FREQ from --frequencies in the frame --specsys; RESTFRQ f
 ``restore.common_beam`` one common beam in the header and NAME-image.fits restored with it
 (imaging/spectral/stack.py), and NAME-summary.json. A channel given as ``-`` had no
 unflagged data: its planes are NaN (as the products module reads a flagged plane) and its
-BEAMS row zeros. One cube is held at a time. Where htclean has
+BEAMS row zeros. One cube is held at a time by the job process. Where htclean has
 imaging/spectral/products.py, it also writes the moment maps (NAME-mom0.fits,
 NAME-mom1.fits, with a rest frequency) and NAME-channels.png through it, and the summary
-with its ``cube_summary``.
+with its ``cube_summary``: the image cube is written first, then the moments and the
+preview are made from it in forked children (executables/forked.py), each holding the image
+cube, while the job stacks the other four cubes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +93,9 @@ def plane(job: Job, prefix: str, kind: str, shape: tuple[int, int]) -> np.ndarra
 
 
 def work(args: argparse.Namespace, job: Job) -> None:
+    from htclean.executables.forked import run_forked
     from htclean.imaging.cpus import planned_threads
-    from htclean.imaging.fitscube import write_cube
-    from htclean.imaging.spectral.stack import common_beam, restore_plane
+    from htclean.imaging.spectral.stack import common_beam
     from htclean.workflows.names import CUBE_KINDS
 
     settings = job.settings
@@ -109,31 +112,81 @@ def work(args: argparse.Namespace, job: Job) -> None:
                              "channel's")
     beams = [headers[p][1] if p in headers else None for p in args.channels]
     beam: Any = common_beam(beams) if settings["restore"]["common_beam"] else beams
-    threads, rest = planned_threads(settings), settings["image"]["rest_frequency"]
-    for kind in CUBE_KINDS:  # one cube in memory at a time
-        cube = np.empty((len(args.channels), *geom.shape), np.float32)
-        for i, p in enumerate(args.channels):
-            if kind == "image" and settings["restore"]["common_beam"] and p != BLANK:
-                cube[i] = restore_plane(plane(job, p, "model", geom.shape),
-                                        plane(job, p, "residual", geom.shape), beam, geom.cell,
-                                        threads=threads)
-            else:
-                cube[i] = plane(job, p, kind, geom.shape)
-        path = Path(f"{args.name}-{kind}.fits")
-        write_cube(path, cube, geom, np.asarray(args.frequencies), specsys=args.specsys,
-                   rest_freq=rest, beams=beam, width=args.width,
-                   bunit="Jy/pixel" if kind == "model" else "Jy/beam",
-                   history=[f"htclean-cube: {len(args.channels)} channels, each cleaned on "
-                            "its own"])
-        job.output(path)
-        del cube
+    stack = Stacker(job, args, geom, beam, planned_threads(settings))
+    rest, products = settings["image"]["rest_frequency"], products_module()
+    stack(CUBE_KINDS[0])  # the image cube first: the moments and the preview read it
+    side = side_products(products, args.name, rest)
+    # the other cubes here, the moments and the preview in forked children meanwhile
+    run_forked([lambda: [stack(kind) for kind in CUBE_KINDS[1:]], *(f for f, _ in side)])
+    for _, paths in side:
+        for path in paths:
+            job.output(path)
     per_channel = []
     for i, (f, p) in enumerate(zip(args.frequencies, args.channels, strict=True)):
         own = BLANK_SUMMARY if p == BLANK else \
             json.loads(job.read(f"{p}-summary.json", "--channels").read_text())
         per_channel.append({"channel": i, "frequency_hz": f, **own,
                             "velocity_kms": velocity(f, rest)})
-    write_products(job, args.name, rest, per_channel)
+    summary = Path(f"{args.name}-summary.json")
+    if products is None:
+        job.write_json(summary, {"name": args.name, "mode": "cube", "channels": per_channel})
+    else:
+        job.output(products.cube_summary(per_channel, summary, rest_freq=rest))
+
+
+class Stacker:
+    """Writes one cube (``NAME-KIND.fits``) at a time from the channels' planes."""
+
+    def __init__(self, job: Job, args: argparse.Namespace, geom: Any, beam: Any,
+                 threads: int) -> None:
+        self.job, self.args, self.geom, self.beam, self.threads = job, args, geom, beam, threads
+
+    def __call__(self, kind: str) -> None:
+        from htclean.imaging.fitscube import write_cube
+        from htclean.imaging.spectral.stack import restore_plane
+
+        job, args, geom = self.job, self.args, self.geom
+        settings = job.settings
+        cube = np.empty((len(args.channels), *geom.shape), np.float32)
+        for i, p in enumerate(args.channels):
+            if kind == "image" and settings["restore"]["common_beam"] and p != BLANK:
+                cube[i] = restore_plane(plane(job, p, "model", geom.shape),
+                                        plane(job, p, "residual", geom.shape), self.beam,
+                                        geom.cell, threads=self.threads)
+            else:
+                cube[i] = plane(job, p, kind, geom.shape)
+        path = Path(f"{args.name}-{kind}.fits")
+        write_cube(path, cube, geom, np.asarray(args.frequencies), specsys=args.specsys,
+                   rest_freq=settings["image"]["rest_frequency"], beams=self.beam,
+                   width=args.width, bunit="Jy/pixel" if kind == "model" else "Jy/beam",
+                   history=[f"htclean-cube: {len(args.channels)} channels, each cleaned on "
+                            "its own"])
+        job.output(path)
+
+
+def side_products(products: Any, name: str, rest: float | None
+                  ) -> list[tuple[Callable[[], None], list[Path]]]:
+    """The pieces that read the image cube once it is written, each with the paths it
+    writes: the moment maps (with a rest frequency) and the channel preview, where
+    products.py exists (none otherwise)."""
+    if products is None:
+        return []
+    cube = Path(f"{name}-image.fits")
+    png = Path(f"{name}-channels.png")
+    out: list[tuple[Callable[[], None], list[Path]]] = []
+    if rest:
+        moments = [Path(f"{name}-mom0.fits"), Path(f"{name}-mom1.fits")]
+        out.append((lambda: check_paths(products.write_moments(cube, Path("."), name),
+                                        moments), moments))
+    out.append((lambda: check_paths([products.channel_preview(cube, png)], [png]), [png]))
+    return out
+
+
+def check_paths(written: list[Path], expected: list[Path]) -> None:
+    """Raise when a product was written under another name than the one declared."""
+    if [Path(p).name for p in written] != [p.name for p in expected]:
+        raise RuntimeError(f"wrote {[str(p) for p in written]}, expected "
+                           f"{[str(p) for p in expected]}")
 
 
 def velocity(frequency: float, rest: float | None) -> float | None:
@@ -141,21 +194,6 @@ def velocity(frequency: float, rest: float | None) -> float | None:
     from htclean.imaging.spectral.moments import radio_velocity
 
     return None if rest is None else float(radio_velocity(np.array([frequency]), rest)[0])
-
-
-def write_products(job: Job, name: str, rest: float | None, per_channel: list[dict]) -> None:
-    """NAME-summary.json, and the moments and channel preview where products.py exists."""
-    products = products_module()
-    summary = Path(f"{name}-summary.json")
-    if products is None:
-        job.write_json(summary, {"name": name, "mode": "cube", "channels": per_channel})
-    else:
-        cube = Path(f"{name}-image.fits")
-        if rest:
-            for path in products.write_moments(cube, Path("."), name):
-                job.output(path)
-        job.output(products.channel_preview(cube, Path(f"{name}-channels.png")))
-        job.output(products.cube_summary(per_channel, summary, rest_freq=rest))
 
 
 def main(argv: list[str] | None = None) -> int:

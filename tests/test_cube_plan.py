@@ -107,6 +107,28 @@ def test_a_cube_plan_validates_on_every_site(tmp_path, line_ms, schemas, site): 
             check_graph(d, docs["transformations.yml"], inline, EXEC_SITE[site], fan_in=4)
 
 
+def test_a_local_cube_runs_each_minor_cycle_in_next(tmp_path, line_ms):
+    """On site local a cube's channels fold the minor cycle into next (execution.deconvolve_on
+    auto), as a pool without a GPU does: a cycle's level is its residual jobs and its next; an
+    mfs run on site local keeps its deconvolve job."""
+    cfg, result = cube_plan(tmp_path, line_ms, "local", 1, start=2, nchan=4, width=2)
+    resolved = config.read_yaml(result.files["config.yml"])
+    ctx = RunContext.from_config(resolved, config.parse(resolved))
+    assert not ctx.minor_cycle_in_next  # the top level has no minor cycle of its own
+    for c in group_contexts(ctx):
+        assert c.minor_cycle_in_next
+        level = kinds(serialize.as_dict(graph.cycle_workflow(c, 2)[0]))
+        assert level == Counter({"residual": 1, "next": 1, "cycle": 1}), level
+        args = [str(a) for a in next(j for j in serialize.as_dict(
+            graph.cycle_workflow(c, 2)[0])["jobs"] if j["id"].endswith("next-c02"))["arguments"]]
+        assert args[args.index("--output-model") + 1].endswith("-model-c03.json")
+    mfs = {**resolved, "image": {**resolved["image"], "mode": "mfs"},
+           "output": {**resolved["output"], "group": None}}
+    mctx = RunContext.from_config(mfs, config.parse(mfs))
+    assert not mctx.minor_cycle_in_next
+    assert "deconvolve" in kinds(serialize.as_dict(graph.cycle_workflow(mctx, 2)[0]))
+
+
 def bad(tmp_path, capsys, ms, **image) -> str:
     cfg = write_config(tmp_path, "unused", "local", 2,
                        data={"ms": [str(m) for m in ms] if isinstance(ms, list) else str(ms),

@@ -201,7 +201,8 @@ PARAMETERS: tuple[Param, ...] = (
           "where the minor cycle runs on a pool: submit (the submit host, in HTCondor's local "
           "universe, as next: no negotiation per cycle), pool (a pool job; with "
           "gridder.device gpu it gets a GPU), or auto (pool with gridder.device gpu, else "
-          "submit)",
+          "submit). On site local (htclean run) auto folds the minor cycle into next for a "
+          "cube's channels and keeps a deconvolve job for an mfs run; submit folds it for both",
           choice("auto", "submit", "pool")),
     Param("execution.pegasus_home", None,
           "Pegasus installed at this path on the execute nodes (or in the container): pool "
