@@ -7,7 +7,9 @@ The inputs are partials (imaging.ms.partials.save_partial) of one kind: densitie
 tree), PSF + dirty (the image tree) or residuals. They are summed in float64 and must agree on
 the pixel grid (size, cell, centre; the band is the union of theirs), the kind and the shape
 of every image; the PSF is ``image.psf_oversize`` x the image (imaging.geometry.psf_shape).
-An inner level writes the sum as a partial (``--output``). The root divides by the total
+An inner level writes the sum as a partial (``--output``); empty partials (the residual
+jobs of a cycle the loop stopped before: imaging.ms.partials.skipped) sum to one, and a root
+refuses them. The root divides by the total
 weight sum and writes FITS (imaging.fits.write_fits): ``--image-fits`` gets the dirty or the
 residual image, ``--psf-fits`` the PSF at its own size (image tree only; same cell and
 centre, CRPIX = psf_n/2 + 1). Partials of Taylor terms (``dirty-ttN``, ``psf-ttN``,
@@ -48,6 +50,14 @@ def sum_partials(job: Job, paths: list[str]):
     first = None
     for path in paths:
         p = partials.load_partial(job.read(path, "--inputs"))
+        if total is not None and partials.is_skipped(p) != partials.is_skipped(total):
+            # the loop stopped before this cycle: every input is empty, or none is
+            empty, full = (first, path) if partials.is_skipped(total) else (path, first)
+            raise InputError(f"--inputs: {empty} is an empty partial (the loop stopped), "
+                             f"{full} is not")
+        if partials.is_skipped(p):
+            total, first = (p, path) if total is None else (total, first)
+            continue
         if p.geom is None:
             raise InputError(f"--inputs: {path} carries no image geometry")
         if total is None:
@@ -71,6 +81,11 @@ def sum_partials(job: Job, paths: list[str]):
 
 def check_config(job: Job, total) -> None:
     """InputError unless the summed partials have the configured size, cell and PSF size."""
+    from htclean.imaging.ms import partials
+
+    if partials.is_skipped(total):
+        raise InputError(f"--inputs: empty partials (the loop stopped: "
+                         f"{total.meta['skipped']}), no image to write")
     image = job.settings["image"]
     want = (image["nx"], image["ny"])
     if (total.geom.nx, total.geom.ny) != want:
@@ -95,12 +110,13 @@ def work(args: argparse.Namespace, job: Job) -> None:
         raise InputError("give either --output (inner level) or --image-fits (root)")
     if args.output is not None and args.psf_fits is not None:
         raise InputError("--psf-fits: only at the root (with --image-fits), not with --output")
+    from htclean.imaging.ms import partials
+
     total = sum_partials(job, args.inputs)
-    check_config(job, total)
+    if args.output is None or not partials.is_skipped(total):  # empty ones pass on
+        check_config(job, total)
     job.visibilities = total.visibilities
     if args.output is not None:
-        from htclean.imaging.ms import partials
-
         partials.save_partial(args.output, total)
         job.output(args.output)
         return

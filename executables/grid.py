@@ -1,13 +1,17 @@
 """htclean-grid: one part's partial images, from one read of the part.
 
     htclean-grid --config R-config.yml --record R-JOB.record.json --mode MODE --part P.vis.npz
-                 [--weights R-weights.npz] [--model R-model-cKK.json] --output OUT.npz
+                 [--weights R-weights.npz] [--model R-model-cKK.json]
+                 [--decision R-next-c(K-1).json] --output OUT.npz
 
 Modes:
   weights    the part's weight density (uniform/Briggs), ``density`` float64
   psf-dirty  PSF and dirty image from one read (``psf``, ``dirty`` float32; the PSF is
              image.psf_oversize x the image, same cell and centre)
-  residual   the residual of the model component list (``residual`` float32)
+  residual   the residual of the model component list (``residual`` float32); with
+             ``--decision`` (next's R-next-cKK.json, a pool run whose residual jobs are
+             planned beside next: workflows/graph.py) an empty partial at once, without
+             reading the part, when the loop stopped (imaging.ms.partials.skipped)
 
 Every image is made for ``deconvolution.nterms`` Taylor terms (imaging/ms/parts.py): where
 nterms > 1 the psf-dirty mode makes the Taylor-weighted dirty images ``dirty-ttN`` and PSFs
@@ -46,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the weight density of all parts (uniform/Briggs weighting)")
     parser.add_argument("--model", metavar="R-model-cKK.json",
                         help="the model component list (mode residual)")
+    parser.add_argument("--decision", metavar="R-next-cKK.json",
+                        help="mode residual: the loop's decision before this cycle; when it "
+                        "says stop, write an empty partial at once")
     parser.add_argument("--output", required=True, metavar="OUT.npz",
                         help="where to write the partial (.npz)")
     return parser
@@ -71,13 +78,32 @@ def load_density(job: Job, path: str | None):
     return density
 
 
+def stopped(job: Job, path: str) -> str | None:
+    """Why the loop stopped, from next's decision file (``--decision``); None if it goes on."""
+    import json
+
+    try:
+        decision = json.loads(job.read(path, "--decision").read_text())
+        go_on, reason = decision["go_on"], str(decision["reason"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(f"--decision: {path} is not a decision of htclean-next") from None
+    if not isinstance(go_on, bool):
+        raise InputError(f"--decision: {path} has go_on {go_on!r}, not true or false")
+    return None if go_on else reason
+
+
 def work(args: argparse.Namespace, job: Job) -> None:
     from htclean.imaging.ms import partials, parts
 
     if args.mode == "residual" and args.model is None:
         raise InputError("--model: mode residual needs the model component list")
-    if args.mode != "residual" and args.model is not None:
-        raise InputError(f"--model: only for mode residual, not {args.mode}")
+    if args.mode != "residual" and (args.model, args.decision) != (None, None):
+        raise InputError(f"--model, --decision: only for mode residual, not {args.mode}")
+    reason = stopped(job, args.decision) if args.decision else None
+    if reason is not None:  # planned before the loop stopped: nothing reads this partial
+        partials.save_partial(args.output, partials.skipped(reason))
+        job.output(args.output)
+        return
     part = job.read(args.part, "--part", allow_dir=True)
     settings = job.settings
     density = None if args.mode == "weights" else load_density(job, args.weights)

@@ -192,15 +192,16 @@ def test_every_document_validates_and_holds_together(tmp_path, tiny_ms, long_ms,
 
     weighted = weighting != "natural"
     tree = tree_size(parts, 4)
-    assert kinds(docs["workflow.yml"]) == Counter(  # next-cKK is the trees' root
-        {"partition": 1, "grid": parts, "gather": tree - 1, "next": 1, "cycle": 1,
-         **({"weights": parts} if weighted else {}),
-         **({"gather-weights": tree} if weighted and parts > 1 else {})})
-    # the minor cycle: a deconvolve job of its own, or run by the next job before the level
-    # (condor and path here: on the submit host; ospool: on a GPU of the pool; local: the
-    # engine's graph)
+    # the minor cycle: a deconvolve job of its own, or run by the next job, whose level then
+    # ends with the next cycle's residual jobs (condor and path here: on the submit host;
+    # ospool: on a GPU of the pool; local: the engine's graph)
     folded = ctx.minor_cycle_in_next
     assert folded == (site in ("condor", "path"))
+    ahead = {"residual": parts} if folded else {}
+    assert kinds(docs["workflow.yml"]) == Counter(  # next-cKK is the trees' root
+        {"partition": 1, "grid": parts, "gather": (tree - 1) * (2 if folded else 1),
+         "next": 1, "cycle": 1, **ahead, **({"weights": parts} if weighted else {}),
+         **({"gather-weights": tree} if weighted and parts > 1 else {})})
     assert kinds(docs["cycle-02"]) == Counter(
         {"residual": parts, "gather": tree - 1, "next": 1, "cycle": 1,
          **({} if folded else {"deconvolve": 1})})
@@ -209,7 +210,8 @@ def test_every_document_validates_and_holds_together(tmp_path, tiny_ms, long_ms,
     m = 2 if folded else 1  # the model and state the level starts from, made by the one above
     assert inline == {names.config("run1"), names.psf_fits("run1"), names.model("run1", m),
                       names.state("run1", m), names.partitions("run1"),
-                      *([] if folded else [names.residual_fits("run1", 1)]),
+                      *(graph.residual_roots(ctx, 2) if folded else
+                        [names.residual_fits("run1", 1)]),
                       *(names.part("run1", i, parts) for i in range(parts)),
                       *([names.weights_root("run1", parts)] if weighted else [])}
     check_hand_off(docs, ctx)

@@ -21,8 +21,9 @@ from Pegasus.api import Workflow
 
 from htclean.catalogs import replicas
 from htclean.workflows import cube, names
+from htclean.workflows.builder import Builder
 from htclean.workflows.context import SMALL_FILE, RunContext, file_url
-from htclean.workflows.graph import Builder, first_level
+from htclean.workflows.graph import first_level
 
 
 def cube_inputs(ctx: RunContext) -> list[str]:

@@ -10,6 +10,7 @@ with one input): the root normalises and writes the FITS files.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -51,3 +52,12 @@ def levels(leaves: int, fan_in: int) -> list[list[Node]]:
         if len(nodes) == 1:
             return tree
         width = len(nodes)
+
+
+def root_inputs(leaves: list[str], fan_in: int, node: Callable[[int, int], str]) -> list[str]:
+    """The names the root of the tree over ``leaves`` sums: leaves, or inner nodes named
+    ``node(level, index)`` (what a level below the tree's own reads, without building it)."""
+    tree, below = levels(len(leaves), fan_in), leaves
+    for level in tree[:-1]:
+        below = [node(n.level, n.index) for n in level]
+    return [below[i] for i in tree[-1][0].inputs]

@@ -65,6 +65,17 @@ class Partial:
                        meta)
 
 
+def skipped(reason: str) -> Partial:
+    """An empty partial: no images, no geometry; a residual job planned before the loop
+    stopped (``reason``) writes it instead of gridding, and a gather of such partials only
+    passes one on (``is_skipped``)."""
+    return Partial({}, meta={"mode": "residual", "skipped": reason})
+
+
+def is_skipped(partial: Partial) -> bool:
+    return "skipped" in partial.meta
+
+
 def add_channel_weights(a: list, b: list) -> list[list[float]]:
     """Two lists of [frequency Hz, weight sum] added by frequency, ascending (multi-term MFS
     partials carry them)."""
