@@ -16,7 +16,9 @@ Reads the ``jobstate.log`` of every level (the top and each nested cycle sub-wor
 - compute: the htclean jobs on the serial path, EXECUTE to JOB_TERMINATED (the widest of a
   parallel step counts once);
 - bookkeeping: the rest (scheduling rounds, log scans, POST scripts, Pegasus's own jobs);
-- the serial path: the jobs of the level that the cycle's next job waited on, in order.
+- the serial path: the jobs that the cycle's next job waited on, in order: on a pool run
+  whose level holds next-c(K-1) and cycle K's residual jobs (workflows/graph.py) it starts in
+  the level above, after next-c(K-1), then the sub-workflow, then the level's own jobs.
 
 Then the whole run: its wall time, jobs by kind, and the tail after the last next job. The
 figures come from the pool's own records, so run it on a finished (or failed) workflow.
@@ -184,16 +186,24 @@ def report(submit: Path, detail: bool = False) -> int:
         planning = (sub.at("PRE_SCRIPT_SUCCESS", "PRE_SCRIPT_TERMINATED") or t0) - \
             (sub.at("PRE_SCRIPT_STARTED") or t0)
         dagman = (level.started or t0) - (sub.at("PRE_SCRIPT_SUCCESS") or t0)
+        # a pool run's cycle starts in the level above: next-c(K-1), then cycle K's residual
+        # jobs there (graph.py), then this level's create-dir and next-cKK
+        above = serial_path(previous, sub.name)[:-1]
+        names_above = [j.name for j in above]
+        above = above[names_above.index(nxt_prev) + 1:] if nxt_prev in names_above else []
         path = serial_path(level, nxt)
-        compute = compute_seconds(level, path)
+        compute = compute_seconds(previous, above) + compute_seconds(level, path)
         wall = t1 - t0
         walls.append(wall)
         book = wall - planning - dagman - compute
-        chain = " > ".join(HTCLEAN.sub(r"\2", j.name) for j in path)
+        chain = " > ".join([*(HTCLEAN.sub(r"\2", j.name) for j in above), name,
+                            *(HTCLEAN.sub(r"\2", j.name) for j in path)])
         print(f"{name:>8} {wall:>5}s {planning:>8}s {dagman:>6}s {compute:>7}s {book:>11}s  "
               f"{chain}")
         if detail:
-            print(f"{'':>8} {steps(path, level.started or t0)}")
+            parts = (steps(above, t0), f"plan+dagman {planning + dagman}",
+                     steps(path, level.started or t0))
+            print(f"{'':>8} {'; '.join(filter(None, parts))}")
         previous = level
     everything = [j for lv in found.values() for j in lv.jobs.values()]
     starts = [j.start for j in everything if j.start is not None]

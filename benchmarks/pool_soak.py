@@ -7,9 +7,11 @@ embedded engine), every image checked bit for bit against the undisturbed one.
 
 ``demo``: the demo's observation and settings (``htclean demo``: VLA D, 3 h, Briggs, Hogbom,
 2 parts, ~5 major cycles; ~17 minutes a run on the idle test pool); ``tiny``: the pool tests'
-run (720 rows, 64 x 64, 2 parts, 1 cycle; ~4 minutes). Both with ``gridder.threads: 1``,
-which makes runs bit-identical. The reference is the embedded engine's image of the same
-configuration. A fault aims at a job of cycle 1 or 2 (demo) or 1 (tiny), also drawn.
+run (720 rows, 64 x 64, 2 parts, here 2 cycles; ~5 minutes). Both with
+``gridder.threads: 1``, which makes runs bit-identical. The reference is the embedded
+engine's image of the same configuration. A fault aims at a job or level also drawn: the
+level cycle-01 or cycle-02 (demo) or cycle-01 (tiny), and in it the residual jobs of the next
+cycle (a level holds next-cKK and cycle K+1's residual jobs: workflows/graph.py).
 
 Prints one line per run, then a table: faults injected per kind, runs that finished with
 the reference image, jobs that ran again. Needs root (jobs are submitted as htcuser through
@@ -56,13 +58,14 @@ def demo_config(ws: Path) -> Path:
 
 
 def target(kind: str, rng: random.Random, cycles: int) -> str:
-    """The job (or level) a fault of ``kind`` aims at."""
-    k = rng.randint(1, cycles)
+    """The job (or level) a fault of ``kind`` aims at: level cycle-KK (K < ``cycles``, so
+    that it holds residual jobs, those of cycle K+1) or a job in it."""
+    k = rng.randint(1, cycles - 1)
     if kind == "next":
         return f"next-c{rng.randint(0, cycles - 1):02d}"
     if kind in ("dagman", "staging", "restart"):
         return f"cycle-{k:02d}"
-    return f"residual-c{k:02d}-p{rng.randint(0, 1):03d}"
+    return f"residual-c{k + 1:02d}-p{rng.randint(0, 1):03d}"
 
 
 def one_run(ws: Path, venv: Path, i: int, kind: str, aim: str, reference: np.ndarray) -> dict:
@@ -96,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     kinds = [k for k in args.faults.split(",") if k != "staging" or poolfaults.can_mount()]
     venv, ws = poolkit.user_venv(), poolkit.workspace("htclean-pool-soak")
     if args.workflow == "demo":
-        cfg, cycles = demo_config(ws), 2
+        cfg, cycles = demo_config(ws), 3
     else:
-        cfg, cycles = poolkit.write_config(ws, ws / "obs.ms", run_id="soak"), 1
+        cfg, cycles = poolkit.write_config(ws, ws / "obs.ms", run_id="soak", cycles=2), 2
     poolkit.give_to_user(ws)
     subprocess.run([str(venv / "htclean"), "run", str(cfg), "-o", str(ws / "engine")],
                    check=True, capture_output=True)

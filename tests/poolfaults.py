@@ -196,12 +196,27 @@ def dagman_pids(run: Run, level: str) -> list[int]:
             and (Path(cwd).name.split(".")[0] == level)]
 
 
+def job_level(job: str) -> str:
+    """The level (cycle-KK) that runs a job of a pool run whose minor cycle runs in next:
+    next-cKK heads cycle-KK and cycle K+1's residual jobs follow it there (graph.py), so a
+    residual job of cycle K runs in cycle-(K-1). Cycle 1's run in the top level, where the
+    grid jobs read the same parts: no fault that hides a part aims at them."""
+    k = int(job.split("-c")[1][:2]) - (1 if job.startswith("residual-") else 0)
+    if k < 1:
+        raise ValueError(f"{job} runs in the top level: aim at a job of a later cycle")
+    return f"cycle-{k:02d}"
+
+
 class Fault:
     """One fault, injected into ``run`` by a thread of its own; ``target`` is the job (dax
     id) it aims at, or the level for ``dagman``."""
 
-    TARGETS = {"evict": "residual-c01-p000", "transfer": "residual-c01-p001",
-               "missing": "residual-c01-p001", "dagman": "cycle-01", "staging": "cycle-01",
+    # a pool run's level cycle-KK holds next-cKK and cycle K+1's residual jobs (graph.py):
+    # the jobs aimed at here run in cycle-01, whose stage-in links the parts into its
+    # staging directory (cycle 1's run in the top level, beside the grid jobs reading the
+    # same parts); the run needs 2 major cycles at least
+    TARGETS = {"evict": "residual-c02-p000", "transfer": "residual-c02-p001",
+               "missing": "residual-c02-p001", "dagman": "cycle-01", "staging": "cycle-01",
                "next": "next-c00", "restart": "cycle-02"}
 
     def __init__(self, kind: str, run: Run, target: str | None = None,
@@ -254,10 +269,16 @@ class Fault:
     # --- the faults -----------------------------------------------------------------------
 
     def dagman_node(self) -> str:
-        """The job of level ``target`` after whose POST script ``dagman`` kills the level's
-        DAGMan: its first residual job (the level's minor cycle ran in the next job above;
-        that job succeeded and must not run again after the recovery)."""
-        return f"htclean-grid_residual-c{self.target[-2:]}-p000"
+        """The job of level ``target`` (cycle-KK) after whose POST script ``dagman`` kills the
+        level's DAGMan: its first residual job, of cycle K+1 (after the level's next job,
+        which ran the minor cycle; that job succeeded and must not run again after the
+        recovery)."""
+        return f"htclean-grid_residual-c{int(self.target[-2:]) + 1:02d}-p000"
+
+    @property
+    def level(self) -> str:
+        """The level the target job runs in (``job_level``)."""
+        return job_level(self.target)
 
     def _dag_job(self) -> str:
         kind = "next" if self.target.startswith("next") else "grid"
@@ -280,9 +301,8 @@ class Fault:
         self.injected.set()
 
     def _part_link(self) -> Path:
-        level = "cycle-" + self.target.split("-c")[1][:2]
         part = f"{self.run.run_id}-part-{self.target.rsplit('-p', 1)[1]}.vis.npz"
-        return scratch(self.run, level) / part
+        return scratch(self.run, self.level) / part
 
     def _hide_input(self) -> tuple[Path, Path] | None:
         """Hide the target's part in its level's staging directory once the level's
@@ -301,8 +321,7 @@ class Fault:
     def _held(self, timeout: float = 600) -> dict | None:
         """The target's first hold, as soon as its DAGMan logs it (the site's periodic_remove
         may remove the job a second later, before condor_q shows it held)."""
-        level = "cycle-" + self.target.split("-c")[1][:2]
-        return wait_for(lambda: hold_in_log(self.run, level, self._dag_job()), timeout,
+        return wait_for(lambda: hold_in_log(self.run, self.level, self._dag_job()), timeout,
                         step=0.1)
 
     def _transfer(self) -> None:

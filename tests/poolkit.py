@@ -135,8 +135,9 @@ def workspace(kind: str = "htclean-pool-tests") -> Path:
 
 def write_config(where: Path, ms: Path | list[Path], name: str = "config.yml",
                  wideband: bool = False, run_id: str | None = None, cube: bool = False,
-                 **execution) -> Path:
-    """The tiny run's configuration: 64 x 64, 2 parts, 1 major cycle, the gridder's defaults
+                 cycles: int = 1, **execution) -> Path:
+    """The tiny run's configuration: 64 x 64, 2 parts, ``cycles`` major cycles at most (1),
+    the gridder's defaults
     (single precision on the planned 2 threads, whatever cores a pool slot gives a job: the
     pool's images equal the engine's bit for bit); ``cube``: a cube of 2 output channels
     (of the 4 MS channels, 2 each), each cleaned on its own."""
@@ -144,7 +145,7 @@ def write_config(where: Path, ms: Path | list[Path], name: str = "config.yml",
            "image": {"name": NAME, "size": 64, "scale": "2asec"},
            "gridder": {"device": "cpu", "chunk_rows": 500},
            "deconvolution": {"niter": 300, "gain": 0.2, "mgain": 0.8, "auto_threshold": 3.0,
-                             "max_cycles": 1},
+                             "max_cycles": cycles},
            "partition": {"parts": 2, "axis": "time"},
            "execution": {"request_memory": "1GB", "retries": 1,
                          "container": None, **execution}}

@@ -3,7 +3,8 @@ and saying which jobs ran again (from the jobstate logs of every level): a compu
 evicted; an input transfer that fails, once and for good; a level's DAGMan killed; the
 staging directory full; the submit host's ``next`` job killed; the whole pool restarted.
 
-Three workflows (the tiny run of test_pool.py: 720 rows, 64 x 64, 2 parts, 1 major cycle),
+Three workflows (the tiny run of test_pool.py: 720 rows, 64 x 64, 2 parts; 2 major cycles
+here, so that a nested level, cycle-01, holds residual jobs: those of cycle 2, after next-c01),
 submitted at once from one module fixture: one takes the faults it survives by itself
 (eviction, a transfer failed once, its cycle's DAGMan killed, its next job killed; each aimed
 at a job of its own), one the input that stays missing, one the full staging directory (the
@@ -48,6 +49,7 @@ from htclean.imaging.fits import read_fits
 pytestmark = [pytest.mark.pool, pytest.mark.xdist_group("pool")]
 
 RUN_ID = "fx"
+CYCLES = 2  # cycle-01: next-c01, then cycle 2's residual jobs (the faults' targets)
 # Which workflow takes which fault: the faults a run survives by itself share one.
 RUN_OF = {"evict": "shared", "transfer": "shared", "dagman": "shared", "next": "shared",
           "restart": "shared", "missing": "missing", "staging": "staging"}
@@ -61,7 +63,7 @@ def faults():
     t0 = time.monotonic()
     print(f"\npool settings: {tune_pool()}")
     venv, ws = poolkit.user_venv(), poolkit.workspace("htclean-pool-faults")
-    cfg = write_config(ws, ws / "obs.ms", run_id=RUN_ID)
+    cfg = write_config(ws, ws / "obs.ms", run_id=RUN_ID, cycles=CYCLES)
     give_to_user(cfg)
     kinds = [k for k in KINDS if k != "staging" or can_mount()]
     runs = {key: Run(ws, venv, key, before_submit=mount_staging if key == "staging" else None)
@@ -116,7 +118,7 @@ def test_an_evicted_compute_job_starts_again(faults):
     fault = finished(faults, "evict")
     codes = user_log_events(fault.run, fault.notes["cluster"])
     assert "004" in codes and codes.count("001") >= 2, codes  # evicted, then executed again
-    events = level_events(fault.run, "cycle-01")[f"htclean-grid_{fault.target}"]
+    events = level_events(fault.run, fault.level)[f"htclean-grid_{fault.target}"]
     # one job (no DAGMan retry used): executing, evicted, executing again, terminated
     assert events.count("SUBMIT") == 1 and "JOB_EVICTED" in events, events
     assert events.count("EXECUTE") == 2 and "JOB_TERMINATED" in events, events
@@ -126,7 +128,7 @@ def test_a_failed_input_transfer_is_removed_and_retried(faults):
     fault = finished(faults, "transfer")
     assert fault.notes["held"] == 13, fault.notes  # TransferInputError
     assert Path(fault.notes["hidden"]).name in fault.notes["hold_reason"]
-    events = level_events(fault.run, "cycle-01")[f"htclean-grid_{fault.target}"]
+    events = level_events(fault.run, fault.level)[f"htclean-grid_{fault.target}"]
     # held (HTCondor logs an eviction first), removed by periodic_remove, retried by DAGMan
     assert events.count("SUBMIT") == 2 and events[-1] == "POST_SCRIPT_TERMINATED", events
     assert events[:5] == ["SUBMIT", "JOB_EVICTED", "JOB_HELD", "JOB_ABORTED",
@@ -140,12 +142,15 @@ def test_an_input_that_stays_missing_fails_the_run_named_then_resumes(faults):
     part = Path(fault.notes["hidden"]).name
     assert part in fault.notes["analyzer"], fault.notes["analyzer"][-3000:]
     assert fault.notes["pegasus_run"] == 0
-    # the two held tries, then the one after pegasus-run; the jobs of the level that had
-    # succeeded do not run again (the pool restart may still rerun what it interrupted)
+    # the two held tries, then the one after pegasus-run; the jobs that had succeeded, in
+    # the failed level and above, do not run again (the pool restart may still rerun what
+    # it interrupted)
     again = htclean_reruns(fault)
-    assert again.pop(f"cycle-01/htclean-grid_{fault.target}") >= 3, again
+    assert again.pop(f"{fault.level}/htclean-grid_{fault.target}") >= 3, again
     assert not {f"{RUN_ID}/htclean-next_next-c00",  # it ran minor cycle 1
-                "cycle-01/htclean-grid_residual-c01-p000"} & set(again), again
+                f"{RUN_ID}/htclean-grid_residual-c01-p001",
+                f"{fault.level}/htclean-next_next-c01",  # it ran minor cycle 2
+                f"{fault.level}/htclean-grid_residual-c02-p000"} & set(again), again
 
 
 def test_a_killed_dagman_recovers_without_rerunning_a_compute_job(faults):
@@ -165,10 +170,11 @@ def test_a_killed_dagman_recovers_without_rerunning_a_compute_job(faults):
 
 def test_a_full_staging_directory_fails_then_pegasus_run_finishes(faults):
     fault = finished(faults, "staging")
-    # condorio: the first job to write into the full staging directory is the minor cycle on
-    # the submit host (execution.deconvolve_on: auto); it exits 3 naming the place, DAGMan
-    # retries it, the level fails; a pool job there instead would be held (code 12, HTCondor
-    # cannot write its outputs back). The space freed, pegasus-run finishes.
+    # condorio: the first job to write into the full staging directory is either the level's
+    # next job on the submit host (the minor cycle: execution.deconvolve_on auto), which
+    # exits 3 naming the place, is retried and fails the level, or, once next is over, a
+    # residual job beside the stage-in, held (code 12: HTCondor cannot write its outputs
+    # back). The space freed, pegasus-run finishes.
     assert fault.notes["failed"] == 1, fault.notes
     if "held" in fault.notes:
         assert fault.notes["held"] == 12, fault.notes
@@ -176,7 +182,7 @@ def test_a_full_staging_directory_fails_then_pegasus_run_finishes(faults):
         assert str(fault.run.out / "scratch") in fault.notes["hold_reason"]
     else:
         analyzer = fault.notes["analyzer"]
-        assert "deconvolve-c01" in analyzer, analyzer[-3000:]
+        assert "next-c01" in analyzer, analyzer[-3000:]
         assert "No space left on device" in analyzer, analyzer[-3000:]
         assert str(fault.run.out / "scratch") in analyzer, analyzer[-3000:]
     assert fault.notes["pegasus_run"] == 0
