@@ -178,7 +178,8 @@ def fail_then_resume(faulty: Run) -> dict:
     """The failed run as pegasus-analyzer -r names it, its jobs' events before and after
     pegasus-run on its rescue DAGs, and how the resumed run ended."""
     state = faulty.wait()
-    # -r goes one level down, into the failed cycle-01 (deeper, -T walks every level)
+    # FAILING runs in the top level, after next-c00 (graph.py); -r goes one level down
+    # where a nested level failed (deeper, -T walks every level)
     named = as_user(f"pegasus-analyzer -r {faulty.submit}", timeout=300).stdout
     before = job_events(faulty.submit)
     if state == 0:
