@@ -28,10 +28,12 @@ With ``--output-model`` (a pool run whose minor cycle runs on the submit host, g
 runs the next minor cycle as well, once it has decided to go on: minor cycle K+1
 (executables.deconvolve, the same code and bytes) on the residual it has just made, with the
 PSF (``--psf``; at cycle 0 the ``--psf-fits`` it wrote) and cycle K's ``--model`` and
-``--state``. The next level then holds no minor-cycle job: its serial path is its residual
-jobs and its ``next``. The outputs are declared, so they are written when the loop stops
-too: cycle K's model and state unchanged (the final level's restore reads them), or at
-cycle 0 an empty model and a cycle-0 state that nothing reads.
+``--state``. Its own level then goes on with cycle K+1's residual jobs, which read that model
+and the ``--decision`` (they write empty partials at once when it says stop), and the next
+level starts with next-c(K+1) summing their partials (workflows/graph.py). The outputs are
+declared, so they are written when the loop stops too: cycle K's model and state unchanged
+(the final level's restore reads them), or at cycle 0 an empty model and a cycle-0 state
+that nothing reads.
 """
 
 from __future__ import annotations
