@@ -188,9 +188,9 @@ def report(submit: Path, detail: bool = False) -> int:
         dagman = (level.started or t0) - (sub.at("PRE_SCRIPT_SUCCESS") or t0)
         # a pool run's cycle starts in the level above: next-c(K-1), then cycle K's residual
         # jobs there (graph.py), then this level's create-dir and next-cKK
-        above = serial_path(previous, sub.name)[:-1]
-        names_above = [j.name for j in above]
-        above = above[names_above.index(nxt_prev) + 1:] if nxt_prev in names_above else []
+        # (or the level's stage-in, beside next-c(K-1), when it ends later): the chain's
+        # jobs that ended after next-c(K-1)
+        above = [j for j in serial_path(previous, sub.name)[:-1] if (j.end or 0) > t0]
         path = serial_path(level, nxt)
         compute = compute_seconds(previous, above) + compute_seconds(level, path)
         wall = t1 - t0
