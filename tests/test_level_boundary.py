@@ -56,6 +56,13 @@ def test_each_level_is_next_then_the_next_cycles_residual_jobs(tmp_path, tiny_ms
             assert names.decision(R, k) not in inline and names.model(R, k + 1) not in inline
 
 
+def test_no_residual_jobs_where_next_can_only_stop(tmp_path, tiny_ms):  # noqa: F811
+    _, ctx, _ = make_plan(tmp_path, tiny_ms, "condor", 2, deconvolution={"niter": 0})
+    assert not graph.goes_on(ctx, 0)
+    assert ids(graph.top_workflow(ctx))["residual"] == 0
+    assert not any(lfn.startswith(f"{R}-residual-") for lfn in graph.carried(ctx, 0))
+
+
 def test_the_local_site_keeps_a_cycle_per_level(tmp_path, tiny_ms):  # noqa: F811
     _, ctx, _ = make_plan(tmp_path, tiny_ms, "local", 3)
     assert not ctx.minor_cycle_in_next
