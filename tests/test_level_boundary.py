@@ -1,7 +1,7 @@
 """A pool run's level boundary between the minor cycle and the residual jobs (graph.py): each
 level is next-cKK then cycle K+1's residual jobs; those read next's decision and write an
 empty partial at once when it says stop; a level whose next can only stop plans none; the
-local site's graph keeps its own shape."""
+local site's graph keeps a level per cycle."""
 
 from __future__ import annotations
 
@@ -63,12 +63,16 @@ def test_no_residual_jobs_where_next_can_only_stop(tmp_path, tiny_ms):  # noqa: 
     assert not any(lfn.startswith(f"{R}-residual-") for lfn in graph.carried(ctx, 0))
 
 
-def test_the_local_site_keeps_a_cycle_per_level(tmp_path, tiny_ms):  # noqa: F811
-    _, ctx, _ = make_plan(tmp_path, tiny_ms, "local", 3)
-    assert not ctx.minor_cycle_in_next
+@pytest.mark.parametrize("where", ["auto", "submit"])
+def test_the_local_site_keeps_a_cycle_per_level(tmp_path, tiny_ms, where):  # noqa: F811
+    """The embedded engine's graph: a level per cycle, the minor cycle in a deconvolve job
+    or (``submit``) in the next job above; no residual job reads a decision."""
+    _, ctx, _ = make_plan(tmp_path, tiny_ms, "local", 3, execution={"deconvolve_on": where})
+    assert ctx.minor_cycle_in_next == (where == "submit") and not graph.split_cycles(ctx)
     assert not any(j.startswith("residual-") for j in graph.top_workflow(ctx).jobs)
     wf, _ = graph.cycle_workflow(ctx, 1)
-    assert list(wf.jobs)[0] == names.deconvolve_job(1)
+    first = names.residual_job(1, 0, 3) if where == "submit" else names.deconvolve_job(1)
+    assert list(wf.jobs)[0] == first and list(wf.jobs)[-2] == names.next_job(1)
     job = wf.jobs[names.residual_job(1, 0, 3)]
     assert "--decision" not in map(str, job.args)
 

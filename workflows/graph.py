@@ -7,10 +7,11 @@
             -> next-cKK (the root: R-residual-cKK.fits) -> cycle-(K+1)
     final:  restore
 
-Where the minor cycle runs on the submit host on a pool (``RunContext.minor_cycle_in_next``)
-there is no deconvolve job: ``next-cKK`` runs minor cycle K+1 once it has decided to go on
-(at the top, next-c00 runs minor cycle 1), and a level's boundary lies between a cycle's
-minor cycle and its residual jobs:
+Where the minor cycle runs in next (``RunContext.minor_cycle_in_next``: on a pool's submit
+host; on site local a cube's channels) there is no deconvolve job: ``next-cKK`` runs minor
+cycle K+1 once it has decided to go on (at the top, next-c00 runs minor cycle 1). On a pool
+(``split_cycles``) a level's boundary then lies between a cycle's minor cycle and its
+residual jobs:
 
     top:    partition -> ... -> grid-c00-pPPP -> [gather-c00] -> next-c00
             -> residual-c01-pPPP -> [gather-c01 inner levels] -> cycle-01
@@ -51,7 +52,7 @@ from htclean.workflows.builder import (  # noqa: F401 (re-exported)
     planner_args,
     psf_fits_bytes,
 )
-from htclean.workflows.context import RunContext
+from htclean.workflows.context import LOCAL, RunContext
 
 
 def goes_on(ctx: RunContext, k: int) -> bool:
@@ -61,9 +62,16 @@ def goes_on(ctx: RunContext, k: int) -> bool:
     return k < int(d["max_cycles"]) and int(d["niter"]) != 0
 
 
+def split_cycles(ctx: RunContext) -> bool:
+    """Whether a level's boundary lies between a cycle's minor cycle and its residual jobs:
+    on a pool whose minor cycle runs in next (on site local, where the embedded engine has
+    no scheduling rounds to save, a level stays one cycle even then)."""
+    return ctx.minor_cycle_in_next and ctx.site != LOCAL
+
+
 def residuals_ahead(ctx: RunContext, k: int) -> bool:
     """Whether level ``k`` (0: the top) holds cycle k+1's residual jobs, after next-cKK."""
-    return ctx.minor_cycle_in_next and goes_on(ctx, k)
+    return split_cycles(ctx) and goes_on(ctx, k)
 
 
 def residual_roots(ctx: RunContext, k: int) -> list[str]:
@@ -97,7 +105,7 @@ def residuals(b: Builder, k: int, weights: str | None) -> list[str]:
     """Cycle k's residual jobs and its tree's inner gather levels; returns what the root
     (next-cKK) sums. With the minor cycle in next they also read next-c(k-1)'s decision."""
     ctx, r = b.ctx, b.r
-    decision = names.decision(r, k - 1) if ctx.minor_cycle_in_next else None
+    decision = names.decision(r, k - 1) if split_cycles(ctx) else None
     partials = [b.residual(k, i, weights, decision) for i in range(ctx.parts)]
     return b.gather(names.cycle(k), partials, lambda lv, j: names.residual_node(r, k, lv, j),
                     [], [], ctx.partial_bytes(ctx.nterms), root_job=False)
@@ -139,12 +147,13 @@ def cycle_workflow(ctx: RunContext, k: int) -> tuple[Workflow, list[str]]:
         raise ValueError(f"cycles start at 1, got {k}")
     b = Builder(ctx, names.cycle_job(k))
     weights = names.weights_root(b.r, ctx.parts) if ctx.weighted else None
-    if ctx.minor_cycle_in_next:  # next-cKK heads the level, then cycle k+1's residual jobs
+    if split_cycles(ctx):  # next-cKK heads the level, then cycle k+1's residual jobs
         b.next(k, residual_roots(ctx, k))
         if residuals_ahead(ctx, k):
             residuals(b, k + 1, weights)
     else:
-        b.deconvolve(k)
+        if not ctx.minor_cycle_in_next:
+            b.deconvolve(k)
         b.next(k, residuals(b, k, weights))
     b.subworkflow(k + 1, carried(ctx, k))
     return b.wf, b.attach_inline_catalog()
