@@ -123,12 +123,13 @@ def jobstate_lines(submit: Path) -> dict[str, list[str]]:
     return out
 
 
-def widest_step(level: Level) -> dict[str, float]:
-    """The level's widest parallel step (e.g. its residual jobs): jobs, the span of DAGMan's
-    submits (its submit rate), of their queue waits, and first EXECUTE to last end."""
+def widest_step(level: Level, within: str = "") -> dict[str, float]:
+    """The level's widest parallel step (e.g. its residual jobs; ``within``: among the htclean
+    jobs whose name holds it): jobs, the span of DAGMan's submits (its submit rate), of their
+    queue waits, and first EXECUTE to last end."""
     steps: dict[str, list[JobTimes]] = defaultdict(list)
     for name, job in level.jobs.items():
-        if HTCLEAN.match(name):
+        if HTCLEAN.match(name) and within in name:
             steps[re.sub(r"-p\d+$", "", name)].append(job)
     jobs = max(steps.values(), key=len, default=[])
     sub = [j.at("SUBMIT") for j in jobs if j.at("SUBMIT") is not None]
@@ -182,15 +183,23 @@ def measure(submit: Path, outputs: Path) -> dict:
         plan_end = sub.at("PRE_SCRIPT_SUCCESS") or t0
         plan = plan_end - (sub.at("PRE_SCRIPT_STARTED") or t0)
         dagman = (level.started or plan_end) - plan_end
+        # a pool run's cycle K starts in the level above (graph.split_cycles): next-c(K-1),
+        # then cycle K's residual jobs there; the chain's jobs that ended after next-c(K-1)
+        above = [j for j in pool_cycle.serial_path(previous, sub.name)[:-1]
+                 if (j.end or 0) > t0]
         path = pool_cycle.serial_path(level, nxt)
-        split = cycle_split(level, path, level.started or plan_end)
+        split = {key: a + b for (key, a), b in zip(
+            cycle_split(previous, above, t0).items(),
+            cycle_split(level, path, level.started or plan_end).values(), strict=True)}
         wall = t1 - t0
+        k = name.removeprefix("cycle-")
         cycles.append({
             "cycle": name, "wall_s": wall, "planning_s": plan, "dagman_start_s": dagman,
             **split, "bookkeeping_s": wall - plan - dagman - sum(split.values()),
-            "serial_path": [HTCLEAN.sub(r"\2", j.name) for j in path],
+            "serial_path": [HTCLEAN.sub(r"\2", j.name) for j in [*above, *path]],
             "jobs": len(level.jobs), "ap_bytes": sum(bytes_by_level[name].values()),
-            "widest": widest_step(level)})
+            "widest": widest_step(previous, f"residual-c{k}-") if above
+            else widest_step(level)})
         previous = level
     nexts = records(outputs, r"next-c\d+")
     for job, rec in nexts.items():
