@@ -126,6 +126,9 @@ def test_a_pool_file_with_an_unknown_key_is_refused(tmp_path):
 # recorded before the graph changed (e.g. deconvolve moved to the submit host) is re-recorded;
 # the ones here ran a deconvolve job in every cycle, and the model is given that graph.
 REHEARSALS = sorted((Path(__file__).parent / "data").glob("pool_scale_*.json.gz"))
+# Recorded with today's pool graph (graph.split_cycles: next-cKK, then cycle K+1's residual
+# jobs in its level): benchmarks/pool_scale.py ... --fixture, the OSPool-like profile.
+SPLIT_REHEARSALS = sorted((Path(__file__).parent / "data").glob("pool_split_*.json.gz"))
 
 
 def recorded_wall(jobstate: dict[str, list[str]]) -> tuple[float, list[float]]:
@@ -139,8 +142,9 @@ def recorded_wall(jobstate: dict[str, list[str]]) -> tuple[float, list[float]]:
     return end - start, [b - a for a, b in zip(nexts, nexts[1:], strict=False)]
 
 
-@pytest.mark.parametrize("path", REHEARSALS, ids=lambda p: p.name.split(".")[0])
-def test_the_model_predicts_a_recorded_rehearsal_within_20_percent(path, deconvolve_jobs):
+def check_rehearsal(path: Path) -> None:
+    """The model of a recorded rehearsal's configuration and pool against its records: wall
+    time and mean cycle within 20 %."""
     rec = json.loads(gzip.decompress(path.read_bytes()))
     p = pool.load(rec["pool"])
     if not rec["worker_package"]:
@@ -156,6 +160,16 @@ def test_the_model_predicts_a_recorded_rehearsal_within_20_percent(path, deconvo
     assert s.wall_s == pytest.approx(wall, rel=0.2)
     modelled = [cy.loop_s for cy in s.cycles if 1 <= cy.cycle <= rec["cycles"]]
     assert sum(modelled) / len(modelled) == pytest.approx(sum(cycles) / len(cycles), rel=0.2)
+
+
+@pytest.mark.parametrize("path", REHEARSALS, ids=lambda p: p.name.split(".")[0])
+def test_the_model_predicts_a_recorded_rehearsal_within_20_percent(path, deconvolve_jobs):
+    check_rehearsal(path)
+
+
+@pytest.mark.parametrize("path", SPLIT_REHEARSALS, ids=lambda p: p.name.split(".")[0])
+def test_the_model_predicts_a_rehearsal_of_todays_graph_within_20_percent(path):
+    check_rehearsal(path)
 
 
 def test_slots_sharing_fewer_cores_slow_their_jobs_in_proportion():
