@@ -21,8 +21,9 @@ Used only for a console script of this installation (``htclean-*`` whose ``#!`` 
 is this Python); anything else, or ``HTCLEAN_FORKSERVER=0``, runs as a plain subprocess.
 Protocol: one Unix-socket connection per job; the client sends the request (JSON: argv, cwd,
 env) with its three file descriptors (SCM_RIGHTS); the child answers ``pid N`` once it has
-its own session and ``exit S`` just before it exits (the server sends ``exit S``, the Popen
-convention: -signal when killed, for a child that did not). The server
+its own session and ``exit S`` just before it exits; the server sends ``exit S`` again when it
+reaps the child (the Popen convention: -signal when killed), which is the only one a child
+killed by a signal sends, and the client reads the first. The server
 is single-threaded (it forks, so no lock may be held by another thread) and exits when the
 engine closes its stdin.
 """

@@ -55,14 +55,15 @@ def sum_partials(job: Job, paths: list[str]):
             empty, full = (first, path) if partials.is_skipped(total) else (path, first)
             raise InputError(f"--inputs: {empty} is an empty partial (the loop stopped), "
                              f"{full} is not")
-        if partials.is_skipped(p):
-            total, first = (p, path) if total is None else (total, first)
+        if total is None:
+            if p.geom is None and not partials.is_skipped(p):
+                raise InputError(f"--inputs: {path} carries no image geometry")
+            total, first = p, path
+            continue
+        if partials.is_skipped(p):  # all empty (checked above): one passes on
             continue
         if p.geom is None:
             raise InputError(f"--inputs: {path} carries no image geometry")
-        if total is None:
-            total, first = p, path
-            continue
         if set(p.images) != set(total.images):
             raise InputError(f"--inputs: {path} holds {sorted(p.images)}, {first} holds "
                              f"{sorted(total.images)}")

@@ -119,3 +119,21 @@ def test_a_residual_job_after_go_on_grids(tiny, tmp_path, monkeypatch):  # noqa:
     a, b = (partials.load_partial(tmp_path / f"r{n}.npz") for n in (0, 2))
     assert not partials.is_skipped(b) and a.images.keys() == b.images.keys() == {"residual"}
     assert (a.images["residual"] == b.images["residual"]).all()
+
+
+def test_a_gather_refuses_empty_and_real_partials_together(tiny, tmp_path, monkeypatch,  # noqa: F811
+                                                          capsys):
+    write_config(tmp_path, tiny)
+    (tmp_path / "m.json").write_text("not read")
+    decision(tmp_path, go_on=False)
+    assert run("grid", ["--mode", "residual", "--part", "absent.vis.npz", "--model", "m.json",
+                        "--decision", "R-next-c00.json", "--output", "empty.npz"],
+               tmp_path, monkeypatch) == 0
+    assert run("grid", ["--mode", "psf-dirty", "--part", str(tiny), "--output", "real.npz"],
+               tmp_path, monkeypatch) == 0
+    for inputs in (["empty.npz", "real.npz"], ["real.npz", "empty.npz"]):
+        assert run("gather", ["--inputs", *inputs, "--output", "g.npz"],
+                   tmp_path, monkeypatch) == 2
+        assert "empty.npz is an empty partial (the loop stopped), real.npz is not" \
+            in capsys.readouterr().err
+    assert not (tmp_path / "g.npz").exists()
